@@ -1,0 +1,235 @@
+"""Event types: defined once, immutable, versioned.
+
+Everything else (the fold, the projection, artifacts, ``explain``) is derived
+from these. A new field gets a default; a changed meaning gets a new VERSION and
+an upcaster in :func:`decode`. Results of processes are kept as plain dicts in the
+shape of ``install.json`` / ``tests.json`` (camelCase keys), since that is what the
+artifacts show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An event as the store holds it: position, time and hash chain around it."""
+
+    run_id: str
+    seq: int
+    event: Event
+    recorded_at: str
+    prev_hash: str = ""
+    hash: str = ""
+
+    @property
+    def type(self) -> str:
+        return self.event.TYPE
+
+
+# -- the run ---------------------------------------------------------------
+
+
+class RunRequested(Event):
+    """The run exists: task, workspace, settings, and the base snapshot of the workspace."""
+
+    TYPE = "RunRequested"
+    task: str
+    workspace: str
+    mode: str = "run"  # run | heal | plan
+    options: dict[str, Any] = Field(default_factory=dict)
+    base_snapshot: dict[str, str] = Field(default_factory=dict)  # path -> sha256 (blob key)
+    snapshot_skipped: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class StateChanged(Event):
+    """The one event every transition ends in."""
+
+    TYPE = "StateChanged"
+    from_state: str
+    to_state: str
+    trigger: str
+    heal_turn: int = 0
+    facts: dict[str, Any] = Field(default_factory=dict)
+    outcome: str | None = None
+    reason: str | None = None
+
+
+# -- side effects: intent, then outcome --------------------------------------
+
+
+class ModelCallStarted(Event):
+    TYPE = "ModelCallStarted"
+    purpose: str  # propose | repair | plan
+    turn: int
+    attempt: int
+    key: str
+    request_blob: str
+
+
+class ModelCallCompleted(Event):
+    TYPE = "ModelCallCompleted"
+    purpose: str
+    turn: int
+    attempt: int
+    key: str
+    response_blob: str
+    duration_ms: int
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    retries: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ModelCallFailed(Event):
+    TYPE = "ModelCallFailed"
+    purpose: str
+    turn: int
+    attempt: int
+    key: str
+    error: str  # timeout | unavailable | http
+    message: str
+    duration_ms: int
+    retries: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ProposalRejected(Event):
+    """The model answered, but not with a valid envelope; ``error`` is quoted back on retry."""
+
+    TYPE = "ProposalRejected"
+    purpose: str
+    turn: int
+    attempt: int
+    error: str
+
+
+class ProposalAccepted(Event):
+    TYPE = "ProposalAccepted"
+    purpose: str
+    turn: int
+    summary: str = ""
+    files: list[dict[str, Any]] = Field(default_factory=list)  # {path, sha256, bytes}
+    plan: str | None = None
+
+
+class WritesStarted(Event):
+    TYPE = "WritesStarted"
+    turn: int
+    attempt: int
+    key: str
+    files: list[dict[str, Any]]  # {path, sha256}
+
+
+class WritesApplied(Event):
+    """Files on disk match the proposal; ``manifest`` is the workspace after the writes."""
+
+    TYPE = "WritesApplied"
+    turn: int
+    key: str
+    files: list[dict[str, Any]]  # {path, sha256, bytes, change: created|modified|unchanged}
+    manifest: dict[str, str] = Field(default_factory=dict)
+
+
+class WritesRefused(Event):
+    TYPE = "WritesRefused"
+    turn: int
+    path: str
+    why: str
+
+
+class InstallStarted(Event):
+    TYPE = "InstallStarted"
+    turn: int
+    attempt: int
+    key: str
+    commands: list[list[str]]
+
+
+class InstallFinished(Event):
+    TYPE = "InstallFinished"
+    turn: int
+    attempt: int
+    key: str
+    result: dict[str, Any]  # install.json
+
+
+class InstallSkipped(Event):
+    TYPE = "InstallSkipped"
+    turn: int
+    why: str
+
+
+class TestsStarted(Event):
+    TYPE = "TestsStarted"
+    turn: int
+    attempt: int
+    key: str
+    command: list[str]
+    scope: str = "full"  # full | failing
+    files: list[str] = Field(default_factory=list)
+
+
+class TestsFinished(Event):
+    TYPE = "TestsFinished"
+    turn: int
+    attempt: int
+    key: str
+    scope: str = "full"
+    result: dict[str, Any]  # tests.json
+
+
+class PlanRecorded(Event):
+    """A plan-only turn's scratchpad, for a later run to inject."""
+
+    TYPE = "PlanRecorded"
+    plan: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (
+        RunRequested,
+        StateChanged,
+        ModelCallStarted,
+        ModelCallCompleted,
+        ModelCallFailed,
+        ProposalRejected,
+        ProposalAccepted,
+        WritesStarted,
+        WritesApplied,
+        WritesRefused,
+        InstallStarted,
+        InstallFinished,
+        InstallSkipped,
+        TestsStarted,
+        TestsFinished,
+        PlanRecorded,
+    )
+}
+
+
+class UnknownEvent(ValueError):
+    pass
+
+
+def decode(type_: str, version: int, data: dict[str, Any]) -> Event:
+    """Rebuild an event from storage; the place where upcasters go when versions change."""
+    cls = EVENT_TYPES.get(type_)
+    if cls is None:
+        raise UnknownEvent(f"unknown event type {type_!r}")
+    if version > cls.VERSION:
+        raise UnknownEvent(f"{type_} v{version} is newer than this kodr understands (v{cls.VERSION})")
+    return cls.model_validate(data)

@@ -1,0 +1,129 @@
+"""The ports through which the engine reaches the world.
+
+Adapters implement these; tests may pass small fakes. Values crossing a port are
+plain frozen dataclasses, so the core never sees an httpx response or a Popen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+from kodr_core.events import Event, RecordedEvent
+
+# -- processes ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    argv: list[str]
+    cwd: str
+    exit_code: int | None  # None when killed at the timeout
+    timed_out: bool
+    duration_ms: int
+    started_at: str  # ISO-8601 UTC
+    finished_at: str
+    stdout: str  # capped: head and tail kept, with a marker where bytes were dropped
+    stderr: str
+    log: bytes = b""  # the whole combined output (capped generously), kept as a blob
+    error: str | None = None  # could not start (e.g. executable not found)
+
+
+class ProcessRunner(Protocol):
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str,
+        timeout_s: float,
+        env: Mapping[str, str] | None = None,
+        step_key: str | None = None,
+    ) -> ProcessResult:
+        """Run argv (never a shell) in its own process group; kill the group at the timeout.
+
+        ``step_key`` tags the child's environment so a later resume can find and kill
+        processes an interrupted attempt left behind.
+        """
+
+    def kill_orphans(self, step_key: str) -> int:
+        """Kill every process tagged with ``step_key``; returns how many were signalled."""
+
+
+# -- models ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: list[dict[str, Any]]
+    response_schema: dict[str, Any] | None = None  # JSON Schema for the envelope
+    tools: list[dict[str, Any]] | None = None
+    temperature: float | None = 0.0
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    content: str
+    reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict)  # the response as received (no headers)
+    request_body: dict[str, Any] = field(default_factory=dict)  # what was sent (no headers)
+    duration_ms: int = 0
+    retries: list[dict[str, Any]] = field(default_factory=list)  # {status|error, wait_ms}
+
+
+class ModelError(Exception):
+    """A model call that produced no reply. ``kind`` is timeout | unavailable | http."""
+
+    def __init__(
+        self, kind: str, message: str, *, duration_ms: int = 0, retries: list[dict] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.duration_ms = duration_ms
+        self.retries = retries or []
+
+
+class ModelPort(Protocol):
+    def complete(self, request: ChatRequest, *, deadline_s: float | None = None) -> ChatReply:
+        """One chat completion; raises :class:`ModelError` when no reply arrives."""
+
+
+# -- the store -----------------------------------------------------------------
+
+
+class EventLog(Protocol):
+    def load(self, run_id: str) -> list[RecordedEvent]: ...
+
+    def append(
+        self, run_id: str, expected_seq: int, events: Sequence[Event]
+    ) -> list[RecordedEvent]:
+        """Append after ``expected_seq``; raises ConcurrencyConflict if it is not the last seq."""
+
+    def put_blob(self, data: bytes) -> str:
+        """Store content-addressed bytes; returns the sha256 hex. Idempotent."""
+
+    def get_blob(self, sha256: str) -> bytes: ...
+
+
+# -- the workspace -------------------------------------------------------------
+
+
+class Workspace(Protocol):
+    root: str
+
+    def check_path(self, path: str) -> str:
+        """Normalise a relative path or raise RefusedInput saying why it is refused."""
+
+    def write(self, path: str, data: bytes) -> None: ...
+
+    def read(self, path: str) -> bytes | None: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def snapshot(self) -> dict[str, str]:
+        """path -> sha256 of every file kodr should see (gitignore and .kodr/ excluded)."""
+
+    def files(self) -> list[str]: ...

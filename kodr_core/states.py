@@ -1,0 +1,68 @@
+"""The states a run can be in, as stored (snake_case)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    REQUESTED = "requested"
+    PROPOSING = "proposing"
+    PROPOSED = "proposed"
+    APPLIED = "applied"
+    INSTALLING = "installing"
+    VERIFYING = "verifying"
+    HEALING = "healing"
+    PASSED = "passed"
+    FAILED = "failed"
+    STALLED = "stalled"
+    TIMED_OUT = "timed_out"
+
+
+TERMINAL: frozenset[State] = frozenset(
+    {State.PROPOSED, State.PASSED, State.FAILED, State.STALLED, State.TIMED_OUT}
+)
+
+
+class Reason(StrEnum):
+    """Why a run ended: every terminal event carries one."""
+
+    VERIFICATION_PASSED = "verification_passed"
+    DRY_RUN = "dry_run"
+    INSTALL_FAILED = "install_failed"
+    INSTALL_REFUSED = "install_refused"
+    NO_VERIFICATION = "no_verification"
+    TESTS_FAILED = "tests_failed"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    NO_PROGRESS = "no_progress"
+    OFF_TARGET_EDIT = "off_target_edit"
+    MODEL_TIMEOUT = "model_timeout"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    RUN_DEADLINE = "run_deadline"
+    INSTALL_TIMEOUT = "install_timeout"
+    TEST_TIMEOUT = "test_timeout"
+    INVALID_PROPOSAL = "invalid_proposal"
+    UNSAFE_WRITE = "unsafe_write"
+    TEST_COMMAND_REFUSED = "test_command_refused"
+
+
+#: Which terminal state each reason lands in.
+OUTCOME_OF: dict[Reason, State] = {
+    Reason.VERIFICATION_PASSED: State.PASSED,
+    Reason.DRY_RUN: State.PROPOSED,
+    Reason.INSTALL_FAILED: State.FAILED,
+    Reason.INSTALL_REFUSED: State.FAILED,
+    Reason.NO_VERIFICATION: State.FAILED,
+    Reason.TESTS_FAILED: State.FAILED,
+    Reason.BUDGET_EXHAUSTED: State.FAILED,
+    Reason.NO_PROGRESS: State.STALLED,
+    Reason.OFF_TARGET_EDIT: State.STALLED,
+    Reason.MODEL_TIMEOUT: State.TIMED_OUT,
+    Reason.MODEL_UNAVAILABLE: State.FAILED,
+    Reason.RUN_DEADLINE: State.TIMED_OUT,
+    Reason.INSTALL_TIMEOUT: State.TIMED_OUT,
+    Reason.TEST_TIMEOUT: State.TIMED_OUT,
+    Reason.INVALID_PROPOSAL: State.FAILED,
+    Reason.UNSAFE_WRITE: State.FAILED,
+    Reason.TEST_COMMAND_REFUSED: State.FAILED,
+}
