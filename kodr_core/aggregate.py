@@ -38,6 +38,9 @@ class Turn:
     install_skipped: str | None = None
     tests: tuple[dict[str, Any], ...] = ()  # every TestsFinished.result of this turn, in order
     model_error: ev.ModelCallFailed | None = None
+    allowed_paths: tuple[str, ...] = ()  # what a repair may touch (failing paths + context)
+    manifest_before: dict[str, str] | None = None  # workspace when the turn's writes began
+    refused: tuple[str, ...] = ()  # writes refused as unsafe, with why
 
     @property
     def final_tests(self) -> dict[str, Any] | None:
@@ -121,6 +124,8 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
                 run = run.with_turn(e.heal_turn)
             return run
         case ev.ModelCallStarted():
+            if e.allowed_paths:
+                run = run.with_turn(e.turn, allowed_paths=tuple(e.allowed_paths))
             return _started(run, "model", e)
         case ev.ModelCallCompleted():
             t = run.with_turn(e.turn).turns[e.turn]
@@ -140,10 +145,11 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
         case ev.WritesStarted():
             return _started(run, "writes", e)
         case ev.WritesApplied():
-            run = run.with_turn(e.turn, writes=e)
+            run = run.with_turn(e.turn, writes=e, manifest_before=dict(run.manifest))
             return replace(run, pending=None, manifest=dict(e.manifest))
         case ev.WritesRefused():
-            return run
+            t = run.with_turn(e.turn).turns[e.turn]
+            return run.with_turn(e.turn, refused=t.refused + (f"{e.path}: {e.why}",))
         case ev.InstallStarted():
             return _started(run, "install", e)
         case ev.InstallFinished():

@@ -79,6 +79,8 @@ class ModelCallStarted(Event):
     attempt: int
     key: str
     request_blob: str
+    context_blob: str | None = None  # repair context (context.json) for repair turns
+    allowed_paths: list[str] = Field(default_factory=list)  # failing paths + context files
 
 
 class ModelCallCompleted(Event):

@@ -127,3 +127,34 @@ class Workspace(Protocol):
         """path -> sha256 of every file kodr should see (gitignore and .kodr/ excluded)."""
 
     def files(self) -> list[str]: ...
+
+
+# -- install and verify ----------------------------------------------------------
+
+
+class Toolchain(Protocol):
+    """Runs the allowlisted install and test commands and returns their artifacts' dicts."""
+
+    def install(
+        self, commands: Sequence[Sequence[str]], *, cwd: str, timeout_s: float, step_key: str
+    ) -> tuple[dict[str, Any], bytes]:
+        """Run each command in turn, stopping at the first failure: (install.json, whole log)."""
+
+    def test(
+        self,
+        argv: Sequence[str],
+        kind: str,
+        *,
+        cwd: str,
+        timeout_s: float,
+        step_key: str,
+        only_files: Sequence[str] = (),
+    ) -> tuple[dict[str, Any], bytes]:
+        """Run the tests and parse them honestly: (tests.json, whole log)."""
+
+    def kill_orphans(self, step_key: str) -> int: ...
+
+
+class ArtifactSink(Protocol):
+    def refresh(self, run_id: str, records: Sequence[RecordedEvent]) -> None:
+        """Write the run's artifact files again from its events (they are views)."""

@@ -1,0 +1,55 @@
+"""The composition root: wires the store, the workspace, the toolchain and a model into an engine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from adapters.artifacts import ArtifactWriter, ensure_kodr_dir
+from adapters.toolchain import ProcessToolchain
+from adapters.workspace import DiskWorkspace
+from kodr_core.engine import Engine, Observer
+from kodr_core.options import RunOptions
+from kodr_core.ports import ModelPort
+from store.database import database_url, open_store
+from store.event_store import EventStore
+
+
+@dataclass
+class App:
+    workspace: DiskWorkspace
+    store: EventStore
+
+    def engine(self, model: ModelPort | None, observer: Observer | None = None) -> Engine:
+        return Engine(
+            self.store,
+            self.workspace,
+            ProcessToolchain(),
+            model,
+            artifacts=ArtifactWriter(self.workspace.root, self.store),
+            observer=observer,
+        )
+
+
+def open_app(workspace: str | os.PathLike[str]) -> App:
+    root = Path(workspace).resolve()
+    if not root.is_dir():
+        from kodr_core.errors import UsageError
+
+        raise UsageError(f"workspace {str(root)!r} is not a directory")
+    ensure_kodr_dir(root)
+    return App(DiskWorkspace(root), open_store(database_url(root)))
+
+
+def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPort:
+    """The HTTP model client for the run's recorded provider settings; the key comes from env."""
+    from adapters.openai_client import OpenAIChatClient
+    from adapters.providers import resolve_provider
+
+    config = resolve_provider(options.provider, options.base_url, options.model, dict(env or os.environ))
+    return OpenAIChatClient(config)
+
+
+ModelFactory = Callable[[RunOptions], ModelPort]

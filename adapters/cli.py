@@ -1,0 +1,370 @@
+"""The ``kodr`` command line: the entry point users reach for.
+
+Exit codes: 0 passed (or proposed, for --dry-run); 10 failed; 11 stalled;
+12 timed_out; 2 refused input or bad usage; 4 another process owns the run;
+5 the store is unavailable; 6 no such run; 1 any other error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+from rich.console import Console
+from rich.markup import escape
+
+from adapters import logs
+from adapters.artifacts import run_dir
+from adapters.bootstrap import App, model_for, open_app
+from kodr_core import events as ev
+from kodr_core.aggregate import Run, fold
+from kodr_core.artifacts import proposal_patch
+from kodr_core.errors import KodrError, UsageError
+from kodr_core.explain import explain, render_text
+from kodr_core.options import RunOptions
+from kodr_core.states import State
+
+EXIT_FOR_STATE = {State.PASSED: 0, State.PROPOSED: 0, State.FAILED: 10, State.STALLED: 11, State.TIMED_OUT: 12}
+
+err = Console(stderr=True, highlight=False)
+log = structlog.get_logger("kodr")
+
+
+class Progress:
+    """Prints each transition, with a spinner while an install or a test run is going on."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self._status = None
+
+    def __call__(self, rec: ev.RecordedEvent) -> None:
+        e = rec.event
+        structlog.contextvars.bind_contextvars(run_id=rec.run_id, seq=rec.seq)
+        log.info("event", type=rec.type)
+        if self.quiet:
+            return
+        if self._status is not None and isinstance(e, (ev.InstallFinished, ev.TestsFinished, ev.ModelCallCompleted, ev.ModelCallFailed)):
+            self._status.stop()
+            self._status = None
+        if isinstance(e, ev.StateChanged):
+            tail = escape(f" [{e.reason}]") if e.reason else ""
+            turn = f" (turn {e.heal_turn})" if e.to_state == "healing" else ""
+            err.print(f"  {e.from_state} → [bold]{e.to_state}[/bold]{turn} via {e.trigger}{tail}")
+        elif isinstance(e, (ev.InstallStarted, ev.TestsStarted, ev.ModelCallStarted)) and err.is_terminal:
+            what = {"InstallStarted": "installing", "TestsStarted": "running tests",
+                    "ModelCallStarted": "waiting for the model"}[rec.type]
+            self._status = err.status(f"{what} (attempt {e.attempt})…")
+            self._status.start()
+        elif isinstance(e, ev.TestsFinished):
+            r = e.result
+            err.print(f"    tests ({e.scope}): {r.get('passed')} passed, {r.get('failed')} failed, "
+                      f"{r.get('skipped')} skipped, exit {r.get('exitCode')}, {r.get('durationMs')} ms")
+        elif isinstance(e, ev.InstallFinished):
+            r = e.result
+            err.print(f"    install: `{r.get('command')}` exit {r.get('exitCode')}, {r.get('durationMs')} ms")
+        elif isinstance(e, ev.ProposalRejected):
+            err.print(f"    invalid model output: {e.error}")
+        elif isinstance(e, ev.WritesRefused):
+            err.print(f"    refused write {e.path!r}: {e.why}")
+
+
+def _app(ctx: click.Context, workspace: str | None) -> App:
+    return open_app(workspace or ctx.obj.get("workspace") or ".")
+
+
+def _summary(app: App, run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "state": run.state.value,
+        "outcome": run.outcome,
+        "reason": run.reason,
+        "heal_turn": run.heal_turn,
+        "last_seq": run.last_seq,
+        "artifacts": str(run_dir(app.workspace.root, run.run_id)),
+        "facts": dict(run.transitions[-1].facts) if run.transitions else {},
+    }
+
+
+def _finish(app: App, run: Run, as_json: bool) -> None:
+    s = _summary(app, run)
+    if as_json:
+        click.echo(json.dumps(s, indent=2, default=str))
+    else:
+        reason = f" ({run.reason})" if run.reason else ""
+        err.print(f"run {run.run_id}: [bold]{run.state.value}[/bold]{reason}")
+        err.print(f"artifacts: {s['artifacts']}")
+    sys.exit(EXIT_FOR_STATE.get(run.state, 1))
+
+
+def _drive(app: App, run_id: str, options: RunOptions, quiet: bool, model=None) -> Run:
+    if model is None and (options.base_url or options.provider != "openai-compatible"):
+        model = model_for(options)
+    return app.engine(model, Progress(quiet)).drive(run_id)
+
+
+def run_options(**kw: Any) -> RunOptions:
+    return RunOptions(**{k: v for k, v in kw.items() if v is not None})
+
+
+def _model_flags(f):
+    f = click.option("--provider", default=None, help="lmstudio|ollama|llamacpp|vllm|openai|openrouter|openai-compatible")(f)
+    f = click.option("--base-url", default=None, help="OpenAI-compatible base URL, e.g. http://localhost:1234/v1")(f)
+    f = click.option("--model", "model_name", default=None, help="model id on the server")(f)
+    return f
+
+
+def _loop_flags(f):
+    f = click.option("--install/--no-install", default=None, help="install dependencies through the allowlist")(f)
+    f = click.option("--test", "test_command", default=None, help="test command (allowlisted), e.g. 'npm test'")(f)
+    f = click.option("--max-turns", type=click.IntRange(0, 50), default=None, help="repair turn budget (default 3)")(f)
+    f = click.option("--repair-timeout", type=click.FloatRange(0.1), default=None, help="seconds per repair call")(f)
+    f = click.option("--model-timeout", type=click.FloatRange(0.1), default=None, help="seconds for the first proposal call")(f)
+    f = click.option("--test-timeout", type=click.FloatRange(0.1), default=None, help="seconds per test run")(f)
+    f = click.option("--install-timeout", type=click.FloatRange(0.1), default=None, help="seconds per install")(f)
+    f = click.option("--deadline", "run_deadline_s", type=click.FloatRange(1), default=None, help="seconds for the whole run")(f)
+    f = click.option("--off-target", type=click.Choice(["strict", "lenient", "off"]), default=None,
+                     help="how the off-target-edit brake judges repairs")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")(f)
+    f = click.option("--quiet", "-q", is_flag=True, help="no progress lines")(f)
+    return f
+
+
+@click.group()
+@click.option("--workspace", "-w", default=None, help="the project directory (default: current directory)")
+@click.option("--log-level", default="warning", show_default=True)
+@click.pass_context
+def cli(ctx: click.Context, workspace: str | None, log_level: str) -> None:
+    """kodr: drive a coding model to a project that installs, runs and passes its own tests."""
+    logs.configure(log_level)
+    ctx.ensure_object(dict)
+    ctx.obj["workspace"] = workspace
+
+
+def _ws_option(f):
+    return click.option("--workspace", "-w", "ws", default=None, help="the project directory (default: cwd)")(f)
+
+
+@cli.command()
+@click.option("-p", "--prompt", "prompt", default=None, help="the task")
+@click.option("--prompt-file", type=click.Path(exists=True, dir_okay=False), default=None, help="read the task from a file")
+@_ws_option
+@_model_flags
+@_loop_flags
+@click.option("--dry-run", is_flag=True, help="ask for the proposal, print it as a diff, write nothing")
+@click.option("--heal/--no-heal", default=None, help="repair failing tests in a bounded loop")
+@click.pass_context
+def run(ctx, prompt, prompt_file, ws, provider, base_url, model_name, install, test_command, max_turns,
+        repair_timeout, model_timeout, test_timeout, install_timeout, run_deadline_s, off_target, as_json, quiet,
+        dry_run, heal):
+    """Ask the model for a change, apply it, install, test (and heal)."""
+    task = Path(prompt_file).read_text() if prompt_file else prompt
+    if not task or not task.strip():
+        raise UsageError("give the task with -p TEXT or --prompt-file FILE")
+    if not (base_url or provider):
+        raise UsageError("no model server: give --provider or --base-url (try `kodr demo` for a scripted run)")
+    options = run_options(
+        provider=provider, base_url=base_url, model=model_name, install=install, test_command=test_command,
+        max_turns=max_turns, repair_timeout_s=repair_timeout, model_timeout_s=model_timeout,
+        test_timeout_s=test_timeout, install_timeout_s=install_timeout, run_deadline_s=run_deadline_s,
+        off_target=off_target, dry_run=dry_run, heal=heal,
+    )
+    app = _app(ctx, ws)
+    engine_run_id = app.engine(None).request(task, options)
+    if not quiet:
+        err.print(f"run {engine_run_id} in {app.workspace.root}")
+    result = _drive(app, engine_run_id, options, quiet)
+    if result.state is State.PROPOSED:
+        records = app.store.load(result.run_id)
+        proposal = fold(result.run_id, records).turns[0].proposal
+        if proposal is not None and not as_json:
+            click.echo(proposal_patch(result.base_snapshot, proposal, app.store.get_blob), nl=False)
+    _finish(app, result, as_json)
+
+
+@cli.command()
+@click.option("-p", "--prompt", "prompt", default=None, help="extra guidance for the repair")
+@_ws_option
+@_model_flags
+@_loop_flags
+@click.pass_context
+def heal(ctx, prompt, ws, provider, base_url, model_name, install, test_command, max_turns, repair_timeout,
+         model_timeout, test_timeout, install_timeout, run_deadline_s, off_target, as_json, quiet):
+    """Heal an existing project whose tests fail: the run starts at `applied` with no writes."""
+    if not (base_url or provider):
+        raise UsageError("no model server: give --provider or --base-url")
+    options = run_options(
+        provider=provider, base_url=base_url, model=model_name, install=install, test_command=test_command,
+        max_turns=max_turns, repair_timeout_s=repair_timeout, model_timeout_s=model_timeout,
+        test_timeout_s=test_timeout, install_timeout_s=install_timeout, run_deadline_s=run_deadline_s,
+        off_target=off_target, heal=True,
+    )
+    app = _app(ctx, ws)
+    run_id = app.engine(None).request(prompt or "Make the failing tests pass.", options, mode="heal")
+    if not quiet:
+        err.print(f"run {run_id} (heal) in {app.workspace.root}")
+    _finish(app, _drive(app, run_id, options, quiet), as_json)
+
+
+@cli.command()
+@click.argument("run_ref")
+@_ws_option
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True)
+@click.pass_context
+def resume(ctx, run_ref, ws, as_json, quiet):
+    """Continue an unfinished run from its last event, with its recorded settings."""
+    app = _app(ctx, ws)
+    run_id = app.store.resolve(run_ref)
+    run = fold(run_id, app.store.load(run_id))
+    options = RunOptions.of(run.options)
+    _finish(app, _drive(app, run_id, options, quiet), as_json)
+
+
+@cli.command()
+@_ws_option
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def runs(ctx, ws, as_json):
+    """List the runs in the store, newest first."""
+    app = _app(ctx, ws)
+    rows = app.store.runs()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        reason = f" ({r['reason']})" if r.get("reason") else ""
+        click.echo(f"{r['run_id']}  {r['state']}{reason}  turn {r['heal_turn']}  seq {r['last_seq']}  "
+                   f"{r.get('created_at') or ''}  {(r.get('task') or '')[:60]}")
+
+
+@cli.command()
+@click.argument("run_ref")
+@_ws_option
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx, run_ref, ws, as_json):
+    """One run: state, outcome, settings and where its artifacts are."""
+    app = _app(ctx, ws)
+    run_id = app.store.resolve(run_ref)
+    run = fold(run_id, app.store.load(run_id))
+    data = _summary(app, run) | {"task": run.task, "mode": run.mode, "workspace": run.workspace,
+                                 "options": run.options, "created_at": run.created_at, "updated_at": run.updated_at}
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    for k in ("run_id", "state", "reason", "mode", "task", "workspace", "heal_turn", "last_seq",
+              "created_at", "updated_at", "artifacts"):
+        click.echo(f"{k:>11}: {data[k]}")
+
+
+@cli.command()
+@click.argument("run_ref")
+@_ws_option
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def events(ctx, run_ref, ws, as_json):
+    """The run's events, in order."""
+    app = _app(ctx, ws)
+    run_id = app.store.resolve(run_ref)
+    records = app.store.load(run_id)
+    if as_json:
+        rows = [{"run_id": r.run_id, "seq": r.seq, "type": r.type, "schema_version": r.event.VERSION,
+                 "recorded_at": r.recorded_at, "data": r.event.payload(), "prev_hash": r.prev_hash,
+                 "hash": r.hash} for r in records]
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in records:
+        e = r.event
+        detail = f"{e.from_state} → {e.to_state} via {e.trigger}" if isinstance(e, ev.StateChanged) else ""
+        if isinstance(e, ev.StateChanged) and e.reason:
+            detail += f" [{e.reason}]"
+        click.echo(f"{r.seq:>4}  {r.recorded_at}  {r.type:<18} {detail}")
+
+
+@cli.command(name="explain")
+@click.argument("run_ref")
+@_ws_option
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def explain_cmd(ctx, run_ref, ws, as_json):
+    """Why the run ended where it did: each turn, the stop rule and its evidence, the best turn."""
+    app = _app(ctx, ws)
+    run_id = app.store.resolve(run_ref)
+    x = explain(fold(run_id, app.store.load(run_id)))
+    click.echo(json.dumps(x, indent=2, default=str) if as_json else render_text(x))
+
+
+@cli.group()
+def db():
+    """Database maintenance."""
+
+
+@db.command()
+@_ws_option
+@click.pass_context
+def upgrade(ctx, ws):
+    """Migrate the database (KODR_DATABASE_URL, or the workspace's SQLite file) to the latest schema."""
+    from store.database import database_url, upgrade as do_upgrade
+
+    url = database_url(Path(ws or ctx.find_root().obj.get("workspace") or ".").resolve())
+    do_upgrade(url)
+    click.echo("database is at the latest schema")
+
+
+@cli.group()
+def audit():
+    """Prove a history was not edited."""
+
+
+@audit.command()
+@click.argument("run_ref", required=False)
+@_ws_option
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def verify(ctx, run_ref, ws, as_json):
+    """Verify the hash chain of one run, or of every run; report the first broken link."""
+    app = _app(ctx, ws)
+    ids = [app.store.resolve(run_ref)] if run_ref else app.store.run_ids()
+    reports = {rid: app.store.verify(rid) for rid in ids}
+    bad = {rid: r for rid, r in reports.items() if not r.ok}
+    if as_json:
+        click.echo(json.dumps({rid: r.__dict__ for rid, r in reports.items()}, indent=2, default=str))
+    else:
+        for rid, r in reports.items():
+            click.echo(f"{rid}: ok ({r.checked} events)" if r.ok else
+                       f"{rid}: BROKEN at seq {r.first_broken_seq}: {r.problem}")
+    sys.exit(1 if bad else 0)
+
+
+@cli.command()
+@click.option("--keep", type=click.Path(file_okay=False), default=None, help="build the sample project here")
+@click.option("--json", "as_json", is_flag=True)
+def demo(keep, as_json):
+    """A complete run with a built-in scripted model on a small sample project (no server needed)."""
+    from adapters.demo import run_demo
+
+    sys.exit(run_demo(keep, as_json, Progress(as_json), err))
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except KodrError as exc:
+        err.print(f"kodr: {exc.message}", markup=False)
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""``kodr demo``: a whole run, with heal, on a sample Node project and a scripted model.
+
+The first proposal has a bug on purpose, so the demo shows a failing verification,
+one repair turn, and a pass; everything runs locally (npm installs nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from adapters.artifacts import ArtifactWriter, ensure_kodr_dir, run_dir
+from adapters.scripted_model import ScriptedModel
+from adapters.toolchain import ProcessToolchain
+from adapters.workspace import DiskWorkspace
+from kodr_core.engine import Engine
+from kodr_core.explain import explain, render_text
+from kodr_core.options import RunOptions
+from kodr_core.states import State
+from store.database import default_url, open_store
+
+TASK = "Add slugify(text) in slugify.js: lowercase, words joined by '-', punctuation dropped. Test it."
+
+PACKAGE_JSON = {"name": "kodr-demo", "version": "1.0.0", "private": True, "type": "commonjs",
+                "scripts": {"test": "node --test"}}
+
+TEST_JS = """const test = require('node:test');
+const assert = require('node:assert/strict');
+const { slugify } = require('./slugify.js');
+
+test('joins words with dashes', () => {
+  assert.equal(slugify('Hello World'), 'hello-world');
+});
+
+test('drops punctuation', () => {
+  assert.equal(slugify('Ready, set... go!'), 'ready-set-go');
+});
+"""
+
+BUGGY = """function slugify(text) {
+  return text.trim().split(/\\s+/).join('-');
+}
+
+module.exports = { slugify };
+"""
+
+FIXED = """function slugify(text) {
+  return text
+    .toLowerCase()
+    .replace(/[^a-z0-9\\s-]/g, '')
+    .trim()
+    .split(/[\\s-]+/)
+    .filter(Boolean)
+    .join('-');
+}
+
+module.exports = { slugify };
+"""
+
+SCRIPT = [
+    {"summary": "add slugify with tests", "notes": None, "files": [
+        {"path": "slugify.js", "content": BUGGY},
+        {"path": "slugify.test.js", "content": TEST_JS},
+    ]},
+    "<think>The tests expect lowercase and no punctuation.</think>\n```json\n" + json.dumps(
+        {"summary": "lowercase and drop punctuation", "notes": None,
+         "files": [{"path": "slugify.js", "content": FIXED}]}) + "\n```",
+]
+
+
+def make_sample(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "package.json").write_text(json.dumps(PACKAGE_JSON, indent=2) + "\n")
+    (root / "README.md").write_text("# kodr demo\n\nA tiny Node project for kodr's demo run.\n")
+
+
+def run_demo(keep: str | None, as_json: bool, observer, console) -> int:
+    root = Path(keep).resolve() if keep else Path(tempfile.mkdtemp(prefix="kodr-demo-"))
+    make_sample(root)
+    ensure_kodr_dir(root)
+    store = open_store(default_url(root))
+    workspace = DiskWorkspace(root)
+    engine = Engine(store, workspace, ProcessToolchain(), ScriptedModel(SCRIPT),
+                    artifacts=ArtifactWriter(root, store), observer=observer)
+    options = RunOptions(provider="scripted", install=True, heal=True, test_command="npm test", max_turns=2)
+    if not as_json:
+        console.print(f"kodr demo: sample project in {root}")
+    run_id = engine.request(TASK, options)
+    run = engine.drive(run_id)
+    x = explain(run)
+    if as_json:
+        print(json.dumps({"run_id": run_id, "workspace": str(root), "state": run.state.value,
+                          "reason": run.reason, "artifacts": str(run_dir(root, run_id)), "explain": x}, indent=2))
+    else:
+        console.print()
+        console.print(render_text(x), markup=False)
+        console.print(f"\nartifacts: {run_dir(root, run_id)}")
+        console.print(f"store:     {default_url(root)}")
+        console.print(f"try:       kodr events {run_id} -w {root}")
+    return 0 if run.state is State.PASSED else 1

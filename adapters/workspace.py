@@ -1,0 +1,114 @@
+"""The workspace on disk: the only place kodr writes files, and how it sees them.
+
+Every path a model proposes passes :meth:`DiskWorkspace.check_path` before a byte
+is written: relative, no ``..``, not into ``.git/`` or ``.kodr/``, and not through a
+symlink that leads outside the root. Snapshots honour ``.gitignore`` (pathspec) and
+never include kodr's own directory or installed dependencies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+
+import pathspec
+
+from kodr_core.errors import RefusedInput
+
+#: Never part of a snapshot, whatever .gitignore says: VCS, kodr, installed deps, caches.
+ALWAYS_IGNORED = (".git/", ".kodr/", "node_modules/", ".venv/", "__pycache__/", ".pytest_cache/")
+_FORBIDDEN_TOP = {".git", ".kodr"}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class DiskWorkspace:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = str(Path(root).resolve())
+
+    # -- paths -------------------------------------------------------------
+    def check_path(self, path: str) -> str:
+        """Return the normalised relative path, or raise RefusedInput naming why."""
+        if not isinstance(path, str) or not path.strip():
+            raise RefusedInput("refused path: empty")
+        if "\x00" in path or any(ord(c) < 32 for c in path):
+            raise RefusedInput(f"refused path {path!r}: control characters")
+        if "\\" in path:
+            raise RefusedInput(f"refused path {path!r}: backslashes are not allowed")
+        if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
+            raise RefusedInput(f"refused path {path!r}: absolute paths are not allowed")
+        parts = [p for p in PurePosixPath(path).parts if p not in ("", ".")]
+        if not parts:
+            raise RefusedInput(f"refused path {path!r}: names no file")
+        if ".." in parts:
+            raise RefusedInput(f"refused path {path!r}: '..' escapes the workspace")
+        if parts[0].lower() in _FORBIDDEN_TOP:
+            raise RefusedInput(f"refused path {path!r}: {parts[0]}/ is off limits")
+        rel = "/".join(parts)
+        target = Path(self.root, rel)
+        real_parent = os.path.realpath(target.parent)
+        if os.path.commonpath([real_parent, self.root]) != self.root:
+            raise RefusedInput(f"refused path {path!r}: a symlink leads outside the workspace")
+        if target.is_symlink():
+            raise RefusedInput(f"refused path {path!r}: is a symlink; kodr does not write through links")
+        if target.exists() and not target.is_file():
+            raise RefusedInput(f"refused path {path!r}: exists and is not a regular file")
+        return rel
+
+    # -- files -------------------------------------------------------------
+    def write(self, path: str, data: bytes) -> None:
+        """Write whole-file contents atomically (temp file + rename): idempotent on replay."""
+        rel = self.check_path(path)
+        target = Path(self.root, rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".kodr-tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def read(self, path: str) -> bytes | None:
+        target = Path(self.root, path)
+        try:
+            real = os.path.realpath(target)
+            if os.path.commonpath([real, self.root]) != self.root or not target.is_file():
+                return None
+            return target.read_bytes()
+        except (OSError, ValueError):
+            return None
+
+    def exists(self, path: str) -> bool:
+        return Path(self.root, path).is_file()
+
+    def _spec(self) -> pathspec.PathSpec:
+        lines = list(ALWAYS_IGNORED)
+        gi = Path(self.root, ".gitignore")
+        if gi.is_file():
+            lines += gi.read_text(errors="replace").splitlines()
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+
+    def files(self) -> list[str]:
+        """Workspace-relative POSIX paths of the files kodr sees, sorted."""
+        spec = self._spec()
+        out: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            dirnames[:] = sorted(d for d in dirnames if not spec.match_file(rel_dir + d + "/"))
+            for name in filenames:
+                rel = rel_dir + name
+                full = os.path.join(dirpath, name)
+                if os.path.islink(full) or spec.match_file(rel):
+                    continue
+                out.append(rel)
+        return sorted(out)
+
+    def snapshot(self) -> dict[str, str]:
+        return {rel: _sha256(Path(self.root, rel).read_bytes()) for rel in self.files()}

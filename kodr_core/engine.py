@@ -1,0 +1,331 @@
+"""The engine: one loop for run and resume.
+
+Load the events, fold them, decide the next step from that state alone, perform
+it through a port, append the outcome, repeat until a terminal state. A crash can
+only land between two appends, and every such point is a place this loop starts
+from. Each side effect is bracketed: ``…Started`` (attempt, key) before it and its
+outcome after it; an interrupted attempt's orphaned processes are killed before
+the step runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from typing import Any, Callable, Sequence
+
+from kodr_core import events as ev
+from kodr_core.aggregate import Run, apply, fold
+from kodr_core.decide import (
+    ApplyWrites,
+    CallModel,
+    Fire,
+    Install,
+    RunTests,
+    SkipInstall,
+    Step,
+    next_step,
+    step_key,
+)
+from kodr_core.envelope import InvalidProposal, proposal_json_schema
+from kodr_core.errors import KodrError
+from kodr_core.failures import failing_paths
+from kodr_core.machine import destination
+from kodr_core.model_output import extract_envelope
+from kodr_core.options import RunOptions
+from kodr_core.ports import (
+    ArtifactSink,
+    ChatRequest,
+    EventLog,
+    ModelError,
+    ModelPort,
+    Toolchain,
+    Workspace,
+)
+from kodr_core.prompts import proposal_messages, repair_messages, with_retry_note
+from kodr_core.repair_context import build_repair_context
+from kodr_core.states import TERMINAL, State
+from kodr_core.test_command import detect_test_command, parse_test_command
+
+#: Base snapshot caps: bigger files are recorded as skipped, not stored.
+SNAPSHOT_FILE_CAP = 1 << 20
+SNAPSHOT_TOTAL_CAP = 64 << 20
+
+Observer = Callable[[ev.RecordedEvent], None]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, indent=1).encode()
+
+
+class Engine:
+    def __init__(
+        self,
+        log: EventLog,
+        workspace: Workspace,
+        toolchain: Toolchain,
+        model: ModelPort | None,
+        *,
+        artifacts: ArtifactSink | None = None,
+        observer: Observer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.log = log
+        self.workspace = workspace
+        self.toolchain = toolchain
+        self.model = model
+        self.artifacts = artifacts
+        self.observer = observer
+        self.clock = clock
+        self._records: list[ev.RecordedEvent] = []
+
+    # -- entry points -------------------------------------------------------
+    def request(self, task: str, options: RunOptions, *, mode: str = "run", run_id: str | None = None) -> str:
+        """Record a new run with the workspace's base snapshot (content-addressed blobs)."""
+        run_id = run_id or new_run_id()
+        snapshot: dict[str, str] = {}
+        skipped: list[dict[str, Any]] = []
+        total = 0
+        for path in self.workspace.files():
+            data = self.workspace.read(path)
+            if data is None:
+                continue
+            if len(data) > SNAPSHOT_FILE_CAP or total + len(data) > SNAPSHOT_TOTAL_CAP:
+                skipped.append({"path": path, "bytes": len(data), "why": "over the snapshot size cap"})
+                continue
+            total += len(data)
+            snapshot[path] = self.log.put_blob(data)
+        event = ev.RunRequested(
+            task=task,
+            workspace=self.workspace.root,
+            mode=mode,
+            options=options.model_dump(mode="json"),
+            base_snapshot=snapshot,
+            snapshot_skipped=skipped,
+        )
+        self._emit(self.log.append(run_id, 0, [event]))
+        return run_id
+
+    def drive(self, run_id: str) -> Run:
+        """Advance the run until it is terminal. The same call serves run and resume."""
+        self._records = self.log.load(run_id)
+        run = fold(run_id, self._records)
+        while (step := next_step(run, self.clock())) is not None:
+            run = self._perform(run, step)
+        self._refresh_artifacts(run_id)
+        return run
+
+    # -- plumbing -------------------------------------------------------------
+    def _emit(self, recs: Sequence[ev.RecordedEvent]) -> None:
+        self._records.extend(recs)
+        if self.observer:
+            for r in recs:
+                self.observer(r)
+
+    def _append(self, run: Run, events: Sequence[ev.Event]) -> Run:
+        recs = self.log.append(run.run_id, run.last_seq, events)
+        self._emit(recs)
+        for r in recs:
+            run = apply(run, r)
+        return run
+
+    def _refresh_artifacts(self, run_id: str) -> None:
+        if self.artifacts is not None:
+            self.artifacts.refresh(run_id, self._records)
+
+    def _perform(self, run: Run, step: Step) -> Run:
+        match step:
+            case Fire():
+                return self._fire(run, step)
+            case CallModel():
+                return self._call_model(run, step)
+            case ApplyWrites():
+                return self._apply_writes(run, step)
+            case Install():
+                run = self._install(run, step)
+            case SkipInstall():
+                return self._append(run, [ev.InstallSkipped(turn=step.turn, why=step.why)])
+            case RunTests():
+                run = self._test(run, step)
+        self._refresh_artifacts(run.run_id)
+        return run
+
+    def _fire(self, run: Run, step: Fire) -> Run:
+        to = destination(run.state, step.trigger)
+        event = ev.StateChanged(
+            from_state=run.state.value,
+            to_state=to.value,
+            trigger=step.trigger,
+            heal_turn=run.heal_turn if step.heal_turn is None else step.heal_turn,
+            facts=step.facts,
+            outcome=to.value if to in TERMINAL else None,
+            reason=step.reason.value if step.reason else None,
+        )
+        return self._append(run, [event])
+
+    # -- the model --------------------------------------------------------------
+    def _messages(self, run: Run, step: CallModel) -> tuple[list[dict], dict[str, Any] | None]:
+        o = RunOptions.of(run.options)
+        if step.purpose != "repair":
+            files = sorted(run.manifest)
+            return proposal_messages(run.task, files, self.workspace.read, plan=o.plan), None
+        prev = run.turns[step.turn - 1].final_tests or {}
+        log = b""
+        if prev.get("logBlob"):
+            try:
+                log = self.log.get_blob(prev["logBlob"])
+            except KeyError:
+                log = b""
+        raw = log.decode("utf-8", "replace") or (prev.get("stdoutTail", "") + "\n" + prev.get("stderrTail", ""))
+        files = set(run.manifest)
+        paths = failing_paths(prev, raw, self.workspace.root, files)
+        ctx = build_repair_context(
+            prev, paths, files, self.workspace.read, o.plan, budget_bytes=o.context_budget_bytes
+        )
+        return repair_messages(run.task, ctx.to_prompt()), ctx.to_json()
+
+    def _call_model(self, run: Run, step: CallModel) -> Run:
+        o = RunOptions.of(run.options)
+        messages, context = self._messages(run, step)
+        messages = with_retry_note(messages, step.errors)
+        request = ChatRequest(messages=messages, response_schema=proposal_json_schema())
+        key = step_key(run, "model", step.turn)
+        request_blob = self.log.put_blob(_json_bytes({"messages": messages, "response_schema": request.response_schema}))
+        context_blob = self.log.put_blob(_json_bytes(context)) if context is not None else None
+        allowed = list(context.get("allowed_paths", [])) if context else []
+        run = self._append(run, [ev.ModelCallStarted(
+            purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key,
+            request_blob=request_blob, context_blob=context_blob, allowed_paths=allowed,
+        )])
+        if self.model is None:
+            raise KodrError("no model is configured for this run (give --base-url or --provider)")
+        timeout = o.repair_timeout_s if step.purpose == "repair" else o.model_timeout_s
+        started = time.monotonic()
+        try:
+            reply = self.model.complete(request, deadline_s=timeout)
+        except ModelError as exc:
+            return self._append(run, [ev.ModelCallFailed(
+                purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key, error=exc.kind,
+                message=exc.message, duration_ms=exc.duration_ms or int((time.monotonic() - started) * 1000),
+                retries=exc.retries,
+            )])
+        response_blob = self.log.put_blob(_json_bytes({
+            "request": reply.request_body, "response": reply.raw, "content": reply.content,
+            "reasoning": reply.reasoning, "finish_reason": reply.finish_reason,
+        }))
+        done = ev.ModelCallCompleted(
+            purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key,
+            response_blob=response_blob, duration_ms=reply.duration_ms, usage=reply.usage,
+            finish_reason=reply.finish_reason, retries=reply.retries,
+        )
+        try:
+            if reply.finish_reason == "length":
+                raise InvalidProposal("the reply was cut off at the token limit (finish_reason=length); answer more briefly")
+            proposal = extract_envelope(reply.content, reply.reasoning)
+        except InvalidProposal as exc:
+            verdict: ev.Event = ev.ProposalRejected(
+                purpose=step.purpose, turn=step.turn, attempt=step.attempt, error=str(exc)
+            )
+        else:
+            files = []
+            for f in proposal.files:
+                data = f.content.encode()
+                files.append({"path": f.path, "sha256": self.log.put_blob(data), "bytes": len(data)})
+            verdict = ev.ProposalAccepted(
+                purpose=step.purpose, turn=step.turn, summary=proposal.summary, files=files
+            )
+        return self._append(run, [done, verdict])
+
+    # -- the workspace ------------------------------------------------------------
+    def _apply_writes(self, run: Run, step: ApplyWrites) -> Run:
+        t = run.turns[step.turn]
+        assert t.proposal is not None
+        refused = []
+        for f in t.proposal.files:
+            try:
+                self.workspace.check_path(f["path"])
+            except KodrError as exc:
+                refused.append(ev.WritesRefused(turn=step.turn, path=f["path"], why=exc.message))
+        if refused:
+            return self._append(run, refused)
+        key = step_key(run, "writes", step.turn)
+        run = self._append(run, [ev.WritesStarted(
+            turn=step.turn, attempt=step.attempt, key=key,
+            files=[{"path": f["path"], "sha256": f["sha256"]} for f in t.proposal.files],
+        )])
+        manifest = dict(run.manifest)
+        written = []
+        for f in t.proposal.files:
+            path = self.workspace.check_path(f["path"])
+            data = self.log.get_blob(f["sha256"])
+            on_disk = self.workspace.read(path)
+            change = "created" if on_disk is None else (
+                "unchanged" if hashlib.sha256(on_disk).hexdigest() == f["sha256"] else "modified"
+            )
+            if change != "unchanged":
+                self.workspace.write(path, data)
+            manifest[path] = f["sha256"]
+            written.append({"path": path, "sha256": f["sha256"], "bytes": len(data), "change": change})
+        return self._append(run, [ev.WritesApplied(turn=step.turn, key=key, files=written, manifest=manifest)])
+
+    # -- processes ---------------------------------------------------------------
+    def _reap_interrupted(self, run: Run, key: str) -> None:
+        if run.pending is not None and run.pending.key == key:
+            self.toolchain.kill_orphans(key)
+
+    def _install(self, run: Run, step: Install) -> Run:
+        o = RunOptions.of(run.options)
+        key = step_key(run, "install", step.turn)
+        self._reap_interrupted(run, key)
+        commands = [list(c) for c in step.commands]
+        run = self._append(run, [ev.InstallStarted(turn=step.turn, attempt=step.attempt, key=key, commands=commands)])
+        result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=o.install_timeout_s, step_key=key)
+        result = dict(result, logBlob=self.log.put_blob(log))
+        return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=result)])
+
+    def _test_command(self, o: RunOptions) -> tuple[list[str], str] | None:
+        if o.test_command:
+            cmd = parse_test_command(o.test_command)
+        else:
+            pkg = None
+            raw = self.workspace.read("package.json")
+            if raw is not None:
+                try:
+                    pkg = json.loads(raw)
+                except ValueError:
+                    pkg = None
+            cmd = detect_test_command(set(self.workspace.files()), pkg if isinstance(pkg, dict) else None)
+        return (list(cmd.argv), cmd.kind) if cmd is not None else None
+
+    def _test(self, run: Run, step: RunTests) -> Run:
+        o = RunOptions.of(run.options)
+        key = step_key(run, "tests", step.turn, step.scope)
+        self._reap_interrupted(run, key)
+        found = self._test_command(o)
+        argv = found[0] if found else []
+        run = self._append(run, [ev.TestsStarted(
+            turn=step.turn, attempt=step.attempt, key=key, command=argv, scope=step.scope, files=list(step.files),
+        )])
+        if found is None:
+            result: dict[str, Any] = {
+                "command": "", "argv": [], "exitCode": None, "ok": False, "timedOut": False,
+                "durationMs": 0, "passed": 0, "failed": 0, "skipped": 0, "total": 0, "failures": [],
+                "stdoutTail": "", "stderrTail": "", "parser": None,
+                "error": "no test command: pass --test or add a test script / test files",
+            }
+            log = b""
+        else:
+            result, log = self.toolchain.test(
+                found[0], found[1], cwd=self.workspace.root, timeout_s=o.test_timeout_s,
+                step_key=key, only_files=step.files,
+            )
+        result = dict(result, logBlob=self.log.put_blob(log))
+        return self._append(run, [ev.TestsFinished(
+            turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=result,
+        )])

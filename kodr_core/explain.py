@@ -1,0 +1,98 @@
+"""``kodr explain``: why a run ended where it did, derived from its events alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kodr_core.aggregate import Run, Turn
+
+
+def _failing(t: Turn | None) -> list[str] | None:
+    res = t.final_tests if t else None
+    if res is None:
+        return None
+    return [f.get("name") or f.get("file") or "?" for f in res.get("failures", [])]
+
+
+def _install(t: Turn, install_requested: bool) -> str:
+    if t.install is not None:
+        r = t.install
+        return f"ran `{r.get('command')}`: exit {r.get('exitCode')} in {r.get('durationMs')} ms"
+    if t.install_skipped:
+        return f"skipped: {t.install_skipped}"
+    return "not requested" if not install_requested else "not run"
+
+
+def explain(run: Run) -> dict[str, Any]:
+    install_requested = bool(run.options.get("install"))
+    turns = []
+    for t in run.turns:
+        before = _failing(run.turns[t.n - 1]) if t.n > 0 else None
+        after = _failing(t)
+        res = t.final_tests
+        turns.append({
+            "turn": t.n,
+            "kind": "proposal" if t.n == 0 else "repair",
+            "files_changed": [
+                {"path": f["path"], "change": f.get("change")} for f in (t.writes.files if t.writes else [])
+            ],
+            "failing_before": before,
+            "failing_after": after,
+            "failures_after": None if res is None else res.get("failed"),
+            "tests_after": None if res is None else {k: res.get(k) for k in ("passed", "failed", "skipped", "total")},
+            "install": _install(t, install_requested),
+            "model_ms": t.model_ms,
+            "model_attempts": t.model_attempts,
+            "rejected_outputs": list(t.rejected),
+            "refused_writes": list(t.refused),
+            "model_error": t.model_error.message if t.model_error else None,
+        })
+    last = run.transitions[-1] if run.transitions else None
+    scored = [(tr["failures_after"], tr["turn"]) for tr in turns if tr["failures_after"] is not None]
+    return {
+        "run_id": run.run_id,
+        "task": run.task,
+        "mode": run.mode,
+        "state": run.state.value,
+        "outcome": run.outcome,
+        "reason": run.reason,
+        "stop": {"rule": run.reason, "trigger": last.trigger if last else None,
+                 "evidence": dict(last.facts) if last else {}} if run.outcome else None,
+        "heal_turns": run.heal_turn,
+        "max_turns": run.options.get("max_turns"),
+        "best_turn": min(scored)[1] if scored else None,
+        "timeline": [{"from": e.from_state, "to": e.to_state, "trigger": e.trigger, "turn": e.heal_turn}
+                     for e in run.transitions],
+        "turns": turns,
+    }
+
+
+def render_text(x: dict[str, Any]) -> str:
+    lines = [f"run {x['run_id']}: {x['state']}" + (f" ({x['reason']})" if x.get("reason") else ""),
+             f"task: {x['task']}"]
+    lines.append("timeline: " + " → ".join([x["timeline"][0]["from"]] + [t["to"] for t in x["timeline"]])
+                 if x["timeline"] else "timeline: requested")
+    for t in x["turns"]:
+        head = f"turn {t['turn']} ({t['kind']})"
+        if t["model_ms"] is not None:
+            head += f": model {t['model_ms']} ms, {t['model_attempts']} call(s)"
+        lines.append(head)
+        if t["files_changed"]:
+            lines.append("  files: " + ", ".join(f"{f['path']} ({f['change']})" for f in t["files_changed"]))
+        if t["failing_before"] is not None:
+            lines.append(f"  failing before: {len(t['failing_before'])} {t['failing_before'][:5]}")
+        if t["failing_after"] is not None:
+            lines.append(f"  failing after: {len(t['failing_after'])} {t['failing_after'][:5]}")
+        lines.append(f"  install: {t['install']}")
+        for r in t["rejected_outputs"]:
+            lines.append(f"  rejected output: {r}")
+        for r in t["refused_writes"]:
+            lines.append(f"  refused write: {r}")
+        if t["model_error"]:
+            lines.append(f"  model error: {t['model_error']}")
+    if x["stop"]:
+        ev = ", ".join(f"{k}={v}" for k, v in x["stop"]["evidence"].items() if k not in ("failures",))
+        lines.append(f"stopped by: {x['stop']['rule']} (trigger {x['stop']['trigger']}){': ' + ev if ev else ''}")
+    if x["best_turn"] is not None:
+        lines.append(f"best turn: {x['best_turn']}")
+    return "\n".join(lines)
