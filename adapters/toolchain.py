@@ -63,8 +63,8 @@ class ProcessToolchain:
             )
             res = self.runner.run(run_argv, cwd=cwd, timeout_s=timeout_s, env=env, step_key=step_key)
             xml = Path(junit).read_text(errors="replace") if Path(junit).is_file() else None
-            report = report_from_outputs(kind, res.stdout, res.stderr, xml)
-            return build_tests_json(res, report, run_argv), res.log
+            report = report_from_outputs(kind, res.stdout, res.stderr, xml, root=cwd)
+            return build_tests_json(res, report, list(argv)), res.log
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,0 +1,1 @@
+"""Adapters: everything that touches the world (processes, disk, HTTP, the CLI)."""

@@ -1,0 +1,191 @@
+"""Choose how to install a workspace's dependencies: a fixed allowlist of argv lists.
+
+The plan is derived only from which manifest files exist at the workspace's top
+level, never from text a model wrote, so no part of it can smuggle a shell in.
+
+Decisions:
+
+* npm always gets ``--ignore-scripts``: dependencies' ``preinstall``/``postinstall``
+  scripts are arbitrary code execution chosen by whoever wrote the manifest (here:
+  a model). Packages that need a native build step will then fail at use, which
+  the test run reports honestly. ``--no-audit --no-fund`` keep the output about
+  the install.
+* ``npm ci`` when a lockfile exists (reproducible, fails if it disagrees with
+  package.json), ``npm install`` otherwise.
+* Python: ``uv sync`` (``--frozen`` with a uv.lock, so the lock is used as-is and
+  never rewritten) for pyproject.toml; for requirements.txt a workspace ``.venv``
+  made by uv and filled by ``uv pip install``. Both land in ``<workspace>/.venv``,
+  which is where the process runner looks for ``pytest`` first.
+* A workspace with both package.json and a Python manifest installs both, node
+  first (kind is the first one found).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Literal, Mapping
+
+from kodr_core.errors import RefusedInput
+
+NODE_MANIFESTS = ("package.json", "package-lock.json", "npm-shrinkwrap.json")
+PYTHON_MANIFESTS = ("pyproject.toml", "uv.lock", "requirements.txt")
+#: The dependency manifests: a heal turn that changes none of them skips the install.
+MANIFESTS = NODE_MANIFESTS + PYTHON_MANIFESTS
+
+NPM_FLAGS = ["--no-audit", "--no-fund", "--ignore-scripts"]
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    commands: list[list[str]]
+    kind: Literal["node", "python"]
+    manifests: list[str]  # the manifests the plan was chosen from
+    why: str
+
+
+def plan_install(files: set[str]) -> InstallPlan:
+    """The install commands for a workspace whose top-level file names are ``files``.
+
+    Raises RefusedInput when no recognised manifest is there.
+    """
+    top = {f for f in files if "/" not in f}
+    commands: list[list[str]] = []
+    manifests: list[str] = []
+    whys: list[str] = []
+    kind: str | None = None
+
+    if "package.json" in top:
+        kind = "node"
+        lock = next((n for n in ("package-lock.json", "npm-shrinkwrap.json") if n in top), None)
+        if lock:
+            commands.append(["npm", "ci", *NPM_FLAGS])
+            manifests += ["package.json", lock]
+            whys.append(f"package.json with {lock}: npm ci (lockfile as-is)")
+        else:
+            commands.append(["npm", "install", *NPM_FLAGS])
+            manifests.append("package.json")
+            whys.append("package.json without a lockfile: npm install")
+
+    if "pyproject.toml" in top:
+        kind = kind or "python"
+        if "uv.lock" in top:
+            commands.append(["uv", "sync", "--frozen"])
+            manifests += ["pyproject.toml", "uv.lock"]
+            whys.append("pyproject.toml with uv.lock: uv sync --frozen")
+        else:
+            commands.append(["uv", "sync"])
+            manifests.append("pyproject.toml")
+            whys.append("pyproject.toml without uv.lock: uv sync")
+    elif "requirements.txt" in top:
+        kind = kind or "python"
+        commands += [
+            ["uv", "venv", ".venv"],
+            ["uv", "pip", "install", "--python", ".venv/bin/python", "-r", "requirements.txt"],
+        ]
+        manifests.append("requirements.txt")
+        whys.append("requirements.txt: uv venv .venv, then uv pip install -r requirements.txt")
+
+    if kind is None:
+        raise RefusedInput(
+            "no dependency manifest kodr knows how to install: looked for "
+            + ", ".join(MANIFESTS)
+            + " at the workspace's top level"
+        )
+    return InstallPlan(commands=commands, kind=kind, manifests=manifests, why="; ".join(whys))  # type: ignore[arg-type]
+
+
+def manifests_changed(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    """Top-level manifests whose sha differs (added, removed or edited), sorted."""
+    return sorted(m for m in MANIFESTS if before.get(m) != after.get(m))
+
+
+# -- hostile package.json ---------------------------------------------------------
+
+DEPENDENCY_FIELDS = (
+    "dependencies",
+    "devDependencies",
+    "optionalDependencies",
+    "peerDependencies",
+)
+_REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|[\w.-]+@[\w.-]+:)", re.I)
+_GITHUB_SHORTHAND = re.compile(r"^[\w.-]+/[\w.-]+(?:#.*)?$")
+_LOCAL_PREFIXES = ("file:", "link:")
+
+
+def check_package_json(text: str) -> list[str]:
+    """Problems that make kodr refuse to install this package.json ([] when fine).
+
+    Refused: text that is not a JSON object; dependency maps that are not objects of
+    strings; specs that fetch code from outside the registry (``http(s):``, ``git…:``,
+    ``github:``-style and ``user/repo`` shorthands), since they bypass the registry
+    kodr is meant to use and can point anywhere; and ``file:``/``link:``/path specs
+    that leave the workspace (absolute, ``~``, or climbing with ``..``). Registry
+    versions, ranges, tags and ``npm:`` aliases are allowed; ``overrides`` are
+    checked the same way, and ``workspaces`` folders must stay inside. Lifecycle scripts are
+    not checked here: the install runs with ``--ignore-scripts``.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        return [f"package.json is not valid JSON: {e}"]
+    if not isinstance(data, dict):
+        return ["package.json must be a JSON object"]
+    problems: list[str] = []
+    for field in DEPENDENCY_FIELDS:
+        deps = data.get(field)
+        if deps is None:
+            continue
+        if not isinstance(deps, dict):
+            problems.append(f"{field} must be an object")
+            continue
+        for name, spec in deps.items():
+            if not isinstance(spec, str):
+                problems.append(f"{field}.{name}: spec must be a string")
+                continue
+            why = _spec_problem(spec.strip())
+            if why:
+                problems.append(f"{field}.{name}: {spec!r} {why}")
+    problems += _check_overrides(data.get("overrides"), "overrides")
+    workspaces = data.get("workspaces")
+    if isinstance(workspaces, dict):
+        workspaces = workspaces.get("packages")
+    for w in workspaces if isinstance(workspaces, list) else []:
+        if isinstance(w, str) and _spec_problem("file:" + w):
+            problems.append(f"workspaces: {w!r} points outside the workspace")
+    return problems
+
+
+def _check_overrides(node: object, where: str) -> list[str]:
+    """npm ``overrides`` nest objects of specs; a spec there fetches code too."""
+    if isinstance(node, str):
+        why = _spec_problem(node.strip()) if not node.startswith("$") else None
+        return [f"{where}: {node!r} {why}"] if why else []
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _check_overrides(v, f"{where}.{k}")]
+    return []
+
+
+def _spec_problem(spec: str) -> str | None:
+    local = None
+    for prefix in _LOCAL_PREFIXES:
+        if spec.startswith(prefix):
+            local = spec[len(prefix) :]
+    if local is None and spec.startswith(("./", "../", "/", "~")):
+        local = spec
+    if local is not None:
+        if local.startswith(("/", "~")) or re.match(r"^[a-zA-Z]:[\\/]", local):
+            return "points outside the workspace"
+        norm = posixpath.normpath(local.replace("\\", "/"))
+        if norm == ".." or norm.startswith("../"):
+            return "points outside the workspace"
+        return None
+    if spec.startswith("npm:"):  # an alias of a registry package
+        return None
+    if _REMOTE.match(spec):
+        return "fetches code from outside the npm registry (URL or git)"
+    if _GITHUB_SHORTHAND.match(spec):
+        return "is a GitHub shorthand (fetches code from outside the npm registry)"
+    return None

@@ -1,0 +1,286 @@
+"""The test command: parsed against an allowlist, detected, and planned for a run.
+
+A test command is split with :mod:`shlex` into an argv (never handed to a shell)
+and accepted only if it is one of a few known runner invocations::
+
+    npm test | npm run test | npm run test:<name>
+    node --test [node test flags] [files/globs…]
+    pytest [args] | python -m pytest [args] | python3 -m pytest [args] | uv run pytest [args]
+
+Every argument is refused if it holds a NUL, is an absolute path or has a ``..``
+segment (also in ``--opt=value``): the run must stay inside the workspace. Flags
+that load code from elsewhere or fight with the reporting kodr sets up are refused:
+for pytest ``-p`` (except ``-p no:<plugin>``, which only disables), ``--pyargs``
+(imports packages from anywhere on sys.path), ``--junitxml``/``--junit-xml`` and
+``--result-log``; for node, anything but the test-runner flags listed in
+``NODE_TEST_FLAGS`` (so no ``--require``/``--import``/``--test-reporter``). npm
+takes no extra arguments: the script in package.json is the contract.
+
+Structured results: pytest gets ``--junitxml`` on its argv; Node (directly or via
+an npm script) gets two reporters through ``NODE_OPTIONS``: ``spec`` to stdout
+(what a human reads, and what the text parser falls back to) and ``junit`` to a
+file. Verified on Node 20.20 / npm 11: npm itself runs fine with these options, a
+script running ``node --test`` (also with several files, whose subprocesses
+report back to the parent) writes one junit file, and a plain ``node -e`` is
+unaffected. One conflict is known: a script that passes its own
+``--test-reporter`` makes Node see mismatched reporter/destination counts and
+crash (ERR_INVALID_ARG_VALUE); :func:`plan_test_run` leaves NODE_OPTIONS alone
+when given such a script and results come from the text parsers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
+
+from kodr_core.errors import RefusedInput, UsageError
+
+ALLOWED = (
+    "npm test",
+    "npm run test",
+    "npm run test:<name>",
+    "node --test [files/globs…]",
+    "pytest [args]",
+    "python -m pytest [args]",
+    "uv run pytest [args]",
+)
+NPM_DEFAULT_TEST = 'echo "Error: no test specified" && exit 1'
+
+#: node test-runner flags accepted after ``node --test``; True when it takes a value.
+NODE_TEST_FLAGS = {
+    "--test-name-pattern": True,
+    "--test-skip-pattern": True,
+    "--test-concurrency": True,
+    "--test-timeout": True,
+    "--test-shard": True,
+    "--test-only": False,
+    "--test-force-exit": False,
+    "--experimental-test-coverage": False,
+}
+#: pytest options that take their value as the next argument (so it is not a path).
+PYTEST_VALUE_OPTS = frozenset(
+    "-k -m -o -c -W -r -n --deselect --ignore --ignore-glob --rootdir --maxfail --tb "
+    "--durations --basetemp --confcutdir --import-mode --log-level --override-ini "
+    "--config-file --capture --junit-prefix --timeout --color --log-cli-level".split()
+)
+PYTEST_REFUSED = ("--pyargs", "--junitxml", "--junit-xml", "--result-log")
+
+
+@dataclass(frozen=True)
+class TestCommand:
+    __test__ = False  # not a pytest test class
+
+    argv: list[str]
+    kind: Literal["npm", "node", "pytest"]
+
+    def __str__(self) -> str:
+        return shlex.join(self.argv)
+
+
+def _refuse(command: str, why: str) -> UsageError:
+    return UsageError(
+        f"test command {command!r} refused: {why}. Allowed: " + "; ".join(ALLOWED)
+    )
+
+
+def check_arg(arg: str) -> str | None:
+    """Why an argument is refused (None when fine): NUL, absolute path, ``..``."""
+    if "\0" in arg:
+        return "an argument contains a NUL byte"
+    values = [arg]
+    if arg.startswith("-") and "=" in arg:
+        values.append(arg.split("=", 1)[1])
+    for v in values:
+        if v.startswith(("/", "\\")) or re.match(r"^[a-zA-Z]:[\\/]", v):
+            return f"{arg!r} is an absolute path"
+        if ".." in re.split(r"[\\/]", v):
+            return f"{arg!r} leaves the workspace ('..')"
+    return None
+
+
+def parse_test_command(s: str) -> TestCommand:
+    """Parse and check a user's ``--test`` string; raises UsageError when refused."""
+    if "\0" in s:
+        raise _refuse(s.replace("\0", "\\0"), "it contains a NUL byte")
+    try:
+        argv = shlex.split(s)
+    except ValueError as e:
+        raise _refuse(s, f"it does not parse ({e})") from None
+    if not argv:
+        raise _refuse(s, "it is empty")
+
+    if argv[0] == "npm":
+        if not (
+            argv[1:] in (["test"], ["run", "test"])
+            or (len(argv) == 3 and argv[1] == "run" and re.fullmatch(r"test:[\w:.-]+", argv[2]))
+        ):
+            raise _refuse(s, "npm is allowed only as 'npm test', 'npm run test' or 'npm run test:<name>'")
+        kind, rest = "npm", []
+    elif argv[0] == "node":
+        if argv[1:2] != ["--test"]:
+            raise _refuse(s, "node is allowed only as 'node --test [files…]'")
+        kind, rest = "node", argv[2:]
+    elif argv[0] == "pytest":
+        kind, rest = "pytest", argv[1:]
+    elif argv[0] in ("python", "python3") and argv[1:3] == ["-m", "pytest"]:
+        kind, rest = "pytest", argv[3:]
+    elif argv[:3] == ["uv", "run", "pytest"]:
+        kind, rest = "pytest", argv[3:]
+    else:
+        raise _refuse(s, "not a known test runner invocation")
+
+    for a in rest:
+        why = check_arg(a)
+        if why:
+            raise _refuse(s, why)
+    if kind == "node":
+        _check_node_args(s, rest)
+    elif kind == "pytest":
+        _check_pytest_args(s, rest)
+    return TestCommand(argv, kind)  # type: ignore[arg-type]
+
+
+def _check_node_args(s: str, args: list[str]) -> None:
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("-"):
+            name = a.split("=", 1)[0]
+            if name not in NODE_TEST_FLAGS:
+                raise _refuse(s, f"node flag {name!r} is not allowed after --test")
+            if NODE_TEST_FLAGS[name] and "=" not in a:
+                i += 1  # its value
+        i += 1
+
+
+def _check_pytest_args(s: str, args: list[str]) -> None:
+    for i, a in enumerate(args):
+        name = a.split("=", 1)[0]
+        if name in PYTEST_REFUSED:
+            raise _refuse(s, f"pytest option {name!r} is not allowed")
+        if a == "-p" or (a.startswith("-p") and not a.startswith("--")):
+            value = args[i + 1] if a == "-p" and i + 1 < len(args) else a[2:]
+            if not value.startswith("no:"):
+                raise _refuse(s, "pytest plugin loading ('-p <plugin>') is not allowed; '-p no:<plugin>' is")
+
+
+def _pytest_positionals(args: list[str]) -> list[int]:
+    """Indexes of positional (path / node id) arguments among pytest args."""
+    out, skip = [], False
+    for i, a in enumerate(args):
+        if skip:
+            skip = False
+        elif a.startswith("-"):
+            skip = a in PYTEST_VALUE_OPTS or a == "-p"
+        else:
+            out.append(i)
+    return out
+
+
+# -- detection ----------------------------------------------------------------------
+
+NODE_TEST_GLOBS = ("*.test.js", "*.test.mjs", "*.test.cjs", "test/*.js", "test/*.mjs", "test/*.cjs")
+PY_TEST_GLOBS = ("test_*.py", "*_test.py")
+
+
+def detect_test_command(files: set[str], package_json: Mapping[str, Any] | None) -> TestCommand | None:
+    """The command a workspace's files imply, or None (the run then cannot verify).
+
+    Order: package.json ``scripts.test`` (unless npm's placeholder) → ``npm test``;
+    node test files → ``node --test`` (Node's own discovery finds them); Python
+    manifests or test files → ``python -m pytest`` (``python`` resolves to the
+    workspace's ``.venv`` first, and ``-m`` puts the workspace on sys.path).
+    """
+    scripts = (package_json or {}).get("scripts")
+    test = scripts.get("test") if isinstance(scripts, dict) else None
+    if isinstance(test, str) and test.strip() and "no test specified" not in test:
+        return TestCommand(["npm", "test"], "npm")
+    names = [
+        n
+        for n in (f.replace("\\", "/") for f in files)
+        if not any(d in "/" + n for d in ("/node_modules/", "/.venv/"))
+    ]
+    base = [n.rsplit("/", 1)[-1] for n in names]
+    if any(fnmatch.fnmatch(b, g) for b in base for g in NODE_TEST_GLOBS if "/" not in g) or any(
+        "/test/" in "/" + n and n.endswith((".js", ".mjs", ".cjs")) for n in names
+    ):
+        return TestCommand(["node", "--test"], "node")
+    if (
+        {"pyproject.toml", "requirements.txt", "setup.py"} & set(names)
+        or any(n.startswith("tests/") for n in names)
+        or any(fnmatch.fnmatch(b, g) for b in base for g in PY_TEST_GLOBS)
+    ):
+        return TestCommand(["python", "-m", "pytest"], "pytest")
+    return None
+
+
+# -- planning a run ---------------------------------------------------------------------
+
+
+def node_options(junit_path: str, inherited: str = "") -> str:
+    """NODE_OPTIONS that add a junit file reporter next to the spec reporter on stdout."""
+    dest = f"--test-reporter-destination={junit_path}"
+    if re.search(r'[\s"\\]', junit_path):
+        dest = '"' + dest.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    opts = f"--test-reporter=spec --test-reporter-destination=stdout --test-reporter=junit {dest}"
+    return f"{inherited} {opts}".strip()
+
+
+def plan_test_run(
+    cmd: TestCommand,
+    junit_path: str,
+    only_files: list[str] | None = None,
+    *,
+    script: str | None = None,
+    inherited_node_options: str = "",
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and extra env for one run that also writes junit XML to ``junit_path``.
+
+    ``only_files`` narrows the run to those files (pytest, node --test; an npm script
+    cannot be narrowed reliably, so npm runs the full suite). ``script`` is the npm
+    script's text, if known: one that sets its own reporters gets no NODE_OPTIONS.
+    The caller creates ``junit_path``'s directory (Node's junit reporter does not, and
+    exits 7 without it), removes a stale file before running, and passes the parent's
+    NODE_OPTIONS as ``inherited_node_options`` so they are kept. An npm script that
+    runs the Node runner twice leaves only the second run's junit (the text parser
+    sums both summaries, but junit is preferred): a known limit.
+    """
+    for f in only_files or []:
+        why = check_arg(f)
+        if why or f.startswith("-"):
+            raise RefusedInput(f"test file {f!r} refused: {why or 'looks like an option'}")
+    argv = list(cmd.argv)
+    env: dict[str, str] = {}
+    if cmd.kind == "pytest":
+        head = 1 if argv[0] == "pytest" else 3
+        args = argv[head:]
+        if only_files:
+            drop = set(_pytest_positionals(args))
+            args = [a for i, a in enumerate(args) if i not in drop] + list(only_files)
+        argv = argv[:head] + args + [
+            f"--junitxml={junit_path}",
+            "-o",
+            "junit_family=xunit1",
+            "-p",
+            "no:cacheprovider",
+        ]
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        return argv, env
+    if cmd.kind == "node" and only_files:
+        flags, rest, i = [], argv[2:], 0
+        while i < len(rest):
+            if rest[i].startswith("-"):
+                flags.append(rest[i])
+                takes_value = NODE_TEST_FLAGS.get(rest[i].split("=", 1)[0]) and "=" not in rest[i]
+                if takes_value and i + 1 < len(rest):
+                    flags.append(rest[i + 1])
+                    i += 1
+            i += 1
+        argv = argv[:2] + flags + list(only_files)
+    if script is not None and "--test-reporter" in script:
+        return argv, env
+    env["NODE_OPTIONS"] = node_options(junit_path, inherited_node_options)
+    return argv, env

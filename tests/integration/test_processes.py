@@ -1,0 +1,183 @@
+"""SubprocessRunner against real processes: timeouts, groups, capping, env, orphans."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from adapters.processes import SubprocessRunner, child_env, group_members
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None, reason="node not on PATH")
+
+
+def alive(pid: int) -> bool:
+    """True for a live, non-zombie process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2 :].split()[0] not in (b"Z", b"X")
+
+
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return not group_members(pgid)  # only zombies waiting for init to reap them
+
+
+@needs_node
+def test_hung_process_and_its_child_are_killed_at_the_timeout(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    script = (
+        "const {spawn} = require('child_process');"
+        f"const c = spawn('sleep', ['300'], {{stdio: 'inherit'}});"
+        f"require('fs').writeFileSync({str(pidfile)!r}, String(c.pid));"
+        "console.log('started');"
+        "setInterval(() => {}, 1000);"
+    )
+    runner = SubprocessRunner(kill_grace_s=2.0)
+    t0 = time.monotonic()
+    r = runner.run(["node", "-e", script], cwd=str(tmp_path), timeout_s=1.5)
+    elapsed = time.monotonic() - t0
+    assert r.timed_out is True and r.exit_code is None and r.error is None
+    assert 1.4 < elapsed < 8
+    assert "started" in r.stdout  # output written before the kill is kept
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 3
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child)
+    assert group_gone(child)  # the grandchild was in the node process's group
+
+
+def test_process_ignoring_sigterm_is_killed_after_the_grace(tmp_path):
+    code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(300)"
+    runner = SubprocessRunner(kill_grace_s=0.5)
+    t0 = time.monotonic()
+    r = runner.run([sys.executable, "-c", code], cwd=str(tmp_path), timeout_s=1.0)
+    assert r.timed_out and r.exit_code is None
+    assert time.monotonic() - t0 < 6
+
+
+def test_leftover_children_are_killed_after_a_normal_exit(tmp_path):
+    # The child exits at once but leaves a sleeper in its group, holding stdout open.
+    code = "import subprocess, sys\np = subprocess.Popen(['sleep', '300'])\nprint(p.pid)"
+    t0 = time.monotonic()
+    r = SubprocessRunner().run([sys.executable, "-c", code], cwd=str(tmp_path), timeout_s=30)
+    assert time.monotonic() - t0 < 10  # did not wait for the sleeper's EOF
+    assert r.exit_code == 0 and not r.timed_out
+    sleeper = int(r.stdout.strip())
+    deadline = time.monotonic() + 3
+    while alive(sleeper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(sleeper)
+
+
+def test_exit_code_and_streams(tmp_path):
+    code = "import sys; print('to out'); print('to err', file=sys.stderr); sys.exit(3)"
+    r = SubprocessRunner().run([sys.executable, "-c", code], cwd=str(tmp_path), timeout_s=30)
+    assert r.exit_code == 3 and not r.timed_out
+    assert r.stdout == "to out\n" and r.stderr == "to err\n"
+    assert b"to out" in r.log and b"to err" in r.log
+    assert r.argv == [sys.executable, "-c", code] and r.cwd == str(tmp_path)
+    assert r.started_at.endswith("Z") and r.finished_at >= r.started_at
+    assert r.duration_ms >= 0
+
+
+def test_output_is_capped_with_head_and_tail(tmp_path):
+    code = (
+        "import sys\n"
+        "sys.stdout.write('HEAD' + 'a' * 200000 + 'TAIL')\n"
+        "sys.stderr.write('E' * 10)\n"
+    )
+    runner = SubprocessRunner(head_bytes=1024, tail_bytes=2048)
+    r = runner.run([sys.executable, "-c", code], cwd=str(tmp_path), timeout_s=30)
+    assert r.stdout.startswith("HEAD") and r.stdout.endswith("TAIL")
+    omitted = 200008 - 1024 - 2048
+    assert f"\n… [{omitted} bytes omitted] …\n" in r.stdout
+    assert len(r.stdout.encode()) < 1024 + 2048 + 100
+    assert r.stderr == "E" * 10
+    assert len(r.log) >= 200008  # the log keeps far more than the capped view
+
+
+def test_api_keys_do_not_reach_the_child(tmp_path, monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "KODR_API_KEY", "ANTHROPIC_API_KEY",
+                 "SOME_VENDOR_API_KEY", "GITHUB_TOKEN", "MY_SECRET", "KODR_DATABASE_URL"):  # fmt: skip
+        monkeypatch.setenv(name, "sk-very-secret")
+    monkeypatch.setenv("HARMLESS_VALUE", "visible")
+    code = "import os, json; print(json.dumps(dict(os.environ)))"
+    r = SubprocessRunner().run(
+        [sys.executable, "-c", code], cwd=str(tmp_path), timeout_s=30, env={"EXTRA": "1"}, step_key="k1"
+    )
+    assert "sk-very-secret" not in r.stdout
+    import json
+
+    env = json.loads(r.stdout)
+    assert env["HARMLESS_VALUE"] == "visible" and env["EXTRA"] == "1"
+    assert env["KODR_STEP_KEY"] == "k1"
+    for k, v in {"CI": "1", "NO_COLOR": "1", "FORCE_COLOR": "0", "npm_config_fund": "false",
+                 "npm_config_audit": "false", "npm_config_update_notifier": "false"}.items():  # fmt: skip
+        assert env[k] == v
+
+
+def test_child_env_is_pure():
+    env = child_env({"PATH": "/bin", "x_token": "t", "OPENAI_API_KEY": "k"}, {"A": "b"}, "s")
+    assert env["PATH"] == "/bin" and "x_token" not in env and "OPENAI_API_KEY" not in env
+    assert env["A"] == "b" and env["KODR_STEP_KEY"] == "s"
+
+
+def test_executable_not_found(tmp_path):
+    r = SubprocessRunner().run(["kodr-no-such-tool-xyz", "--x"], cwd=str(tmp_path), timeout_s=5)
+    assert r.exit_code is None and not r.timed_out
+    assert "not found" in r.error and "kodr-no-such-tool-xyz" in r.error
+
+
+def test_missing_cwd(tmp_path):
+    r = SubprocessRunner().run([sys.executable, "-V"], cwd=str(tmp_path / "nope"), timeout_s=5)
+    assert r.exit_code is None and "does not exist" in r.error
+
+
+def test_shell_strings_are_rejected(tmp_path):
+    with pytest.raises(TypeError):
+        SubprocessRunner().run("echo hi", cwd=str(tmp_path), timeout_s=5)  # type: ignore[arg-type]
+
+
+def test_workspace_venv_executable_wins(tmp_path):
+    bin_ = tmp_path / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    tool = bin_ / "pytest"
+    tool.write_text("#!/bin/sh\necho from-workspace-venv\n")
+    tool.chmod(0o755)
+    r = SubprocessRunner().run(["pytest"], cwd=str(tmp_path), timeout_s=10)
+    assert r.stdout.strip() == "from-workspace-venv"
+
+
+def test_kill_orphans_finds_a_tagged_sleeper(tmp_path):
+    key = f"test-{uuid.uuid4()}"
+    env = child_env(os.environ, None, key)
+    # An orphan as an interrupted attempt would leave it: own session, tagged env.
+    p = subprocess.Popen(["sleep", "300"], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 3
+        runner = SubprocessRunner()
+        while time.monotonic() < deadline:  # /proc/<pid>/environ is readable once exec'd
+            n = runner.kill_orphans(key)
+            if n:
+                break
+            time.sleep(0.05)
+        assert n == 1
+        assert p.wait(timeout=5) == -9
+        assert runner.kill_orphans(key) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()

@@ -1,0 +1,157 @@
+"""Real runners end to end: plan_test_run → SubprocessRunner → report_from_outputs → tests.json."""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters.processes import SubprocessRunner
+from kodr_core.test_command import TestCommand, detect_test_command, parse_test_command, plan_test_run
+from kodr_core.test_report import build_tests_json, report_from_outputs
+
+needs_node = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="node/npm not on PATH")
+
+MATH_TEST = """\
+const test = require('node:test');
+const assert = require('node:assert');
+const { add } = require('./math');
+
+test('adds', () => {
+  assert.strictEqual(add(1, 2), 3);
+});
+
+test('adds wrongly', () => {
+  assert.strictEqual(add(2, 2), 5);
+});
+"""
+
+
+def run_tests(root: Path, cmd: TestCommand, only_files=None, script=None, env=None) -> dict:
+    junit = root / ".kodr" / "junit.xml"
+    junit.parent.mkdir(exist_ok=True)  # node's junit reporter does not create directories
+    junit.unlink(missing_ok=True)
+    argv, extra = plan_test_run(cmd, str(junit), only_files, script=script)
+    result = SubprocessRunner().run(argv, cwd=str(root), timeout_s=120, env={**extra, **(env or {})})
+    xml = junit.read_text() if junit.exists() else None
+    report = report_from_outputs(cmd.kind, result.stdout, result.stderr, xml, root=str(root))
+    return build_tests_json(result, report, cmd.argv)
+
+
+@pytest.fixture
+def node_project(tmp_path):
+    (tmp_path / "math.js").write_text("exports.add = (a, b) => a + b;\n")
+    (tmp_path / "math.test.js").write_text(MATH_TEST)
+    (tmp_path / "package.json").write_text(json.dumps({"name": "p", "version": "1.0.0", "scripts": {"test": "node --test"}}))
+    return tmp_path
+
+
+def assert_node_result(j: dict, parser: str = "junit") -> None:
+    assert j["exitCode"] == 1 and j["ok"] is False and j["error"] is None
+    assert (j["passed"], j["failed"], j["skipped"], j["total"]) == (1, 1, 0, 2)
+    assert j["parser"] == parser
+    [f] = j["failures"]
+    assert (f["name"], f["file"], f["line"]) == ("adds wrongly", "math.test.js", 10)
+    assert "4 !== 5" in f["message"] + f["stack"]
+
+
+@needs_node
+def test_npm_test_with_junit_through_node_options(node_project):
+    j = run_tests(node_project, parse_test_command("npm test"))
+    assert_node_result(j)
+    assert "✖ adds wrongly" in j["stdoutTail"]  # the spec reporter still reaches stdout
+    assert j["command"] == "npm test"
+
+
+@needs_node
+def test_node_test_direct(node_project):
+    j = run_tests(node_project, parse_test_command("node --test"))
+    assert_node_result(j)
+
+
+@needs_node
+def test_node_test_only_files(node_project):
+    (node_project / "other.test.js").write_text("require('node:test')('other', () => {});\n")
+    j = run_tests(node_project, parse_test_command("node --test other.test.js"), only_files=["math.test.js"])
+    assert j["argv"] == ["node", "--test", "math.test.js"]
+    assert_node_result(j)
+
+
+@needs_node
+def test_npm_script_with_own_reporter_falls_back_to_text(node_project):
+    script = "node --test --test-reporter=tap"
+    pj = {"name": "p", "version": "1.0.0", "scripts": {"test": script}}
+    (node_project / "package.json").write_text(json.dumps(pj))
+    j = run_tests(node_project, parse_test_command("npm test"), script=script)
+    assert_node_result(j, parser="node-text")
+
+
+@needs_node
+def test_npm_script_running_no_tests_is_never_ok(tmp_path):
+    pj = {"name": "p", "version": "1.0.0", "scripts": {"test": "echo ok"}}
+    (tmp_path / "package.json").write_text(json.dumps(pj))
+    cmd = detect_test_command({"package.json"}, pj)
+    assert cmd == TestCommand(["npm", "test"], "npm")
+    j = run_tests(tmp_path, cmd)
+    assert j["exitCode"] == 0
+    assert j["ok"] is False and j["total"] == 0
+    assert j["error"]
+
+
+@needs_node
+def test_node_test_with_no_test_files_is_never_ok(tmp_path):
+    j = run_tests(tmp_path, parse_test_command("node --test"))
+    assert j["exitCode"] == 0 and j["total"] == 0 and j["ok"] is False and j["error"] == "no tests ran"
+
+
+# -- pytest -------------------------------------------------------------------------------
+
+CALC_TEST = """\
+from calc import add
+
+
+def test_add():
+    assert add(1, 2) == 3
+
+
+def test_add_wrong():
+    assert add(2, 2) == 5
+"""
+
+
+@pytest.fixture
+def py_project(tmp_path):
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_calc.py").write_text(CALC_TEST)
+    return tmp_path
+
+
+# No .venv in the project: put the venv running these tests first on PATH, so
+# `python -m pytest` is a python that has pytest.
+VENV_PATH = {"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+
+
+def test_pytest_project(py_project):
+    cmd = detect_test_command({"calc.py", "tests/test_calc.py"}, None)
+    assert cmd == TestCommand(["python", "-m", "pytest"], "pytest")
+    j = run_tests(py_project, cmd, env=VENV_PATH)
+    assert j["exitCode"] == 1 and j["ok"] is False and j["parser"] == "junit"
+    assert (j["passed"], j["failed"], j["skipped"], j["total"]) == (1, 1, 0, 2)
+    [f] = j["failures"]
+    assert (f["name"], f["file"], f["line"]) == ("test_add_wrong", "tests/test_calc.py", 9)
+    assert "assert 4 == 5" in f["message"]
+    assert not (py_project / ".pytest_cache").exists()
+
+
+def test_pytest_project_passing_only_file(py_project):
+    (py_project / "tests" / "test_ok.py").write_text("def test_ok():\n    assert True\n")
+    j = run_tests(py_project, parse_test_command("python -m pytest tests"), ["tests/test_ok.py"], env=VENV_PATH)
+    assert j["ok"] is True and j["total"] == 1 and j["error"] is None
+
+
+def test_pytest_no_tests_is_never_ok(tmp_path):
+    j = run_tests(tmp_path, parse_test_command("python -m pytest"), env=VENV_PATH)
+    assert j["exitCode"] == 5 and j["total"] == 0 and j["ok"] is False
