@@ -11,15 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pathspec
 
+from kodr_core.envelope import check_relative_path
 from kodr_core.errors import RefusedInput
 
 #: Never part of a snapshot, whatever .gitignore says: VCS, kodr, installed deps, caches.
 ALWAYS_IGNORED = (".git/", ".kodr/", "node_modules/", ".venv/", "__pycache__/", ".pytest_cache/")
-_FORBIDDEN_TOP = {".git", ".kodr"}
 
 
 def _sha256(data: bytes) -> str:
@@ -33,22 +33,7 @@ class DiskWorkspace:
     # -- paths -------------------------------------------------------------
     def check_path(self, path: str) -> str:
         """Return the normalised relative path, or raise RefusedInput naming why."""
-        if not isinstance(path, str) or not path.strip():
-            raise RefusedInput("refused path: empty")
-        if "\x00" in path or any(ord(c) < 32 for c in path):
-            raise RefusedInput(f"refused path {path!r}: control characters")
-        if "\\" in path:
-            raise RefusedInput(f"refused path {path!r}: backslashes are not allowed")
-        if path.startswith("/") or (len(path) > 1 and path[1] == ":"):
-            raise RefusedInput(f"refused path {path!r}: absolute paths are not allowed")
-        parts = [p for p in PurePosixPath(path).parts if p not in ("", ".")]
-        if not parts:
-            raise RefusedInput(f"refused path {path!r}: names no file")
-        if ".." in parts:
-            raise RefusedInput(f"refused path {path!r}: '..' escapes the workspace")
-        if parts[0].lower() in _FORBIDDEN_TOP:
-            raise RefusedInput(f"refused path {path!r}: {parts[0]}/ is off limits")
-        rel = "/".join(parts)
+        rel = check_relative_path(path)
         target = Path(self.root, rel)
         real_parent = os.path.realpath(target.parent)
         if os.path.commonpath([real_parent, self.root]) != self.root:

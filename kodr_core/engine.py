@@ -33,7 +33,7 @@ from kodr_core.envelope import InvalidProposal, proposal_json_schema
 from kodr_core.errors import KodrError
 from kodr_core.failures import failing_paths
 from kodr_core.machine import destination
-from kodr_core.model_output import extract_envelope
+from kodr_core.model_output import envelope_from_reply
 from kodr_core.options import RunOptions
 from kodr_core.ports import (
     ArtifactSink,
@@ -225,9 +225,7 @@ class Engine:
             finish_reason=reply.finish_reason, retries=reply.retries,
         )
         try:
-            if reply.finish_reason == "length":
-                raise InvalidProposal("the reply was cut off at the token limit (finish_reason=length); answer more briefly")
-            proposal = extract_envelope(reply.content, reply.reasoning)
+            proposal = envelope_from_reply(reply)
         except InvalidProposal as exc:
             verdict: ev.Event = ev.ProposalRejected(
                 purpose=step.purpose, turn=step.turn, attempt=step.attempt, error=str(exc)

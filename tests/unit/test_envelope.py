@@ -1,0 +1,136 @@
+"""The proposal envelope: strict schema, path refusals, duplicates and size caps."""
+
+from __future__ import annotations
+
+import pytest
+
+from kodr_core import envelope
+from kodr_core.envelope import InvalidProposal, check_relative_path, parse_proposal, proposal_json_schema
+from kodr_core.errors import RefusedInput
+
+
+def _objects(node):
+    if isinstance(node, dict):
+        if node.get("type") == "object" or "properties" in node:
+            yield node
+        for value in node.values():
+            yield from _objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _objects(value)
+
+
+def test_schema_is_openai_strict():
+    schema = proposal_json_schema()
+    objects = list(_objects(schema))
+    assert len(objects) == 2  # the envelope and a file write
+    for obj in objects:
+        assert obj["additionalProperties"] is False
+        assert obj["required"] == list(obj["properties"])
+    text = repr(schema)
+    assert "$ref" not in text and "anyOf" not in text and "default" not in text
+    assert schema["properties"]["notes"]["type"] == ["string", "null"]
+    assert schema["properties"]["files"]["items"]["properties"]["path"]["type"] == "string"
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("src/a.js", "src/a.js"),
+        ("./src//a.js", "src/a.js"),
+        ("a/./b.py", "a/b.py"),
+        ("src/", "src"),
+        (".gitignore", ".gitignore"),
+        (".github/workflows/ci.yml", ".github/workflows/ci.yml"),
+        ("my.git/x", "my.git/x"),
+        ("notes..md", "notes..md"),
+    ],
+)
+def test_accepted_paths_are_normalised(path, expected):
+    assert check_relative_path(path) == expected
+
+
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("/etc/passwd", "absolute"),
+        ("C:\\Windows\\x", "absolute (drive)"),
+        ("C:/Windows/x", "absolute (drive)"),
+        ("c:x", "absolute (drive)"),
+        ("\\\\server\\share\\x", "network"),
+        ("//server/share/x", "network"),
+        ("../x", "'..'"),
+        ("a/../../b", "'..'"),
+        ("a/..", "'..'"),
+        ("a\\b.js", "backslash"),
+        ("a\x00b", "control"),
+        ("a\nb", "control"),
+        (".git/config", ".git/ is off limits"),
+        (".GIT/HEAD", "off limits"),
+        ("sub/.git/hooks/pre-commit", "off limits"),
+        (".kodr/kodr.db", ".kodr/ is off limits"),
+        (".Kodr/runs/x", "off limits"),
+        ("x" * 300, "longer than"),
+        ("a/" + "y" * 200, "longer than"),
+        (".", "names no file"),
+        ("./", "names no file"),
+    ],
+)
+def test_refused_paths_say_why(path, reason):
+    with pytest.raises(RefusedInput) as info:
+        check_relative_path(path)
+    assert reason in info.value.message
+
+
+def _env(*files, **extra):
+    return {"summary": "s", "files": [{"path": p, "content": c} for p, c in files], **extra}
+
+
+def test_parse_proposal_normalises_and_defaults_notes():
+    proposal = parse_proposal({**_env(("./src/a.js", "x")), "extra": "ignored"})
+    assert proposal.files[0].path == "src/a.js"
+    assert proposal.notes is None
+
+
+def test_hostile_path_is_kept_as_written_for_the_workspace_to_refuse():
+    # An escaping path is not a formatting slip to retry: the engine records it as
+    # WritesRefused and the run fails with unsafe_write (tests/e2e/test_run_pipeline.py).
+    proposal = parse_proposal(_env(("ok.js", ""), ("../evil.js", "")))
+    assert [f.path for f in proposal.files] == ["ok.js", "../evil.js"]
+    with pytest.raises(RefusedInput, match="'..' escapes the workspace"):
+        check_relative_path(proposal.files[1].path)
+
+
+def test_missing_fields_are_listed():
+    with pytest.raises(InvalidProposal) as info:
+        parse_proposal({"summary": "s", "files": [{"path": "a.js"}]})
+    assert "files[0].content: Field required" in info.value.message
+
+
+def test_not_an_object():
+    with pytest.raises(InvalidProposal, match="must be a JSON object"):
+        parse_proposal(["a"])
+
+
+@pytest.mark.parametrize("second", ["a.js", "./a.js", "A.js"])
+def test_duplicate_paths_refused(second):
+    with pytest.raises(InvalidProposal, match="duplicate path"):
+        parse_proposal(_env(("a.js", "1"), (second, "2")))
+
+
+def test_size_caps(monkeypatch):
+    monkeypatch.setattr(envelope, "MAX_FILE_BYTES", 10)
+    monkeypatch.setattr(envelope, "MAX_TOTAL_BYTES", 15)
+    parse_proposal(_env(("a.js", "x" * 10)))
+    with pytest.raises(InvalidProposal, match="over the 10-byte limit per file"):
+        parse_proposal(_env(("a.js", "é" * 6)))  # 12 bytes in UTF-8
+    with pytest.raises(InvalidProposal, match="over the 15-byte limit per proposal"):
+        parse_proposal(_env(("a.js", "x" * 8), ("b.js", "y" * 8)))
+
+
+def test_file_count_cap(monkeypatch):
+    monkeypatch.setattr(envelope, "MAX_FILES", 2)
+    with pytest.raises(InvalidProposal, match="too many files"):
+        parse_proposal(_env(("a", ""), ("b", ""), ("c", "")))
