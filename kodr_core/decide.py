@@ -122,9 +122,9 @@ def next_step(run: Run, now: float) -> Step | None:
         case State.INSTALLING:
             return _installing(run)
         case State.VERIFYING:
-            return _verifying(run, o)
+            return _verifying(run, o, now)
         case State.HEALING:
-            return _healing(run, o)
+            return _healing(run, o, now)
     raise AssertionError(f"no decision for state {run.state}")
 
 
@@ -203,7 +203,7 @@ def _failing_test_files(prev: dict[str, Any] | None, manifest: dict[str, str]) -
     return tuple(files)
 
 
-def _verifying(run: Run, o: RunOptions) -> Step:
+def _verifying(run: Run, o: RunOptions, now: float) -> Step:
     n = run.heal_turn
     t = run.turns[n]
     results = list(t.tests)
@@ -235,7 +235,7 @@ def _verifying(run: Run, o: RunOptions) -> Step:
     return Fire("heal", facts, heal_turn=n + 1)
 
 
-def _healing(run: Run, o: RunOptions) -> Step:
+def _healing(run: Run, o: RunOptions, now: float) -> Step:
     n = run.heal_turn
     t = run.turns[n] if n < len(run.turns) else Turn(n)
     if t.writes is None:

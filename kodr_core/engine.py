@@ -186,7 +186,8 @@ class Engine:
         files = set(run.manifest)
         paths = failing_paths(prev, raw, self.workspace.root, files)
         ctx = build_repair_context(
-            prev, paths, files, self.workspace.read, o.plan, budget_bytes=o.context_budget_bytes
+            prev, paths, files, self.workspace.read, o.plan, budget_bytes=o.context_budget_bytes,
+            workspace_root=self.workspace.root,
         )
         return repair_messages(run.task, ctx.to_prompt()), ctx.to_json()
 

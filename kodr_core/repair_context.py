@@ -1,0 +1,453 @@
+"""The deliberately narrow context of one repair turn.
+
+A local model repairs best when it sees the failures and the few files they
+implicate, not the whole project: the failing files, their sibling
+implementation or test (``X.test.js ↔ X.js``, ``tests/test_x.py ↔ x.py``), and
+the files they import by relative path. Everything is chosen from the workspace
+file list and read through a callable, so the choice is pure and a replay
+rebuilds the same prompt from the same files.
+
+The byte budget covers file contents and is never exceeded: files are taken in
+order of relevance (failing test files, their siblings, implementation frames,
+their siblings, imports); a file that does not fit is truncated at a line
+boundary when it is a failing file or sibling and enough room is left, and
+omitted otherwise. Every omission is recorded with why.
+"""
+
+from __future__ import annotations
+
+import ast
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Collection, Iterable
+
+from kodr_core.failures import failures_from, is_test_path, short_stack
+
+#: A file cut to fit must still show at least this much, or it is omitted instead.
+MIN_TRUNCATED_BYTES = 1024
+MAX_FAILURES_SHOWN = 10
+STACK_LINES = 8
+
+JS_EXTS = (".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".mts", ".cts")
+_TEST_DIRS = ("test", "tests", "__tests__", "spec", "specs")
+_SKIP_DIRS = {"node_modules", ".venv", "venv", "site-packages", "dist", "build", ".git", ".kodr"}
+_JS_TEST = re.compile(r"^(?P<stem>.+?)[.\-_](?:test|spec)(?P<ext>\.[cm]?[jt]sx?)$")
+_JS_TEST_PREFIX = re.compile(r"^test[-_](?P<stem>.+?)(?P<ext>\.[cm]?[jt]sx?)$")  # node's test-X.js
+_JS_IMPORT = re.compile(
+    r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*)(['"`])(?P<spec>\.{1,2}/[^'"`\n]+)\1"""
+)
+_PY_FROM = re.compile(r"^\s*from\s+(?P<dots>\.*)(?P<mod>[\w.]*)\s+import\s+\(?(?P<names>[\w\s,]+)", re.M)
+_PY_IMPORT = re.compile(r"^\s*import\s+(?P<mods>[\w.]+(?:\s*,\s*[\w.]+)*)", re.M)
+_FENCE_LANG = {".py": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
+               ".jsx": "jsx", ".ts": "typescript", ".mts": "typescript", ".cts": "typescript",
+               ".tsx": "tsx", ".json": "json", ".toml": "toml", ".md": "markdown"}  # fmt: skip
+
+# -- siblings ------------------------------------------------------------------
+
+
+def _ext(path: str) -> str:
+    return posixpath.splitext(path)[1]
+
+
+def _skipped(path: str) -> bool:
+    return bool(_SKIP_DIRS.intersection(path.split("/")))
+
+
+def _tested_stem(path: str) -> tuple[str, str] | None:
+    """(stem, ext) of the module a test file tests, or None for non-tests."""
+    d, name = posixpath.split(path)
+    if name.endswith(".py"):
+        m = re.match(r"^test_(.+)\.py$", name) or re.match(r"^(.+)_test\.py$", name)
+        return (m[1], ".py") if m else None
+    m = _JS_TEST.match(name) or _JS_TEST_PREFIX.match(name)
+    if m:
+        return m["stem"], m["ext"]
+    if posixpath.basename(d) == "__tests__" and _ext(name) in JS_EXTS:
+        return posixpath.splitext(name)[0], _ext(name)
+    return None
+
+
+def _mirror_dirs(d: str) -> list[str]:
+    """Where a test directory's code lives: itself, then ``test`` swapped for src/lib/nothing."""
+    out = [d]
+    parts = d.split("/") if d else []
+    for i, part in enumerate(parts):
+        if part in _TEST_DIRS:
+            head, tail = parts[:i], parts[i + 1 :]
+            for swap in (["src"], ["lib"], []):
+                out.append("/".join(head + swap + tail))
+                if tail:
+                    out.append("/".join(head + swap))
+    return list(dict.fromkeys(out))
+
+
+def _impl_exts(ext: str) -> tuple[str, ...]:
+    if ext == ".py":
+        return (".py",)
+    return (ext,) + tuple(e for e in JS_EXTS if e != ext)
+
+
+def _impls_of_test(path: str, files: Collection[str]) -> list[str]:
+    tested = _tested_stem(path)
+    if tested is None:
+        return []
+    stem, ext = tested
+    found = []
+    for d in _mirror_dirs(posixpath.dirname(path)):
+        for e in _impl_exts(ext):
+            for cand in (f"{stem}{e}", f"{stem}/index{e}" if e != ".py" else f"{stem}/__init__.py"):
+                cand = posixpath.join(d, cand) if d else cand
+                if cand in files and cand != path and not is_test_path(cand):
+                    found.append(cand)
+    if found or ext != ".py":
+        return list(dict.fromkeys(found))[:2]
+    # Python: not beside or mirrored, so search by name (tests/test_x.py -> src/pkg/x.py).
+    # JS layouts are conventional enough that a by-name search only finds namesakes.
+    names = {f"{stem}{e}" for e in _impl_exts(ext)}
+    hits = [f for f in files if posixpath.basename(f) in names and not is_test_path(f) and not _skipped(f)]
+    return sorted(hits, key=lambda f: (f.count("/"), f))[:2]
+
+
+def siblings_of(path: str, files: Collection[str]) -> list[str]:
+    """The implementation a test file tests, or the tests of an implementation file.
+
+    ``X.test.js``/``X.spec.ts``/``X-test.mjs`` ↔ ``X.js`` beside it or under the
+    mirrored ``src/``, ``lib/`` or root directory (also ``X/index.js``);
+    ``tests/test_x.py`` ↔ ``x.py``, found beside, mirrored, or else anywhere by
+    name (``<pkg>/x.py``, ``src/<pkg>/x.py``, shallowest first). At most two.
+    """
+    if _tested_stem(path) is not None:
+        return _impls_of_test(path, files)
+    stem, ext = posixpath.splitext(posixpath.basename(path))
+    if stem in ("index", "__init__"):
+        stem = posixpath.basename(posixpath.dirname(path))
+    tests = [
+        f for f in files
+        if (t := _tested_stem(f)) and t[0] == stem and (t[1] == ".py") == (ext == ".py")
+        and path in _impls_of_test(f, files)
+    ]  # fmt: skip
+    here = posixpath.dirname(path)
+    return sorted(tests, key=lambda f: (posixpath.dirname(f) != here, f.count("/"), f))[:2]
+
+
+# -- imports -------------------------------------------------------------------
+
+
+def _resolve_js(importer: str, spec: str, files: Collection[str]) -> tuple[str | None, str | None]:
+    """(existing file, or None; the path a missing relative import would have)."""
+    spec = spec.split("?")[0].split("#")[0]
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(importer), spec))
+    if target.startswith("../") or target == "..":
+        return None, None
+    stem, ext = posixpath.splitext(target)
+    cands = [target]
+    if ext in (".js", ".mjs", ".cjs", ".jsx"):  # TypeScript ESM imports name the output file
+        cands += [stem + e for e in (".ts", ".tsx", ".mts", ".cts")]
+    cands += [target + e for e in (*JS_EXTS, ".json")]
+    cands += [f"{target}/index{e}" for e in JS_EXTS]
+    for c in cands:
+        if c in files:
+            return c, None
+    missing = target if ext in (*JS_EXTS, ".json") else target + (_ext(importer) or ".js")
+    return None, missing
+
+
+def _py_imports(text: str) -> list[tuple[int, str, list[str]]]:
+    """(level, module, names) for each import; a regex fallback when the file does not parse."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        out = [(len(m["dots"]), m["mod"], [n.strip() for n in m["names"].split(",") if n.strip()])
+               for m in _PY_FROM.finditer(text)]  # fmt: skip
+        for m in _PY_IMPORT.finditer(text):
+            out += [(0, mod.strip(), []) for mod in m["mods"].split(",")]
+        return out
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            out.append((node.level, node.module or "", [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(0, a.name, []) for a in node.names]
+    return out
+
+
+def _py_module(base: str, dotted: str, files: Collection[str]) -> str | None:
+    p = posixpath.join(base, *dotted.split(".")) if dotted else base
+    for cand in (f"{p}.py", f"{p}/__init__.py"):
+        cand = posixpath.normpath(cand)
+        if cand in files:
+            return cand
+    return None
+
+
+def _resolve_py(importer: str, level: int, module: str, names: list[str], files: Collection[str]
+                ) -> tuple[list[str], str | None]:  # fmt: skip
+    here = posixpath.dirname(importer)
+    if level:
+        base = here
+        for _ in range(level - 1):
+            base = posixpath.dirname(base)
+        roots = [base]
+    else:
+        roots = list(dict.fromkeys([here, "", "src"]))
+    for root in roots:
+        subs = [m for n in names if (m := _py_module(root, f"{module}.{n}".strip("."), files))]
+        mod = _py_module(root, module, files) if module or level else None
+        found = subs or ([mod] if mod else [])
+        if found:
+            return found, None
+    if level and module:
+        return [], posixpath.normpath(posixpath.join(roots[0], *module.split("."))) + ".py"
+    return [], None
+
+
+def imports_of(path: str, text: str, files: Collection[str]) -> tuple[list[str], list[str]]:
+    """Workspace files ``path`` imports by relative path (or, for Python, by module
+    name resolved beside it, at the root or under ``src/``), and the paths of
+    relative imports that name no file yet (a repair may have to create them)."""
+    found: list[str] = []
+    missing: list[str] = []
+    if path.endswith(".py"):
+        for level, module, names in _py_imports(text):
+            got, miss = _resolve_py(path, level, module, names, files)
+            found += got
+            missing += [miss] if miss else []
+    elif _ext(path) in JS_EXTS:
+        for m in _JS_IMPORT.finditer(text):
+            got1, miss1 = _resolve_js(path, m["spec"], files)
+            found += [got1] if got1 else []
+            missing += [miss1] if miss1 else []
+    found = [f for f in dict.fromkeys(found) if f != path and not _skipped(f)]
+    return found, list(dict.fromkeys(m for m in missing if not _skipped(m)))
+
+
+# -- the context -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    path: str
+    role: str  # failing | sibling | import
+    bytes: int  # bytes shown in the prompt
+    size: int  # the file's full size
+    truncated: bool
+    text: str = field(repr=False, default="")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "role": self.role, "bytes": self.bytes, "size": self.size,
+                "truncated": self.truncated}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RepairContext:
+    """What one repair turn shows the model, and what it may therefore touch."""
+
+    failures: tuple[dict[str, Any], ...]  # compact, with a short stack, at most MAX_FAILURES_SHOWN
+    failing_paths: tuple[str, ...]
+    files: tuple[ContextFile, ...]
+    budget_bytes: int
+    used_bytes: int
+    omitted: tuple[dict[str, str], ...]  # {path, role, why}: budget | binary | unreadable | missing
+    missing_imports: tuple[str, ...] = ()  # relative imports that name no file yet
+    scratchpad: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)  # counts and command of the failing run
+    task: str | None = None
+
+    @property
+    def allowed_paths(self) -> frozenset[str]:
+        """Failing paths, the files shown, and missing relative imports: the off-target brake's map."""
+        return frozenset(self.failing_paths) | {f.path for f in self.files} | set(self.missing_imports)
+
+    def to_json(self) -> dict[str, Any]:
+        """``context.json``: everything but the file contents (those are in the prompt)."""
+        return {
+            "summary": self.summary,
+            "failures": list(self.failures),
+            "failing_paths": list(self.failing_paths),
+            "files": [f.to_json() for f in self.files],
+            "budget_bytes": self.budget_bytes,
+            "used_bytes": self.used_bytes,
+            "omitted": list(self.omitted),
+            "missing_imports": list(self.missing_imports),
+            "allowed_paths": sorted(self.allowed_paths),
+            "scratchpad": self.scratchpad,
+            "task": self.task,
+        }
+
+    def to_prompt(self, envelope_hint: str | None = None) -> str:
+        """The repair request in Markdown: failures, files, and how to answer."""
+        s = self.summary
+        out = [f"## Task\n{self.task.strip()}\n"] if self.task else []
+        out += [
+            "## Repair",
+            f"The test run `{s.get('command') or 'tests'}` failed: {s.get('failed', '?')} failed, "
+            f"{s.get('passed', '?')} passed of {s.get('total', '?')}. Fix the code so that every "
+            "test passes. Change only what the failures need; do not weaken or delete tests "
+            "unless a test itself is wrong.",
+            "",
+            "## Failures",
+        ]
+        for i, f in enumerate(self.failures, 1):
+            where = f"{f['file']}:{f['line']}" if f.get("file") and f.get("line") else f.get("file") or ""
+            out.append(f"{i}. **{f.get('name') or '(unnamed)'}**" + (f" at `{where}`" if where else ""))
+            if f.get("message"):
+                out.append(f"   {f['message']}")
+            if f.get("stack"):
+                out += ["   ```", *(f"   {ln.strip()}" for ln in f["stack"]), "   ```"]
+        hidden = int(s.get("failures_total", len(self.failures))) - len(self.failures)
+        if hidden > 0:
+            out.append(f"({hidden} more failures not shown.)")
+        if not self.failures:
+            out.append("(The runner reported failures without details; see the files below.)")
+        if self.scratchpad:
+            out += ["", "## Plan from an earlier turn", self.scratchpad.strip()]
+        out += ["", "## Files"]
+        for f in self.files:
+            note = f", truncated: first {f.bytes} of {f.size} bytes" if f.truncated else ""
+            fence = "`" * max(3, _longest_backtick_run(f.text) + 1)
+            lang = _FENCE_LANG.get(_ext(f.path), "")
+            out += [f"### `{f.path}` ({f.role}{note})", f"{fence}{lang}", f.text.rstrip("\n"), fence]
+        if not self.files:
+            out.append("(none could be shown)")
+        if self.omitted:
+            out += ["", "Not shown: " + ", ".join(f"`{o['path']}` ({o['why']})" for o in self.omitted)]
+        if self.missing_imports:
+            out += ["", "Imported but missing (you may create them): "
+                    + ", ".join(f"`{p}`" for p in self.missing_imports)]  # fmt: skip
+        out += [
+            "",
+            "## Answer",
+            "Answer with the full-file envelope only, listing only the files that need to change, "
+            "each with its complete new content. Do not list unchanged files. A file shown "
+            "truncated must not be returned unless you rewrite it whole. Keep to the files named "
+            "above: edits elsewhere can stop the repair loop.",
+        ]
+        if envelope_hint:
+            out.append(envelope_hint)
+        return "\n".join(out) + "\n"
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(m) for m in re.findall(r"`+", text)), default=0)
+
+
+def _decode(data: bytes) -> str | None:
+    if b"\x00" in data[:8192]:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _cut(data: bytes, limit: int) -> bytes:
+    """At most ``limit`` bytes, ending at a line boundary (so never inside a UTF-8 character)."""
+    head = data[:limit]
+    nl = head.rfind(b"\n")
+    return head[: nl + 1] if nl >= 0 else b""
+
+
+def _candidates(
+    failing: list[str], failing_tests: list[str], files: Collection[str]
+) -> list[tuple[str, str]]:
+    frames = [p for p in failing if p not in failing_tests]
+    order: list[tuple[str, str]] = [(p, "failing") for p in failing_tests]
+    order += [(s, "sibling") for p in failing_tests for s in siblings_of(p, files)]
+    order += [(p, "failing") for p in frames]
+    order += [(s, "sibling") for p in frames for s in siblings_of(p, files)]
+    seen: dict[str, str] = {}
+    for path, role in order:  # a failing path keeps its role wherever it is first reached
+        seen.setdefault(path, "failing" if path in failing else role)
+    return list(seen.items())
+
+
+def build_repair_context(
+    tests_json: dict[str, Any] | None,
+    failing_paths: Iterable[str],
+    files: Collection[str],
+    read: Callable[[str], bytes | None],
+    scratchpad: str | None = None,
+    budget_bytes: int = 48_000,
+    *,
+    workspace_root: str | None = None,
+    task: str | None = None,
+) -> RepairContext:
+    """Choose and read the files for one repair turn, within ``budget_bytes``.
+
+    ``failing_paths`` comes from :func:`kodr_core.failures.failing_paths`;
+    ``files`` is the workspace file list; ``read(path)`` returns a file's bytes
+    or None. ``workspace_root`` (optional, recommended) makes failure locations
+    and stack paths workspace-relative in the prompt; ``task`` (optional) heads it.
+    """
+    tests_json = tests_json or {}
+    failing = list(dict.fromkeys(failing_paths))
+    compact = failures_from(tests_json, workspace_root, files)
+    raw = tests_json.get("failures") or []
+    shown = [dict(c, stack=short_stack(r.get("stack"), STACK_LINES, workspace_root))
+             for c, r in zip(compact, raw)]  # fmt: skip
+    named = {c["file"] for c in compact if c.get("file") in failing}
+    failing_tests = [p for p in failing if p in named or is_test_path(p)]
+
+    budget = max(0, int(budget_bytes))
+    chosen: list[ContextFile] = []
+    omitted: list[dict[str, str]] = []
+    texts: dict[str, str] = {}
+
+    def take(path: str, role: str) -> None:
+        used = sum(f.bytes for f in chosen)
+        data = read(path) if path in files else None
+        text = _decode(data) if data is not None else None
+        why = "missing" if path not in files else "unreadable" if data is None else "binary"
+        if data is None or text is None:
+            omitted.append({"path": path, "role": role, "why": why})
+            return
+        texts[path] = text
+        if len(data) <= budget - used:
+            chosen.append(ContextFile(path, role, len(data), len(data), False, text))
+            return
+        part = _cut(data, budget - used)
+        if role != "import" and len(part) >= min(MIN_TRUNCATED_BYTES, len(data)):
+            chosen.append(ContextFile(path, role, len(part), len(data), True, part.decode("utf-8")))
+        else:
+            omitted.append({"path": path, "role": role, "why": "budget"})
+
+    queue = _candidates(failing, failing_tests, files)
+    for path, role in queue:
+        take(path, role)
+    seen = {p for p, _ in queue}
+    for path, _role in queue:  # then what those files import, in the same order
+        for dep in imports_of(path, texts[path], files)[0] if path in texts else []:
+            if dep not in seen:
+                seen.add(dep)
+                take(dep, "import")
+
+    missing: list[str] = []
+    for path in failing:
+        if path in texts:
+            missing += [m for m in imports_of(path, texts[path], files)[1] if m not in files]
+    summary = {
+        "command": _command(tests_json.get("command")),
+        "passed": tests_json.get("passed"),
+        "failed": tests_json.get("failed"),
+        "total": tests_json.get("total"),
+        "failures_total": max(len(raw), int(tests_json.get("failed") or 0)),
+    }
+    return RepairContext(
+        failures=tuple(shown[:MAX_FAILURES_SHOWN]),
+        failing_paths=tuple(failing),
+        files=tuple(chosen),
+        budget_bytes=budget,
+        used_bytes=sum(f.bytes for f in chosen),
+        omitted=tuple(omitted),
+        missing_imports=tuple(dict.fromkeys(missing)),
+        scratchpad=scratchpad,
+        summary=summary,
+        task=task,
+    )
+
+
+def _command(cmd: Any) -> str | None:
+    if isinstance(cmd, (list, tuple)):
+        return " ".join(str(c) for c in cmd)
+    return cmd
