@@ -30,7 +30,7 @@ from kodr_core.states import State
 
 EXIT_FOR_STATE = {State.PASSED: 0, State.PROPOSED: 0, State.FAILED: 10, State.STALLED: 11, State.TIMED_OUT: 12}
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 log = structlog.get_logger("kodr")
 
 

@@ -10,7 +10,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from adapters.artifacts import ArtifactWriter, ensure_kodr_dir, run_dir
+from adapters.artifacts import ArtifactWriter, run_dir
 from adapters.scripted_model import ScriptedModel
 from adapters.toolchain import ProcessToolchain
 from adapters.workspace import DiskWorkspace
@@ -78,7 +78,6 @@ def make_sample(root: Path) -> None:
 def run_demo(keep: str | None, as_json: bool, observer, console) -> int:
     root = Path(keep).resolve() if keep else Path(tempfile.mkdtemp(prefix="kodr-demo-"))
     make_sample(root)
-    ensure_kodr_dir(root)
     store = open_store(default_url(root))
     workspace = DiskWorkspace(root)
     engine = Engine(store, workspace, ProcessToolchain(), ScriptedModel(SCRIPT),
@@ -94,7 +93,7 @@ def run_demo(keep: str | None, as_json: bool, observer, console) -> int:
                           "reason": run.reason, "artifacts": str(run_dir(root, run_id)), "explain": x}, indent=2))
     else:
         console.print()
-        console.print(render_text(x), markup=False)
+        console.print(render_text(x), markup=False, soft_wrap=True)
         console.print(f"\nartifacts: {run_dir(root, run_id)}")
         console.print(f"store:     {default_url(root)}")
         console.print(f"try:       kodr events {run_id} -w {root}")

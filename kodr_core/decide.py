@@ -193,7 +193,13 @@ def _installing(run: Run) -> Step:
 
 
 def _failing_test_files(prev: dict[str, Any] | None, manifest: dict[str, str]) -> tuple[str, ...]:
+    """The files of the last failures, when the runner can be narrowed to them (not npm scripts)."""
     if not prev:
+        return ()
+    try:
+        if parse_test_command(prev.get("command") or "").kind == "npm":
+            return ()
+    except KodrError:
         return ()
     files = []
     for f in prev.get("failures", []):
