@@ -9,16 +9,7 @@ from typing import Sequence
 from kodr_core.artifacts import render
 from kodr_core.events import RecordedEvent
 from kodr_core.ports import EventLog
-
-
-def ensure_kodr_dir(workspace: str | os.PathLike[str]) -> Path:
-    """``.kodr/`` with its own ``.gitignore``, so it never lands in the user's commits."""
-    d = Path(workspace, ".kodr")
-    d.mkdir(parents=True, exist_ok=True)
-    gi = d / ".gitignore"
-    if not gi.exists():
-        gi.write_text("*\n")
-    return d
+from store.database import ensure_kodr_dir
 
 
 def run_dir(workspace: str | os.PathLike[str], run_id: str) -> Path:
@@ -31,7 +22,7 @@ class ArtifactWriter:
         self.log = log
 
     def refresh(self, run_id: str, records: Sequence[RecordedEvent]) -> None:
-        ensure_kodr_dir(self.workspace)
+        ensure_kodr_dir(self.workspace / ".kodr")
         base = run_dir(self.workspace, run_id)
         for rel, data in render(run_id, records, self.log.get_blob).items():
             target = base / rel

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from adapters.artifacts import ArtifactWriter, ensure_kodr_dir
+from adapters.artifacts import ArtifactWriter
 from adapters.toolchain import ProcessToolchain
 from adapters.workspace import DiskWorkspace
 from kodr_core.engine import Engine, Observer
@@ -39,7 +39,6 @@ def open_app(workspace: str | os.PathLike[str]) -> App:
         from kodr_core.errors import UsageError
 
         raise UsageError(f"workspace {str(root)!r} is not a directory")
-    ensure_kodr_dir(root)
     return App(DiskWorkspace(root), open_store(database_url(root)))
 
 
