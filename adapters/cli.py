@@ -100,10 +100,10 @@ def _finish(app: App, run: Run, as_json: bool) -> None:
     sys.exit(EXIT_FOR_STATE.get(run.state, 1))
 
 
-def _drive(app: App, run_id: str, options: RunOptions, quiet: bool, model=None) -> Run:
-    if model is None and (options.base_url or options.provider != "openai-compatible"):
-        model = model_for(options)
-    return app.engine(model, Progress(quiet)).drive(run_id)
+def _drive(app: App, run_id: str, options: RunOptions, quiet: bool, *, resume: bool = False,
+           overrides: dict | None = None) -> Run:
+    model = model_for(options) if (options.base_url or options.provider != "openai-compatible") else None
+    return app.drive(run_id, model, Progress(quiet), resume=resume, overrides=overrides)
 
 
 def run_options(**kw: Any) -> RunOptions:
@@ -210,18 +210,46 @@ def heal(ctx, prompt, ws, provider, base_url, model_name, install, test_command,
 
 
 @cli.command()
-@click.argument("run_ref")
+@click.argument("run_ref", required=False)
+@click.option("--all", "all_runs", is_flag=True, help="resume every unfinished run in the store")
 @_ws_option
+@_model_flags
+@click.option("--max-turns", type=click.IntRange(0, 50), default=None)
+@click.option("--repair-timeout", type=click.FloatRange(0.1), default=None)
+@click.option("--test-timeout", type=click.FloatRange(0.1), default=None)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--quiet", "-q", is_flag=True)
 @click.pass_context
-def resume(ctx, run_ref, ws, as_json, quiet):
-    """Continue an unfinished run from its last event, with its recorded settings."""
+def resume(ctx, run_ref, all_runs, ws, provider, base_url, model_name, max_turns, repair_timeout, test_timeout,
+           as_json, quiet):
+    """Continue unfinished runs from their last event, with their recorded settings (flags override)."""
+    if bool(run_ref) == bool(all_runs):
+        raise UsageError("give one RUN, or --all")
     app = _app(ctx, ws)
-    run_id = app.store.resolve(run_ref)
-    run = fold(run_id, app.store.load(run_id))
-    options = RunOptions.of(run.options)
-    _finish(app, _drive(app, run_id, options, quiet), as_json)
+    overrides = {k: v for k, v in {
+        "provider": provider, "base_url": base_url, "model": model_name, "max_turns": max_turns,
+        "repair_timeout_s": repair_timeout, "test_timeout_s": test_timeout,
+    }.items() if v is not None}
+    if run_ref:
+        ids = [app.store.resolve(run_ref)]
+    else:
+        ids = [r["run_id"] for r in app.store.runs() if r["state"] not in {s.value for s in EXIT_FOR_STATE}]
+    results = []
+    for run_id in ids:
+        run = fold(run_id, app.store.load(run_id))
+        options = RunOptions.of({**run.options, **overrides})
+        if not quiet:
+            err.print(f"resuming run {run_id} from seq {run.last_seq} ({run.state.value})")
+        results.append(_drive(app, run_id, options, quiet, resume=True, overrides=overrides))
+    if all_runs:
+        rows = [_summary(app, r) for r in results]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2, default=str))
+        else:
+            for r in rows:
+                err.print(f"run {r['run_id']}: {r['state']} ({r['reason']})")
+        sys.exit(max((EXIT_FOR_STATE.get(r.state, 1) for r in results), default=0))
+    _finish(app, results[0], as_json)
 
 
 @cli.command()
@@ -296,6 +324,71 @@ def explain_cmd(ctx, run_ref, ws, as_json):
     run_id = app.store.resolve(run_ref)
     x = explain(fold(run_id, app.store.load(run_id)))
     click.echo(json.dumps(x, indent=2, default=str) if as_json else render_text(x))
+
+
+@cli.command()
+@click.argument("run_ref", required=False)
+@_ws_option
+@click.option("--file", "history_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="replay a history saved by `kodr events RUN --json` instead of one in the store")
+@click.option("--materialize", "materialize_dir", type=click.Path(file_okay=False), default=None,
+              help="rebuild the workspace files into DIR")
+@click.option("--at", "at_seq", type=click.IntRange(1), default=None, help="with --materialize: as of this seq")
+@click.option("--rerun", "rerun_dir", type=click.Path(file_okay=False), default=None,
+              help="re-execute the run in DIR with the recorded model replies; report divergences")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def replay(ctx, run_ref, ws, history_file, materialize_dir, at_seq, rerun_dir, as_json):
+    """Check a run's history against today's machine (no side effects) and print its timeline."""
+    from adapters import replay as rp
+
+    if bool(run_ref) == bool(history_file):
+        raise UsageError("give one RUN, or --file FILE")
+    app = None
+    if history_file:
+        run_id, records = rp.records_from_file(history_file)
+        if materialize_dir or rerun_dir:
+            raise UsageError("--materialize and --rerun need the run's blobs: replay a RUN from the store")
+    else:
+        app = _app(ctx, ws)
+        run_id = app.store.resolve(run_ref)
+        records = app.store.load(run_id)
+    report = rp.check(run_id, records)
+    out: dict[str, Any] = {"run_id": run_id, "events": report.events, "ok": report.ok, "state": report.state,
+                           "reason": report.reason, "illegal": report.illegal, "timeline": report.timeline}
+    if materialize_dir and report.ok:
+        manifest = rp.materialize(records, app.store.get_blob, Path(materialize_dir), at_seq)
+        out["materialized"] = {"dir": str(Path(materialize_dir).resolve()), "at": at_seq, "files": len(manifest)}
+    if rerun_dir and report.ok:
+        old = fold(run_id, records)
+        target = Path(rerun_dir).resolve()
+        rp.materialize(records, app.store.get_blob, target, at_seq=1)
+        new_app = open_app(target)
+        options = RunOptions.of({**old.options, "provider": "replay"})
+        model = rp.RecordedModel(rp.recorded_replies(records, app.store.get_blob))
+        new_id = new_app.engine(None).request(old.task, options, mode=old.mode)
+        new = new_app.drive(new_id, model, Progress(quiet=as_json))
+        out["rerun"] = {"run_id": new_id, "dir": str(target), "state": new.state.value, "reason": new.reason,
+                        "divergences": rp.divergences(old, new)}
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+    else:
+        for t in report.timeline:
+            tail = f" [{t['reason']}]" if t["reason"] else ""
+            click.echo(f"{t['seq']:>4}  {t['from']} → {t['to']} via {t['trigger']}{tail}")
+        for bad in report.illegal:
+            click.echo(f"ILLEGAL at seq {bad['seq']}: {bad['error']}")
+        click.echo(f"{run_id}: {'ok' if report.ok else 'REJECTED'} ({report.events} events, ends {report.state})")
+        if "materialized" in out:
+            m = out["materialized"]
+            click.echo(f"materialized {m['files']} files into {m['dir']}" + (f" as of seq {at_seq}" if at_seq else ""))
+        if "rerun" in out:
+            r = out["rerun"]
+            click.echo(f"re-run {r['run_id']} in {r['dir']}: {r['state']} ({r['reason']})")
+            for d in r["divergences"] or ["no divergence from the recording"]:
+                click.echo(f"  {d}")
+    diverged = bool(out.get("rerun", {}).get("divergences"))
+    sys.exit(0 if report.ok and not diverged else 1)
 
 
 @cli.group()

@@ -70,6 +70,7 @@ class Run:
     turns: tuple[Turn, ...] = ()
     transitions: tuple[ev.StateChanged, ...] = ()
     plan: str | None = None
+    resumes: int = 0
 
     @property
     def turn(self) -> Turn:
@@ -164,6 +165,10 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
             return replace(run.with_turn(e.turn, tests=t.tests + (result,)), pending=None)
         case ev.PlanRecorded():
             return replace(run, plan=e.plan)
+        case ev.RunResumed():
+            return replace(run, options={**run.options, **e.overrides}, resumes=run.resumes + 1)
+        case ev.WorkspaceRestored():
+            return run
     raise ValueError(f"the fold does not know {type(e).__name__}")
 
 

@@ -112,6 +112,25 @@ class Engine:
         self._emit(self.log.append(run_id, 0, [event]))
         return run_id
 
+    def resume(self, run_id: str, owner: str, overrides: dict[str, Any] | None = None) -> Run:
+        """Take an unfinished run over: record it, make the workspace match the history, drive on."""
+        self._records = self.log.load(run_id)
+        run = fold(run_id, self._records)
+        if run.state in TERMINAL:
+            return run
+        interrupted = run.pending.key if run.pending else None
+        run = self._append(run, [ev.RunResumed(owner=owner, overrides=overrides or {}, interrupted=interrupted)])
+        restored = []
+        for path, sha in sorted(run.manifest.items()):
+            data = self.workspace.read(path)
+            found = hashlib.sha256(data).hexdigest() if data is not None else None
+            if found != sha:
+                self.workspace.write(path, self.log.get_blob(sha))
+                restored.append({"path": path, "sha256": sha, "found": found})
+        if restored:
+            self._append(run, [ev.WorkspaceRestored(files=restored)])
+        return self.drive(run_id)
+
     def drive(self, run_id: str) -> Run:
         """Advance the run until it is terminal. The same call serves run and resume."""
         self._records = self.log.load(run_id)

@@ -193,6 +193,22 @@ class TestsFinished(Event):
     result: dict[str, Any]  # tests.json
 
 
+class RunResumed(Event):
+    """A process took the run over to continue it; ``overrides`` replace recorded options."""
+
+    TYPE = "RunResumed"
+    owner: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    interrupted: str | None = None  # the key of the step that had started without an outcome
+
+
+class WorkspaceRestored(Event):
+    """Files that no longer matched the history were rewritten from their blobs on resume."""
+
+    TYPE = "WorkspaceRestored"
+    files: list[dict[str, Any]]  # {path, sha256, found: sha256 | None}
+
+
 class PlanRecorded(Event):
     """A plan-only turn's scratchpad, for a later run to inject."""
 
@@ -219,6 +235,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TestsStarted,
         TestsFinished,
         PlanRecorded,
+        RunResumed,
+        WorkspaceRestored,
     )
 }
 

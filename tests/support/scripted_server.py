@@ -23,7 +23,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 AUTO: Any = "auto"
 
@@ -194,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not _is_chat(self.path):
             self._json(404, {"error": {"message": f"no route {self.path}"}})
             return
-        turn = owner._next_turn()
+        turn = owner._next_turn(body if isinstance(body, dict) else {})
         if turn is None:
             n = len(owner.requests)
             self._json(500, {"error": {"message": f"scripted server: script exhausted at request #{n}"}})
@@ -240,8 +240,17 @@ class _Handler(BaseHTTPRequestHandler):
 class ScriptedServer:
     """Background-thread HTTP server on 127.0.0.1 with a random free port."""
 
-    def __init__(self, turns: Iterable[str | dict[str, Any] | Turn] = (), *, models: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        turns: Iterable[str | dict[str, Any] | Turn] = (),
+        *,
+        models: list[str] | None = None,
+        responder: Callable[[dict[str, Any]], str | dict[str, Any] | Turn] | None = None,
+    ) -> None:
+        """``responder`` answers from the request body instead of the script: a deterministic
+        model whose reply depends only on what it was asked (crash/resume tests need that)."""
         self.turns: deque[Turn] = deque(as_turn(t) for t in turns)
+        self.responder = responder
         self.models = models or ["scripted-model"]
         self.all_requests: list[dict[str, Any]] = []
         self.stop_event = threading.Event()
@@ -268,7 +277,9 @@ class ScriptedServer:
         with self._cond:
             self.turns.extend(as_turn(t) for t in turns)
 
-    def _next_turn(self) -> Turn | None:
+    def _next_turn(self, body: dict[str, Any]) -> Turn | None:
+        if self.responder is not None:
+            return as_turn(self.responder(body))
         with self._cond:
             return self.turns.popleft() if self.turns else None
 
