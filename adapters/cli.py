@@ -20,6 +20,7 @@ from rich.markup import escape
 from adapters import logs
 from adapters.artifacts import run_dir
 from adapters.bootstrap import App, model_for, open_app
+from adapters.cli_models import probe
 from kodr_core import events as ev
 from kodr_core.aggregate import Run, fold
 from kodr_core.artifacts import proposal_patch
@@ -102,7 +103,13 @@ def _finish(app: App, run: Run, as_json: bool) -> None:
 
 def _drive(app: App, run_id: str, options: RunOptions, quiet: bool, *, resume: bool = False,
            overrides: dict | None = None) -> Run:
-    model = model_for(options) if (options.base_url or options.provider != "openai-compatible") else None
+    model = None
+    if options.base_url or options.provider != "openai-compatible":
+        model = model_for(options)
+        if options.tools:
+            from adapters.tool_loop import ToolLoopModel
+
+            model = ToolLoopModel(model, app.workspace, max_steps=options.tool_steps, local=model.config.local)
     return app.drive(run_id, model, Progress(quiet), resume=resume, overrides=overrides)
 
 
@@ -156,10 +163,13 @@ def _ws_option(f):
 @_loop_flags
 @click.option("--dry-run", is_flag=True, help="ask for the proposal, print it as a diff, write nothing")
 @click.option("--heal/--no-heal", default=None, help="repair failing tests in a bounded loop")
+@click.option("--tools", is_flag=True, default=None, help="let the model read the project with read-only tools")
+@click.option("--tool-steps", type=click.IntRange(1, 50), default=None, help="step budget of the tool loop (default 6)")
+@click.option("--plan", "plan_ref", default=None, help="inject a plan: a plan RUN id, 'last', or a FILE")
 @click.pass_context
 def run(ctx, prompt, prompt_file, ws, provider, base_url, model_name, install, test_command, max_turns,
         repair_timeout, model_timeout, test_timeout, install_timeout, run_deadline_s, off_target, as_json, quiet,
-        dry_run, heal):
+        dry_run, heal, tools, tool_steps, plan_ref):
     """Ask the model for a change, apply it, install, test (and heal)."""
     task = Path(prompt_file).read_text() if prompt_file else prompt
     if not task or not task.strip():
@@ -170,9 +180,11 @@ def run(ctx, prompt, prompt_file, ws, provider, base_url, model_name, install, t
         provider=provider, base_url=base_url, model=model_name, install=install, test_command=test_command,
         max_turns=max_turns, repair_timeout_s=repair_timeout, model_timeout_s=model_timeout,
         test_timeout_s=test_timeout, install_timeout_s=install_timeout, run_deadline_s=run_deadline_s,
-        off_target=off_target, dry_run=dry_run, heal=heal,
+        off_target=off_target, dry_run=dry_run, heal=heal, tools=tools, tool_steps=tool_steps,
     )
     app = _app(ctx, ws)
+    if plan_ref:
+        options = options.model_copy(update={"plan": _resolve_plan(app, plan_ref)})
     engine_run_id = app.engine(None).request(task, options)
     if not quiet:
         err.print(f"run {engine_run_id} in {app.workspace.root}")
@@ -182,6 +194,44 @@ def run(ctx, prompt, prompt_file, ws, provider, base_url, model_name, install, t
         proposal = fold(result.run_id, records).turns[0].proposal
         if proposal is not None and not as_json:
             click.echo(proposal_patch(result.base_snapshot, proposal, app.store.get_blob), nl=False)
+    _finish(app, result, as_json)
+
+
+def _resolve_plan(app: App, ref: str) -> str:
+    """A plan from a file, or from a plan run in the store ('last' = the newest plan run)."""
+    path = Path(ref)
+    if path.is_file():
+        return path.read_text()
+    if ref == "last":
+        ids = [r["run_id"] for r in app.store.runs() if r.get("mode") == "plan" and r.get("reason") == "plan_recorded"]
+        if not ids:
+            raise UsageError("no recorded plan in this store: run `kodr plan -p TASK` first")
+        ref = ids[0]
+    run_id = app.store.resolve(ref)
+    plan = fold(run_id, app.store.load(run_id)).plan
+    if not plan:
+        raise UsageError(f"run {run_id} recorded no plan")
+    return plan
+
+
+@cli.command()
+@click.option("-p", "--prompt", "prompt", required=True, help="the task to plan")
+@_ws_option
+@_model_flags
+@click.option("--model-timeout", type=click.FloatRange(0.1), default=None, help="seconds for the plan call")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True)
+@click.pass_context
+def plan(ctx, prompt, ws, provider, base_url, model_name, model_timeout, as_json, quiet):
+    """A plan-only turn: the model writes a scratchpad (an event and plan.md) for a later `run --plan`."""
+    if not (base_url or provider):
+        raise UsageError("no model server: give --provider or --base-url")
+    options = run_options(provider=provider, base_url=base_url, model=model_name, model_timeout_s=model_timeout)
+    app = _app(ctx, ws)
+    run_id = app.engine(None).request(prompt, options, mode="plan")
+    result = _drive(app, run_id, options, quiet)
+    if result.plan and not as_json:
+        click.echo(result.plan)
     _finish(app, result, as_json)
 
 
@@ -441,6 +491,9 @@ def demo(keep, as_json):
     from adapters.demo import run_demo
 
     sys.exit(run_demo(keep, as_json, Progress(as_json), err))
+
+
+cli.add_command(probe)
 
 
 def main() -> None:

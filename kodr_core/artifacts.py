@@ -52,6 +52,8 @@ def render(run_id: str, records: Sequence[ev.RecordedEvent], get_blob: BlobReade
     if tests:
         full = [t for t in tests if t.scope == "full"] or tests
         out["tests.json"] = _j(full[-1].result)
+    if run.plan:
+        out["plan.md"] = (run.plan.rstrip() + "\n").encode()
     first = run.turns[0] if run.turns else None
     if first and first.proposal:
         files = [dict(f, content=get_blob(f["sha256"]).decode("utf-8", "replace")) for f in first.proposal.files]

@@ -116,6 +116,8 @@ def next_step(run: Run, now: float) -> Step | None:
         case State.REQUESTED:
             return _requested(run, o)
         case State.PROPOSING:
+            if run.mode == "plan":
+                return _plan_turn(run, o)
             return _model_turn(run, o, 0, "propose")
         case State.APPLIED:
             return _applied(run, o)
@@ -159,6 +161,19 @@ def _model_turn(run: Run, o: RunOptions, n: int, purpose: str) -> Step:
     if t.writes is None:
         return ApplyWrites(n, _attempt(run, step_key(run, "writes", n)))
     return Fire("apply", _after_writes_facts(t))
+
+
+def _plan_turn(run: Run, o: RunOptions) -> Step:
+    """A plan-only run: one model call whose answer is a scratchpad, then `proposed`."""
+    if run.plan:
+        return _finish(Reason.PLAN_RECORDED, {"plan_bytes": len(run.plan.encode())})
+    t = run.turns[0]
+    if t.model_error is not None:
+        reason = Reason.MODEL_TIMEOUT if t.model_error.error == "timeout" else Reason.MODEL_UNAVAILABLE
+        return _finish(reason, {"error": t.model_error.error, "message": t.model_error.message})
+    if len(t.rejected) > o.invalid_retries:
+        return _finish(Reason.INVALID_PROPOSAL, {"errors": list(t.rejected)})
+    return CallModel("plan", 0, _attempt(run, step_key(run, "model", 0)), t.rejected)
 
 
 def _after_writes_facts(t: Turn) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from kodr_core.envelope import InvalidProposal, proposal_json_schema
 from kodr_core.errors import KodrError
 from kodr_core.failures import failing_paths
 from kodr_core.machine import destination
-from kodr_core.model_output import envelope_from_reply
+from kodr_core.model_output import envelope_from_reply, strip_thinking
 from kodr_core.options import RunOptions
 from kodr_core.ports import (
     ArtifactSink,
@@ -44,7 +44,7 @@ from kodr_core.ports import (
     Toolchain,
     Workspace,
 )
-from kodr_core.prompts import proposal_messages, repair_messages, with_retry_note
+from kodr_core.prompts import plan_messages, proposal_messages, repair_messages, with_retry_note
 from kodr_core.repair_context import build_repair_context
 from kodr_core.states import TERMINAL, State
 from kodr_core.test_command import detect_test_command, parse_test_command
@@ -191,6 +191,8 @@ class Engine:
     # -- the model --------------------------------------------------------------
     def _messages(self, run: Run, step: CallModel) -> tuple[list[dict], dict[str, Any] | None]:
         o = RunOptions.of(run.options)
+        if step.purpose == "plan":
+            return plan_messages(run.task, sorted(run.manifest), self.workspace.read), None
         if step.purpose != "repair":
             files = sorted(run.manifest)
             return proposal_messages(run.task, files, self.workspace.read, plan=o.plan), None
@@ -214,7 +216,8 @@ class Engine:
         o = RunOptions.of(run.options)
         messages, context = self._messages(run, step)
         messages = with_retry_note(messages, step.errors)
-        request = ChatRequest(messages=messages, response_schema=proposal_json_schema())
+        schema = None if step.purpose == "plan" else proposal_json_schema()
+        request = ChatRequest(messages=messages, response_schema=schema)
         key = step_key(run, "model", step.turn)
         request_blob = self.log.put_blob(_json_bytes({"messages": messages, "response_schema": request.response_schema}))
         context_blob = self.log.put_blob(_json_bytes(context)) if context is not None else None
@@ -244,6 +247,11 @@ class Engine:
             response_blob=response_blob, duration_ms=reply.duration_ms, usage=reply.usage,
             finish_reason=reply.finish_reason, retries=reply.retries,
         )
+        if step.purpose == "plan":
+            plan = strip_thinking(reply.content or "").strip()
+            verdict_plan: ev.Event = ev.PlanRecorded(plan=plan) if plan else ev.ProposalRejected(
+                purpose="plan", turn=0, attempt=step.attempt, error="the plan was empty; answer with a Markdown plan")
+            return self._append(run, [done, verdict_plan])
         try:
             proposal = envelope_from_reply(reply)
         except InvalidProposal as exc:

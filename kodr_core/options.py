@@ -31,6 +31,8 @@ class RunOptions(BaseModel):
     context_budget_bytes: int = 48_000
     failing_first: bool = True  # run the failing test files first on heal turns
     plan: str | None = None  # a scratchpad injected into the prompt
+    tools: bool = False  # read-only tool loop (list_files, read_file, inspect_symbols)
+    tool_steps: int = 6
 
     @classmethod
     def of(cls, raw: dict[str, Any]) -> "RunOptions":

@@ -41,6 +41,16 @@ def proposal_messages(
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
+PLAN_SYSTEM = """You are kodr's planning model. Do not write code yet. Answer with a short Markdown plan:
+the files to create or change (relative paths), what each will hold, and how the project's tests will show it works."""
+
+
+def plan_messages(task: str, files: list[str], read: Callable[[str], bytes | None]) -> list[dict[str, str]]:
+    """A plan-only turn: the same view of the project, a plan instead of an envelope."""
+    msgs = proposal_messages(task, files, read)
+    return [{"role": "system", "content": PLAN_SYSTEM}, msgs[1]]
+
+
 def repair_messages(task: str, context_prompt: str) -> list[dict[str, str]]:
     user = (
         f"# Task\n{task.strip() or 'Make the failing tests pass.'}\n\n{context_prompt}\n\n"

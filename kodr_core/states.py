@@ -29,6 +29,7 @@ class Reason(StrEnum):
 
     VERIFICATION_PASSED = "verification_passed"
     DRY_RUN = "dry_run"
+    PLAN_RECORDED = "plan_recorded"
     INSTALL_FAILED = "install_failed"
     INSTALL_REFUSED = "install_refused"
     NO_VERIFICATION = "no_verification"
@@ -50,6 +51,7 @@ class Reason(StrEnum):
 OUTCOME_OF: dict[Reason, State] = {
     Reason.VERIFICATION_PASSED: State.PASSED,
     Reason.DRY_RUN: State.PROPOSED,
+    Reason.PLAN_RECORDED: State.PROPOSED,
     Reason.INSTALL_FAILED: State.FAILED,
     Reason.INSTALL_REFUSED: State.FAILED,
     Reason.NO_VERIFICATION: State.FAILED,
