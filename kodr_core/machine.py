@@ -96,3 +96,7 @@ def mermaid() -> str:
         show_conditions=False,
     )
     return graph.get_graph().draw(None)
+
+
+if __name__ == "__main__":
+    print(mermaid())
