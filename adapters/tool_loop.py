@@ -214,6 +214,9 @@ class _Loop:
         except ModelError as exc:
             exc.duration_ms += self.duration_ms
             exc.retries = self.retries + exc.retries
+            if exc.kind == "timeout":  # the inner call saw only the time left; report the user's budget
+                exc.message = f"the model call passed its {self.budget:g}s deadline (during the tool loop)"
+                exc.args = (exc.message,)
             raise
         self.slowest_s = max(self.slowest_s, time.monotonic() - t0)
         self.duration_ms += reply.duration_ms

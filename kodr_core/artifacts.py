@@ -85,6 +85,7 @@ def render(run_id: str, records: Sequence[ev.RecordedEvent], get_blob: BlobReade
         if t.model_error:
             errors.append({"kind": f"model_{t.model_error.error}", "message": t.model_error.message})
         out[d + "errors.json"] = _j(errors)
+    out["run.json"] = _j(explain(run))  # always present: the folder exists for every run
     if len(run.turns) > 1 or run.options.get("heal"):
         out["repairs/summary.json"] = _j(explain(run))
     return out

@@ -33,7 +33,7 @@ from kodr_core.envelope import InvalidProposal, proposal_json_schema
 from kodr_core.errors import KodrError
 from kodr_core.failures import failing_paths
 from kodr_core.machine import destination
-from kodr_core.model_output import envelope_from_reply, strip_thinking
+from kodr_core.model_output import CUT_OFF, envelope_from_reply, strip_thinking
 from kodr_core.options import RunOptions
 from kodr_core.ports import (
     ArtifactSink,
@@ -249,8 +249,10 @@ class Engine:
         )
         if step.purpose == "plan":
             plan = strip_thinking(reply.content or "").strip()
-            verdict_plan: ev.Event = ev.PlanRecorded(plan=plan) if plan else ev.ProposalRejected(
-                purpose="plan", turn=0, attempt=step.attempt, error="the plan was empty; answer with a Markdown plan")
+            problem = (CUT_OFF if reply.finish_reason == "length"
+                       else None if plan else "the plan was empty; answer with a Markdown plan")
+            verdict_plan: ev.Event = ev.PlanRecorded(plan=plan) if problem is None else ev.ProposalRejected(
+                purpose="plan", turn=0, attempt=step.attempt, error=problem)
             return self._append(run, [done, verdict_plan])
         try:
             proposal = envelope_from_reply(reply)

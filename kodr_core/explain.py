@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from kodr_core.aggregate import Run, Turn
+from kodr_core.brakes import best_turn, failure_count, history_from_run
 
 
 def _failing(t: Turn | None) -> list[str] | None:
+    """Names of the failing tests, or None when the turn's result tells nothing."""
     res = t.final_tests if t else None
-    if res is None:
+    if failure_count(res) is None:
         return None
     return [f.get("name") or f.get("file") or "?" for f in res.get("failures", [])]
 
@@ -32,13 +34,13 @@ def explain(run: Run) -> dict[str, Any]:
         res = t.final_tests
         turns.append({
             "turn": t.n,
-            "kind": "proposal" if t.n == 0 else "repair",
+            "kind": ("adopted" if run.mode == "heal" else "proposal") if t.n == 0 else "repair",
             "files_changed": [
                 {"path": f["path"], "change": f.get("change")} for f in (t.writes.files if t.writes else [])
             ],
             "failing_before": before,
             "failing_after": after,
-            "failures_after": None if res is None else res.get("failed"),
+            "failures_after": failure_count(res),
             "tests_after": None if res is None else {k: res.get(k) for k in ("passed", "failed", "skipped", "total")},
             "install": _install(t, install_requested),
             "model_ms": t.model_ms,
@@ -48,7 +50,6 @@ def explain(run: Run) -> dict[str, Any]:
             "model_error": t.model_error.message if t.model_error else None,
         })
     last = run.transitions[-1] if run.transitions else None
-    scored = [(tr["failures_after"], tr["turn"]) for tr in turns if tr["failures_after"] is not None]
     return {
         "run_id": run.run_id,
         "task": run.task,
@@ -60,7 +61,7 @@ def explain(run: Run) -> dict[str, Any]:
                  "evidence": dict(last.facts) if last else {}} if run.outcome else None,
         "heal_turns": run.heal_turn,
         "max_turns": run.options.get("max_turns"),
-        "best_turn": min(scored)[1] if scored else None,
+        "best_turn": best_turn(history_from_run(run)) if any(t.final_tests for t in run.turns) else None,
         "timeline": [{"from": e.from_state, "to": e.to_state, "trigger": e.trigger, "turn": e.heal_turn}
                      for e in run.transitions],
         "turns": turns,
@@ -83,6 +84,8 @@ def render_text(x: dict[str, Any]) -> str:
             lines.append(f"  failing before: {len(t['failing_before'])} {t['failing_before'][:5]}")
         if t["failing_after"] is not None:
             lines.append(f"  failing after: {len(t['failing_after'])} {t['failing_after'][:5]}")
+        elif t["tests_after"] is not None:
+            lines.append("  tests after: no telling result (timed out, or no test ran)")
         lines.append(f"  install: {t['install']}")
         for r in t["rejected_outputs"]:
             lines.append(f"  rejected output: {r}")

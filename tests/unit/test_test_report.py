@@ -263,3 +263,18 @@ def test_install_json():
     assert stopped["ok"] is False and stopped["error"] == "executable not found: 'uv'"
 
     assert build_install_json([], cmds)["ok"] is False
+
+
+NODE_FILE_WITHOUT_TESTS = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites>
+	<testcase name="/tmp/nt/a.test.js" time="0.088101" classname="test"/>
+	<!-- tests 1 -->
+	<!-- pass 1 -->
+</testsuites>
+"""
+
+
+def test_node_placeholder_for_a_file_without_tests_is_not_a_test():
+    # Captured from node 20: a test file that defines no test() is reported as one passing case.
+    report = report_from_outputs("node", "ℹ tests 1\nℹ pass 1\n", "", NODE_FILE_WITHOUT_TESTS)
+    assert report is not None and (report.total, report.passed) == (0, 0)
