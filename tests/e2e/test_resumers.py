@@ -1,0 +1,115 @@
+"""Ownership on resume: two resumers race, and an interrupted step's orphans are reaped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from store.database import default_url, open_store
+from tests.e2e.conftest import VENV_BIN, envelope, kodr
+from tests.e2e.test_crash_resume import _tagged
+from tests.support.scripted_server import ScriptedServer
+
+PKG = json.dumps({"name": "slow", "version": "1.0.0", "private": True, "scripts": {"test": "node --test"}})
+SLOW_TEST = """const test = require('node:test');
+const assert = require('node:assert/strict');
+test('takes its time', async () => {
+  await new Promise((r) => setTimeout(r, process.env.KODR_SLOW ? Number(process.env.KODR_SLOW) : 10));
+  assert.ok(true);
+});
+"""
+ARGS = ["--test", "node --test", "--json", "-q"]
+
+
+def _model(body: dict) -> dict:
+    return envelope({"package.json": PKG, "slow.test.js": SLOW_TEST})
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ["PATH"])
+    env.pop("KODR_DATABASE_URL", None)
+    env.update(extra)
+    return env
+
+
+def _popen(args: list[str], ws: Path, extra: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "adapters.cli", *args], cwd=ws, env=_env(extra), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}
+    url = request.getfixturevalue("postgres_schema_url")
+    up = kodr("db", "upgrade", cwd=tmp_path, env={"KODR_DATABASE_URL": url})
+    assert up.code == 0, up.err
+    return {"KODR_DATABASE_URL": url}
+
+
+def _store(ws: Path, db_env: dict[str, str]):
+    return open_store(db_env.get("KODR_DATABASE_URL") or default_url(ws))
+
+
+def test_two_resumers_race_exactly_one_proceeds(tmp_path: Path, db_env: dict[str, str]) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with ScriptedServer(responder=_model) as srv:
+        crashed = kodr("run", "-p", "slow", "--base-url", srv.base_url, *ARGS, cwd=ws,
+                       env={**db_env, "KODR_FAULT": "after:2"})
+        assert crashed.code == 137, crashed.err
+        run_id = _store(ws, db_env).runs()[0]["run_id"]
+        extra = {**db_env, "KODR_SLOW": "3000"}
+        a = _popen(["resume", run_id, "--json", "-q"], ws, extra)
+        b = _popen(["resume", run_id, "--json", "-q"], ws, extra)
+        results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in (a, b)]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 4], results
+    winner = next(out for code, out, _ in results if code == 0)
+    loser = next(err for code, _, err in results if code == 4)
+    assert json.loads(winner)["state"] == "passed"
+    assert "leased by" in loser or "owner" in loser, loser
+    records = _store(ws, db_env).load(run_id)
+    assert [r.type for r in records].count("RunResumed") == 1
+    assert [r.type for r in records].count("TestsFinished") == 1
+
+
+def test_resume_kills_the_orphans_of_an_interrupted_step(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with ScriptedServer(responder=_model) as srv:
+        proc = _popen(["run", "-p", "slow", "--base-url", srv.base_url, *ARGS], ws, {"KODR_SLOW": "60000"})
+        store = open_store(default_url(ws))
+        deadline = time.monotonic() + 30
+        run_id = None
+        while time.monotonic() < deadline:
+            rows = store.runs()
+            if rows and any(r.type == "TestsStarted" for r in store.load(rows[0]["run_id"])):
+                run_id = rows[0]["run_id"]
+                break
+            time.sleep(0.1)
+        assert run_id, "the run never started its tests"
+        time.sleep(0.5)  # let the runner spawn
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        orphans = _tagged(run_id)
+        assert orphans, "the killed run left no test process to reap"
+        resumed = kodr("resume", run_id, "--json", "-q", cwd=ws)
+    assert resumed.code == 0, resumed.err
+    assert resumed.json()["state"] == "passed"
+    assert _tagged(run_id) == []
+    for pid in orphans:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    records = store.load(run_id)
+    started = [r.event for r in records if r.type == "TestsStarted"]
+    assert [s.attempt for s in started] == [1, 2]
+    assert [r.type for r in records].count("TestsFinished") == 1
+    resumed_ev = next(r.event for r in records if r.type == "RunResumed")
+    assert resumed_ev.interrupted == started[0].key
