@@ -77,6 +77,13 @@ def _app(ctx: click.Context, workspace: str | None) -> App:
     return open_app(workspace or ctx.obj.get("workspace") or ".")
 
 
+def _load(app: App, run_ref: str) -> tuple[list[ev.RecordedEvent], Run]:
+    """A run's history and its fold, from an id, a unique prefix, or 'last'."""
+    run_id = app.store.resolve(run_ref)
+    records = app.store.load(run_id)
+    return records, fold(run_id, records)
+
+
 def _summary(app: App, run: Run) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
@@ -327,8 +334,7 @@ def runs(ctx, ws, as_json):
 def show(ctx, run_ref, ws, as_json):
     """One run: state, outcome, settings and where its artifacts are."""
     app = _app(ctx, ws)
-    run_id = app.store.resolve(run_ref)
-    run = fold(run_id, app.store.load(run_id))
+    _, run = _load(app, run_ref)
     data = _summary(app, run) | {"task": run.task, "mode": run.mode, "workspace": run.workspace,
                                  "options": run.options, "created_at": run.created_at, "updated_at": run.updated_at}
     if as_json:
@@ -347,8 +353,7 @@ def show(ctx, run_ref, ws, as_json):
 def events(ctx, run_ref, ws, as_json):
     """The run's events, in order."""
     app = _app(ctx, ws)
-    run_id = app.store.resolve(run_ref)
-    records = app.store.load(run_id)
+    records, _ = _load(app, run_ref)
     if as_json:
         rows = [{"run_id": r.run_id, "seq": r.seq, "type": r.type, "schema_version": r.event.VERSION,
                  "recorded_at": r.recorded_at, "data": r.event.payload(), "prev_hash": r.prev_hash,
@@ -371,8 +376,7 @@ def events(ctx, run_ref, ws, as_json):
 def explain_cmd(ctx, run_ref, ws, as_json):
     """Why the run ended where it did: each turn, the stop rule and its evidence, the best turn."""
     app = _app(ctx, ws)
-    run_id = app.store.resolve(run_ref)
-    x = explain(fold(run_id, app.store.load(run_id)))
+    x = explain(_load(app, run_ref)[1])
     click.echo(json.dumps(x, indent=2, default=str) if as_json else render_text(x))
 
 

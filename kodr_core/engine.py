@@ -46,7 +46,7 @@ from kodr_core.ports import (
 )
 from kodr_core.prompts import plan_messages, proposal_messages, repair_messages, with_retry_note
 from kodr_core.repair_context import build_repair_context
-from kodr_core.states import TERMINAL, State
+from kodr_core.states import TERMINAL
 from kodr_core.test_command import detect_test_command, parse_test_command
 
 #: Base snapshot caps: bigger files are recorded as skipped, not stored.

@@ -45,6 +45,19 @@ def events_of(workspace: Path, run_id: str) -> list[RecordedEvent]:
     return open_store(default_url(workspace)).load(run_id)
 
 
+def tagged_processes(run_id: str) -> list[int]:
+    """Live pids still carrying a step key of this run (KODR_STEP_KEY=<run_id>:…): orphans."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if f"KODR_STEP_KEY={run_id}".encode() in (d / "environ").read_bytes():
+                    pids.append(int(d.name))
+            except OSError:
+                continue
+    return pids
+
+
 def chain(records: list[RecordedEvent]) -> list[str]:
     """Event types, with each transition written as its trigger: a readable exact sequence."""
     out = []

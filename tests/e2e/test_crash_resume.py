@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import VENV_BIN, envelope, kodr, snapshot
+from tests.e2e.conftest import VENV_BIN, envelope, kodr, snapshot, tagged_processes
 from tests.support.scripted_server import ScriptedServer
 from store.database import default_url, open_store
 
@@ -54,17 +54,6 @@ def _run(ws: Path, srv: ScriptedServer, fault: str | None = None):
     return kodr("run", "-p", "slugify", "--base-url", srv.base_url, *ARGS, cwd=ws, env=env)
 
 
-def _tagged(run_id: str) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if f"KODR_STEP_KEY={run_id}".encode() in (d / "environ").read_bytes():
-                    pids.append(int(d.name))
-            except OSError:
-                pass
-    return pids
-
 
 def _check(ws: Path, run_id: str, reference: dict) -> list[str]:
     store = open_store(default_url(ws))
@@ -81,8 +70,8 @@ def _check(ws: Path, run_id: str, reference: dict) -> list[str]:
     twice = [k for k, n in keys.items() if n > 1]
     if twice:
         problems.append(f"steps completed twice: {twice}")
-    if _tagged(run_id):
-        problems.append(f"orphaned processes: {_tagged(run_id)}")
+    if tagged_processes(run_id):
+        problems.append(f"orphaned processes: {tagged_processes(run_id)}")
     if snapshot(ws) != reference["workspace"]:
         problems.append("final workspace differs")
     return problems

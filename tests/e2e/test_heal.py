@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Result, chain, envelope, events_of, kodr
+from tests.e2e.conftest import Result, chain, envelope, events_of, kodr, tagged_processes
 from tests.support.scripted_server import ScriptedServer, Turn
 
 TASK = "write add"
@@ -599,17 +599,6 @@ def test_repair_that_deletes_every_test_does_not_pass(workspace: Path) -> None:
     assert x["best_turn"] == 0
 
 
-def _tagged_processes(key_prefix: str) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if f"KODR_STEP_KEY={key_prefix}".encode() in (d / "environ").read_bytes():
-                    pids.append(int(d.name))
-            except OSError:
-                continue
-    return pids
-
 
 def test_repair_that_makes_the_tests_hang_times_out_and_is_not_the_best_turn(workspace: Path) -> None:
     """A repair whose tests run past --test-timeout: timed_out/test_timeout. Nothing was seen to
@@ -620,7 +609,7 @@ def test_repair_that_makes_the_tests_hang_times_out_and_is_not_the_best_turn(wor
     out = summary(r)
     assert r.code == 12, r.err
     assert (out["state"], out["reason"], out["heal_turn"]) == ("timed_out", "test_timeout", 1)
-    assert took < 30 and _tagged_processes(out["run_id"]) == []
+    assert took < 30 and tagged_processes(out["run_id"]) == []
     records = events_of(workspace, out["run_id"])
     assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + ["StateChanged:time_out"]
     assert of_type(records, "TestsFinished")[-1].result["timedOut"] is True

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from store.database import default_url, open_store
-from tests.e2e.conftest import VENV_BIN, envelope, kodr
-from tests.e2e.test_crash_resume import _tagged
+from tests.e2e.conftest import VENV_BIN, envelope, kodr, tagged_processes
 from tests.support.scripted_server import ScriptedServer
 
 PKG = json.dumps({"name": "slow", "version": "1.0.0", "private": True, "scripts": {"test": "node --test"}})
@@ -99,12 +98,12 @@ def test_resume_kills_the_orphans_of_an_interrupted_step(tmp_path: Path) -> None
         time.sleep(0.5)  # let the runner spawn
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        orphans = _tagged(run_id)
+        orphans = tagged_processes(run_id)
         assert orphans, "the killed run left no test process to reap"
         resumed = kodr("resume", run_id, "--json", "-q", cwd=ws)
     assert resumed.code == 0, resumed.err
     assert resumed.json()["state"] == "passed"
-    assert _tagged(run_id) == []
+    assert tagged_processes(run_id) == []
     for pid in orphans:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     records = store.load(run_id)

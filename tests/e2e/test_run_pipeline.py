@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import chain, envelope, events_of, kodr, snapshot
+from tests.e2e.conftest import chain, envelope, events_of, kodr, snapshot, tagged_processes
 from tests.support.scripted_server import ScriptedServer
 
 NODE_PKG = json.dumps({
@@ -117,18 +116,6 @@ def test_no_test_executed_fails_even_on_exit_zero(workspace: Path) -> None:
     assert tests["exitCode"] == 0 and tests["total"] == 0 and tests["ok"] is False
 
 
-def _tagged_processes(key_prefix: str) -> list[int]:
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            if f"KODR_STEP_KEY={key_prefix}".encode() in (d / "environ").read_bytes():
-                pids.append(int(d.name))
-        except OSError:
-            continue
-    return pids
-
 
 def test_hung_test_times_out_and_leaves_no_process(workspace: Path) -> None:
     hang = """const test = require('node:test');
@@ -145,7 +132,7 @@ test('hangs', async () => {
     out = r.json()
     assert r.code == 12
     assert (out["state"], out["reason"]) == ("timed_out", "test_timeout")
-    assert _tagged_processes(out["run_id"]) == []
+    assert tagged_processes(out["run_id"]) == []
     tests = _artifact(workspace, out["run_id"], "tests.json")
     assert tests["timedOut"] is True
 
