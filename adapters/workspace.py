@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from typing import Callable
 from pathlib import Path
 
 import pathspec
@@ -20,6 +21,7 @@ from kodr_core.errors import RefusedInput
 
 #: Never part of a snapshot, whatever .gitignore says: VCS, kodr, installed deps, caches.
 ALWAYS_IGNORED = (".git/", ".kodr/", "node_modules/", ".venv/", "__pycache__/", ".pytest_cache/")
+_ALWAYS = pathspec.GitIgnoreSpec.from_lines(ALWAYS_IGNORED)
 
 
 def _sha256(data: bytes) -> str:
@@ -38,6 +40,9 @@ class DiskWorkspace:
         real_parent = os.path.realpath(target.parent)
         if os.path.commonpath([real_parent, self.root]) != self.root:
             raise RefusedInput(f"refused path {path!r}: a symlink leads outside the workspace")
+        for parent in Path(rel).parents:
+            if parent != Path(".") and Path(self.root, parent).exists() and not Path(self.root, parent).is_dir():
+                raise RefusedInput(f"refused path {path!r}: {parent.as_posix()} is a file, not a directory")
         if target.is_symlink():
             raise RefusedInput(f"refused path {path!r}: is a symlink; kodr does not write through links")
         if target.exists() and not target.is_file():
@@ -72,25 +77,24 @@ class DiskWorkspace:
     def exists(self, path: str) -> bool:
         return Path(self.root, path).is_file()
 
-    def _spec(self) -> pathspec.PathSpec:
-        lines = list(ALWAYS_IGNORED)
+    def _ignored(self) -> Callable[[str], bool]:
+        """The user's .gitignore, with kodr's own exclusions matched apart so no `!rule` revives them."""
         gi = Path(self.root, ".gitignore")
-        if gi.is_file():
-            lines += gi.read_text(errors="replace").splitlines()
-        return pathspec.GitIgnoreSpec.from_lines(lines)
+        user = pathspec.GitIgnoreSpec.from_lines(gi.read_text(errors="replace").splitlines() if gi.is_file() else [])
+        return lambda rel: _ALWAYS.match_file(rel) or user.match_file(rel)
 
     def files(self) -> list[str]:
         """Workspace-relative POSIX paths of the files kodr sees, sorted."""
-        spec = self._spec()
+        ignored = self._ignored()
         out: list[str] = []
         for dirpath, dirnames, filenames in os.walk(self.root):
             rel_dir = os.path.relpath(dirpath, self.root)
             rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-            dirnames[:] = sorted(d for d in dirnames if not spec.match_file(rel_dir + d + "/"))
+            dirnames[:] = sorted(d for d in dirnames if not ignored(rel_dir + d + "/"))
             for name in filenames:
                 rel = rel_dir + name
                 full = os.path.join(dirpath, name)
-                if os.path.islink(full) or spec.match_file(rel):
+                if os.path.islink(full) or ignored(rel):
                     continue
                 out.append(rel)
         return sorted(out)
