@@ -145,15 +145,7 @@ def _model_turn(run: Run, o: RunOptions, n: int, purpose: str) -> Step:
     """Propose (turn 0) or repair (turn n): call, retry an invalid reply once, apply."""
     t = run.turns[n] if n < len(run.turns) else Turn(n)
     if t.proposal is None:
-        if t.model_error is not None:
-            err = t.model_error
-            reason = Reason.MODEL_TIMEOUT if err.error == "timeout" else Reason.MODEL_UNAVAILABLE
-            facts = {"error": err.error, "message": err.message, "duration_ms": err.duration_ms,
-                     "attempt": err.attempt, "retries": err.retries}
-            return _finish(reason, facts, turn=n if n else None)
-        if len(t.rejected) > o.invalid_retries:
-            return _finish(Reason.INVALID_PROPOSAL, {"errors": list(t.rejected)}, turn=n if n else None)
-        return CallModel(purpose, n, _attempt(run, step_key(run, "model", n)), t.rejected)
+        return _call_or_stop(run, o, t, purpose)
     if t.refused:
         return _finish(Reason.UNSAFE_WRITE, {"refused": list(t.refused)}, turn=n if n else None)
     if run.state is State.PROPOSING and o.dry_run:
@@ -167,13 +159,21 @@ def _plan_turn(run: Run, o: RunOptions) -> Step:
     """A plan-only run: one model call whose answer is a scratchpad, then `proposed`."""
     if run.plan:
         return _finish(Reason.PLAN_RECORDED, {"plan_bytes": len(run.plan.encode())})
-    t = run.turns[0]
+    return _call_or_stop(run, o, run.turns[0], "plan")
+
+
+def _call_or_stop(run: Run, o: RunOptions, t: Turn, purpose: str) -> Step:
+    """Call the model for turn ``t``, unless a failed call or a second invalid reply ends the run."""
+    turn = t.n if t.n else None
     if t.model_error is not None:
-        reason = Reason.MODEL_TIMEOUT if t.model_error.error == "timeout" else Reason.MODEL_UNAVAILABLE
-        return _finish(reason, {"error": t.model_error.error, "message": t.model_error.message})
+        err = t.model_error
+        reason = Reason.MODEL_TIMEOUT if err.error == "timeout" else Reason.MODEL_UNAVAILABLE
+        facts = {"error": err.error, "message": err.message, "duration_ms": err.duration_ms,
+                 "attempt": err.attempt, "retries": err.retries}
+        return _finish(reason, facts, turn=turn)
     if len(t.rejected) > o.invalid_retries:
-        return _finish(Reason.INVALID_PROPOSAL, {"errors": list(t.rejected)})
-    return CallModel("plan", 0, _attempt(run, step_key(run, "model", 0)), t.rejected)
+        return _finish(Reason.INVALID_PROPOSAL, {"errors": list(t.rejected)}, turn=turn)
+    return CallModel(purpose, t.n, _attempt(run, step_key(run, "model", t.n)), t.rejected)
 
 
 def _after_writes_facts(t: Turn) -> dict[str, Any]:

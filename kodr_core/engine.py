@@ -128,7 +128,7 @@ class Engine:
                 self.workspace.write(path, self.log.get_blob(sha))
                 restored.append({"path": path, "sha256": sha, "found": found})
         if restored:
-            self._append(run, [ev.WorkspaceRestored(files=restored)])
+            run = self._append(run, [ev.WorkspaceRestored(files=restored)])
         return self.drive(run_id)
 
     def drive(self, run_id: str) -> Run:
