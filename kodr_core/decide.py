@@ -201,6 +201,8 @@ def _installing(run: Run) -> Step:
     facts = {"exitCode": r.get("exitCode"), "durationMs": r.get("durationMs"), "command": r.get("command")}
     if r.get("ok"):
         return Fire("verify", facts)
+    if r.get("refused"):
+        return _finish(Reason.INSTALL_REFUSED, {**facts, "refused": r["refused"]})
     if r.get("timedOut"):
         return _finish(Reason.INSTALL_TIMEOUT, facts)
     facts["stderrTail"] = (r.get("stderrTail") or "")[-2000:]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import time
 import uuid
 from typing import Any, Callable, Sequence
@@ -32,6 +33,7 @@ from kodr_core.decide import (
 from kodr_core.envelope import InvalidProposal, proposal_json_schema
 from kodr_core.errors import KodrError
 from kodr_core.failures import failing_paths
+from kodr_core.install_plan import check_manifests
 from kodr_core.machine import destination
 from kodr_core.model_output import CUT_OFF, envelope_from_reply, strip_thinking
 from kodr_core.options import RunOptions
@@ -312,6 +314,13 @@ class Engine:
         key = step_key(run, "install", step.turn)
         self._reap_interrupted(run, key)
         commands = [list(c) for c in step.commands]
+        problems = check_manifests(self.workspace.read)
+        if problems:  # a hostile manifest is refused before anything runs; the files stay for a repair
+            refused = {"command": " && ".join(shlex.join(c) for c in commands), "commands": commands,
+                       "exitCode": None, "ok": False, "timedOut": False, "durationMs": 0, "startedAt": None,
+                       "finishedAt": None, "stdoutTail": "", "stderrTail": "", "refused": problems,
+                       "error": "manifest refused: " + "; ".join(problems)}
+            return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=refused)])
         run = self._append(run, [ev.InstallStarted(turn=step.turn, attempt=step.attempt, key=key, commands=commands)])
         result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=o.install_timeout_s, step_key=key)
         result = dict(result, logBlob=self.log.put_blob(log))

@@ -26,7 +26,7 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Callable, Literal, Mapping
 
 from kodr_core.errors import RefusedInput
 
@@ -189,3 +189,91 @@ def _spec_problem(spec: str) -> str | None:
     if _GITHUB_SHORTHAND.match(spec):
         return "is a GitHub shorthand (fetches code from outside the npm registry)"
     return None
+
+
+# -- Python manifests ---------------------------------------------------------------
+
+#: pip/uv options that change where code comes from, or read more files.
+_REQ_REFUSED_OPTIONS = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host",
+                        "-e", "--editable", "-r", "--requirement", "-c", "--constraint", "--no-index")
+_REQ_REMOTE = re.compile(r"(^|@\s*|\s)(git\+|hg\+|svn\+|bzr\+|https?://|ftp://|file:)", re.I)
+
+
+def check_requirements_txt(text: str) -> list[str]:
+    """Problems that make kodr refuse a requirements.txt ([] when fine).
+
+    Only registry requirements are installed: options that add indexes, find-links
+    or other files, editable installs, URL/VCS requirements and local paths are
+    refused, for the same reason as package.json's remote specs.
+    """
+    problems = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        head = line.split()[0].split("=", 1)[0]
+        if head.startswith("-"):
+            if head in _REQ_REFUSED_OPTIONS or any(head.startswith(o) for o in ("-i", "-f", "-e", "-r", "-c")):
+                problems.append(f"requirements.txt line {n}: option {head!r} is refused")
+            continue
+        if _REQ_REMOTE.search(line):
+            problems.append(f"requirements.txt line {n}: {line!r} fetches code from outside the package index")
+        elif line.startswith((".", "/", "~")) or re.match(r"^[a-zA-Z]:[\\/]", line):
+            problems.append(f"requirements.txt line {n}: {line!r} is a local path")
+    return problems
+
+
+def check_pyproject_toml(text: str) -> list[str]:
+    """Problems that make kodr refuse a pyproject.toml for ``uv sync`` ([] when fine).
+
+    Refused: invalid TOML; extra or replacement indexes (``[[tool.uv.index]]``,
+    ``index-url``…); ``[tool.uv.sources]`` entries that are git/URL sources or paths
+    leaving the workspace; and direct URL references in dependency lists.
+    """
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        return [f"pyproject.toml is not valid TOML: {e}"]
+    problems: list[str] = []
+    uv = (data.get("tool") or {}).get("uv") or {}
+    for key in ("index", "index-url", "extra-index-url", "find-links"):
+        if key in uv:
+            problems.append(f"[tool.uv] {key} is refused: only the default package index is used")
+    for name, source in (uv.get("sources") or {}).items():
+        for s in source if isinstance(source, list) else [source]:
+            if not isinstance(s, dict):
+                continue
+            if "git" in s or "url" in s:
+                problems.append(f"[tool.uv.sources] {name}: git/URL sources are refused")
+            if "path" in s and _spec_problem("file:" + str(s["path"])):
+                problems.append(f"[tool.uv.sources] {name}: path {s['path']!r} points outside the workspace")
+    project = data.get("project") or {}
+    deps = list(project.get("dependencies") or [])
+    for extra in (project.get("optional-dependencies") or {}).values():
+        deps += list(extra or [])
+    for group in (data.get("dependency-groups") or {}).values():
+        deps += [d for d in group or [] if isinstance(d, str)]
+    for dep in deps:
+        if isinstance(dep, str) and _REQ_REMOTE.search(dep):
+            problems.append(f"dependency {dep!r} fetches code from outside the package index")
+    return problems
+
+
+#: The manifest checks kodr runs before an install, by file name.
+MANIFEST_CHECKS = {
+    "package.json": check_package_json,
+    "requirements.txt": check_requirements_txt,
+    "pyproject.toml": check_pyproject_toml,
+}
+
+
+def check_manifests(read: Callable[[str], bytes | None]) -> list[str]:
+    """Every problem in the workspace's top-level manifests; ``read`` gives a file's bytes."""
+    problems: list[str] = []
+    for name, check in MANIFEST_CHECKS.items():
+        data = read(name)
+        if data is not None:
+            problems += check(data.decode("utf-8", "replace"))
+    return problems

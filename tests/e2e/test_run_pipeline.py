@@ -229,3 +229,27 @@ def test_demo_runs_without_a_model_server(tmp_path: Path) -> None:
     assert (Path(out["artifacts"]) / "tests.json").is_file()
     text = kodr("demo", "--keep", str(tmp_path / "demo2"), cwd=tmp_path)
     assert text.code == 0 and "verifying → passed" in text.err and "artifacts:" in text.err
+
+
+@pytest.mark.parametrize("files, refused", [
+    ({"package.json": json.dumps({"name": "x", "version": "1.0.0", "scripts": {"test": "node --test"},
+                                  "dependencies": {"evil": "git+https://example.invalid/evil.git"}})},
+     "dependencies.evil"),
+    ({"package.json": json.dumps({"name": "x", "version": "1.0.0",
+                                  "dependencies": {"up": "file:../../outside"}})}, "points outside the workspace"),
+    ({"requirements.txt": "--index-url http://example.invalid/simple\npytest\n"}, "option '--index-url'"),
+])
+def test_hostile_manifest_is_refused_before_anything_runs(workspace: Path, files: dict, refused: str) -> None:
+    with ScriptedServer([envelope(files)]) as srv:
+        r = kodr("run", "-p", "x", "--base-url", srv.base_url, "--install", "--json", cwd=workspace)
+    out = r.json()
+    assert r.code == 10
+    assert (out["state"], out["reason"]) == ("failed", "install_refused")
+    assert any(refused in p for p in out["facts"]["refused"])
+    types = chain(events_of(workspace, out["run_id"]))
+    assert "InstallStarted" not in types and "TestsStarted" not in types  # nothing was run
+    assert not (workspace / "node_modules").exists() and not (workspace / ".venv").exists()
+    for name, text in files.items():
+        assert (workspace / name).read_text() == text  # the files stay for a repair
+    install = _artifact(workspace, out["run_id"], "install.json")
+    assert install["ok"] is False and install["refused"]

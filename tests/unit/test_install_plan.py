@@ -141,3 +141,52 @@ def test_workspaces_must_stay_inside():
     assert check_package_json(pj(workspaces={"packages": ["../outside"]})) == [
         "workspaces: '../outside' points outside the workspace"
     ]
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("--index-url http://evil.example/simple\nrequests\n", "option '--index-url'"),
+        ("-i http://evil.example/simple\n", "option '-i'"),
+        ("-e git+https://github.com/x/y\n", "option '-e'"),
+        ("-r ../../other.txt\n", "option '-r'"),
+        ("git+https://github.com/x/y#egg=y\n", "outside the package index"),
+        ("pkg @ https://evil.example/pkg.whl\n", "outside the package index"),
+        ("../outside/pkg\n", "local path"),
+    ],
+)
+def test_requirements_txt_refusals(text, problem):
+    from kodr_core.install_plan import check_requirements_txt
+
+    found = check_requirements_txt(text)
+    assert found and problem in found[0]
+
+
+def test_requirements_txt_registry_lines_pass():
+    from kodr_core.install_plan import check_requirements_txt
+
+    assert check_requirements_txt("# pins\npytest>=8 ; python_version >= '3.11'\nrequests==2.32.3  # http\n\n") == []
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("[project\nname=", "not valid TOML"),
+        ('[[tool.uv.index]]\nurl = "http://evil.example"\n', "[tool.uv] index"),
+        ('[tool.uv.sources]\nx = { git = "https://github.com/x/x" }\n', "git/URL sources"),
+        ('[tool.uv.sources]\nx = { path = "../../x" }\n', "outside the workspace"),
+        ('[project]\nname = "a"\ndependencies = ["x @ https://evil.example/x.whl"]\n', "outside the package index"),
+    ],
+)
+def test_pyproject_refusals(text, problem):
+    from kodr_core.install_plan import check_pyproject_toml
+
+    found = check_pyproject_toml(text)
+    assert found and problem in found[0]
+
+
+def test_pyproject_plain_dependencies_pass():
+    from kodr_core.install_plan import check_pyproject_toml
+
+    text = '[project]\nname = "a"\nversion = "0"\ndependencies = ["pytest>=8"]\n[tool.uv.sources]\nlib = { path = "libs/lib" }\n'
+    assert check_pyproject_toml(text) == []
