@@ -72,7 +72,7 @@ def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPo
 
         raise UsageError("this run used the demo's built-in scripted model; give --base-url or --provider to go on")
     config = resolve_provider(options.provider, options.base_url, options.model, dict(env or os.environ))
-    return OpenAIChatClient(config)
+    return OpenAIChatClient(config, stall_timeout_s=options.stall_timeout_s)
 
 
 ModelFactory = Callable[[RunOptions], ModelPort]

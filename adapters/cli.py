@@ -138,6 +138,8 @@ def _loop_flags(f):
     f = click.option("--repair-timeout", type=click.FloatRange(0.1), default=None, help="seconds per repair call")(f)
     f = click.option("--model-timeout", type=click.FloatRange(0.1), default=None, help="seconds for the first proposal call")(f)
     f = click.option("--test-timeout", type=click.FloatRange(0.1), default=None, help="seconds per test run")(f)
+    f = click.option("--stall-timeout", type=click.FloatRange(0.1), default=None,
+                     help="seconds without a byte from the model server before a call is cancelled (default 120)")(f)
     f = click.option("--install-timeout", type=click.FloatRange(0.1), default=None, help="seconds per install")(f)
     f = click.option("--deadline", "run_deadline_s", type=click.FloatRange(1), default=None, help="seconds for the whole run")(f)
     f = click.option("--off-target", type=click.Choice(["strict", "lenient", "off"]), default=None,
@@ -175,7 +177,7 @@ def _ws_option(f):
 @click.option("--plan", "plan_ref", default=None, help="inject a plan: a plan RUN id, 'last', or a FILE")
 @click.pass_context
 def run(ctx, prompt, prompt_file, ws, provider, base_url, model_name, install, test_command, max_turns,
-        repair_timeout, model_timeout, test_timeout, install_timeout, run_deadline_s, off_target, as_json, quiet,
+        repair_timeout, model_timeout, test_timeout, stall_timeout, install_timeout, run_deadline_s, off_target, as_json, quiet,
         dry_run, heal, tools, tool_steps, plan_ref):
     """Ask the model for a change, apply it, install, test (and heal)."""
     task = Path(prompt_file).read_text() if prompt_file else prompt
@@ -186,7 +188,7 @@ def run(ctx, prompt, prompt_file, ws, provider, base_url, model_name, install, t
     options = run_options(
         provider=provider, base_url=base_url, model=model_name, install=install, test_command=test_command,
         max_turns=max_turns, repair_timeout_s=repair_timeout, model_timeout_s=model_timeout,
-        test_timeout_s=test_timeout, install_timeout_s=install_timeout, run_deadline_s=run_deadline_s,
+        test_timeout_s=test_timeout, stall_timeout_s=stall_timeout, install_timeout_s=install_timeout, run_deadline_s=run_deadline_s,
         off_target=off_target, dry_run=dry_run, heal=heal, tools=tools, tool_steps=tool_steps,
     )
     app = _app(ctx, ws)
@@ -249,14 +251,14 @@ def plan(ctx, prompt, ws, provider, base_url, model_name, model_timeout, as_json
 @_loop_flags
 @click.pass_context
 def heal(ctx, prompt, ws, provider, base_url, model_name, install, test_command, max_turns, repair_timeout,
-         model_timeout, test_timeout, install_timeout, run_deadline_s, off_target, as_json, quiet):
+         model_timeout, test_timeout, stall_timeout, install_timeout, run_deadline_s, off_target, as_json, quiet):
     """Heal an existing project whose tests fail: the run starts at `applied` with no writes."""
     if not (base_url or provider):
         raise UsageError("no model server: give --provider or --base-url")
     options = run_options(
         provider=provider, base_url=base_url, model=model_name, install=install, test_command=test_command,
         max_turns=max_turns, repair_timeout_s=repair_timeout, model_timeout_s=model_timeout,
-        test_timeout_s=test_timeout, install_timeout_s=install_timeout, run_deadline_s=run_deadline_s,
+        test_timeout_s=test_timeout, stall_timeout_s=stall_timeout, install_timeout_s=install_timeout, run_deadline_s=run_deadline_s,
         off_target=off_target, heal=True,
     )
     app = _app(ctx, ws)
@@ -503,8 +505,8 @@ cli.add_command(probe)
 def main() -> None:
     try:
         cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        err.print("aborted")
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("interrupted: the run's history is intact; `kodr resume --all` continues it")
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

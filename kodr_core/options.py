@@ -23,6 +23,7 @@ class RunOptions(BaseModel):
     max_turns: int = 3
     invalid_retries: int = 1  # bounded retry of an invalid envelope, quoting the error
     model_timeout_s: float = 300.0  # first proposal
+    stall_timeout_s: float = 120.0  # no byte from the model server for this long cancels the call
     repair_timeout_s: float = 180.0  # each repair call
     install_timeout_s: float = 900.0
     test_timeout_s: float = 300.0

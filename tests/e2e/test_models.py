@@ -204,6 +204,23 @@ def test_slow_stream_longer_than_the_model_timeout_is_cancelled(workspace: Path)
     assert failed.error == "timeout" and failed.duration_ms < 6000
 
 
+def test_stream_that_goes_silent_is_cut_at_the_stall_timeout(workspace: Path) -> None:
+    # Two events, then silence: --stall-timeout 1 cancels it long before the 60 s model timeout,
+    # while a steady stream with 0.2 s gaps under the same stall timeout is read to the end.
+    with ScriptedServer([Turn(content=ENV_JSON, slow_chunks=(24, 0.2), hang_after_chunks=2)]) as srv:
+        t0 = time.monotonic()
+        r, out = dry(workspace, srv, "--model-timeout", "60", "--stall-timeout", "1")
+        took = time.monotonic() - t0
+    assert took < 10, took
+    assert (out["state"], out["reason"]) == ("timed_out", "model_timeout")
+    assert of_type(events_of(workspace, out["run_id"]), "ModelCallFailed")[0].error == "timeout"
+    steady = workspace.parent / "steady"
+    steady.mkdir()
+    with ScriptedServer([Turn(content=ENV_JSON, slow_chunks=(24, 0.2))]) as srv:
+        r, out = dry(steady, srv, "--model-timeout", "60", "--stall-timeout", "1")
+    assert_accepted(steady, r, out)
+
+
 # -- 4. rate limited, then fine ---------------------------------------------------------------
 
 

@@ -112,3 +112,28 @@ def test_resume_kills_the_orphans_of_an_interrupted_step(tmp_path: Path) -> None
     assert [r.type for r in records].count("TestsFinished") == 1
     resumed_ev = next(r.event for r in records if r.type == "RunResumed")
     assert resumed_ev.interrupted == started[0].key
+
+
+def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with ScriptedServer(responder=_model) as srv:
+        proc = _popen(["run", "-p", "slow", "--base-url", srv.base_url, *ARGS], ws, {"KODR_SLOW": "60000"})
+        store = open_store(default_url(ws))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = store.runs()
+            if rows and any(r.type == "TestsStarted" for r in store.load(rows[0]["run_id"])):
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        err = proc.stderr.read()
+        run_id = store.runs()[0]["run_id"]
+        assert code == 130, err
+        assert "kodr resume" in err and "Traceback" not in err
+        assert tagged_processes(run_id) == []  # the interrupted test run was killed with its group
+        resumed = kodr("resume", "--all", "--json", "-q", cwd=ws)
+    assert resumed.code == 0, resumed.err
+    assert [r["state"] for r in resumed.json()] == ["passed"]
