@@ -370,6 +370,20 @@ def events(ctx, run_ref, ws, as_json):
         click.echo(f"{r.seq:>4}  {r.recorded_at}  {r.type:<18} {detail}")
 
 
+@cli.command()
+@click.argument("run_ref")
+@_ws_option
+@click.pass_context
+def artifacts(ctx, run_ref, ws):
+    """Write a run's artifact files again from its events and blobs (they are views of the store)."""
+    from adapters.artifacts import ArtifactWriter
+
+    app = _app(ctx, ws)
+    records, run = _load(app, run_ref)
+    ArtifactWriter(app.workspace.root, app.store).refresh(run.run_id, records)
+    click.echo(str(run_dir(app.workspace.root, run.run_id)))
+
+
 @cli.command(name="explain")
 @click.argument("run_ref")
 @_ws_option

@@ -214,6 +214,13 @@ def test_store_commands_read_the_run(workspace: Path) -> None:
     other = workspace.parent / "elsewhere"
     other.mkdir()
     assert kodr("--workspace", str(workspace), "runs", "--json", cwd=other).json()[0]["run_id"] == run_id
+    art = workspace / ".kodr" / "runs" / run_id
+    before = {p.name: p.read_bytes() for p in art.iterdir()}
+    for p in art.iterdir():
+        p.unlink()
+    rewritten = kodr("artifacts", run_id, cwd=workspace)
+    assert rewritten.code == 0 and rewritten.out.strip() == str(art)
+    assert {p.name: p.read_bytes() for p in art.iterdir()} == before
     missing = kodr("show", "nope", cwd=workspace)
     assert missing.code == 6 and "nope" in missing.err
 
