@@ -226,6 +226,13 @@ def _failing_test_files(prev: dict[str, Any] | None, manifest: dict[str, str]) -
     return tuple(files)
 
 
+def _most_tests_seen(run: Run, n: int) -> int:
+    """The largest full-suite test count of the turns before ``n``."""
+    totals = [t.final_tests.get("total") or 0 for t in run.turns[:n]
+              if t.final_tests and t.final_tests.get("scope", "full") == "full"]
+    return max(totals, default=0)
+
+
 def _verifying(run: Run, o: RunOptions, now: float) -> Step:
     n = run.heal_turn
     t = run.turns[n]
@@ -248,6 +255,10 @@ def _verifying(run: Run, o: RunOptions, now: float) -> Step:
         facts["why"] = "no test executed"
         return _finish(Reason.NO_VERIFICATION, facts)
     if last.get("ok"):
+        before = _most_tests_seen(run, n)
+        if before > (last.get("total") or 0):
+            # A pass with fewer tests than a repair started from is not a pass kodr saw.
+            return _finish(Reason.TESTS_REMOVED, {**facts, "total_before": before})
         return _finish(Reason.VERIFICATION_PASSED, facts)
     facts["failing"] = [f.get("name") for f in last.get("failures", [])][:20]
     if not o.heal:

@@ -34,6 +34,7 @@ class Reason(StrEnum):
     INSTALL_REFUSED = "install_refused"
     NO_VERIFICATION = "no_verification"
     TESTS_FAILED = "tests_failed"
+    TESTS_REMOVED = "tests_removed"
     BUDGET_EXHAUSTED = "budget_exhausted"
     NO_PROGRESS = "no_progress"
     OFF_TARGET_EDIT = "off_target_edit"
@@ -56,6 +57,7 @@ OUTCOME_OF: dict[Reason, State] = {
     Reason.INSTALL_REFUSED: State.FAILED,
     Reason.NO_VERIFICATION: State.FAILED,
     Reason.TESTS_FAILED: State.FAILED,
+    Reason.TESTS_REMOVED: State.FAILED,
     Reason.BUDGET_EXHAUSTED: State.FAILED,
     Reason.NO_PROGRESS: State.STALLED,
     Reason.OFF_TARGET_EDIT: State.STALLED,

@@ -620,3 +620,14 @@ def test_repair_that_makes_the_tests_hang_times_out_and_is_not_the_best_turn(wor
     assert t1["failing_before"] == ["adds two numbers"]
     assert t1["failing_after"] != [] and "  failing after: 0 []" not in turn_text(text, 1)
     assert x["best_turn"] == 0 and "best turn: 0" in text
+
+
+def test_repair_that_deletes_the_failing_test_does_not_pass(workspace: Path) -> None:
+    """Other tests still pass, but the failing one vanished instead of passing: failed/tests_removed."""
+    only_zero = NODE_TEST.replace("test('adds two numbers', () => assert.equal(add(2, 3), 5));\n", "")
+    script = [envelope(NODE_FILES), envelope({"calc.test.js": only_zero}, "drop the failing test")]
+    r, _, _ = heal_run(workspace, script, *NODE_RUN)
+    out = summary(r)
+    assert (out["state"], out["reason"]) == ("failed", "tests_removed"), out
+    assert out["facts"]["total_before"] == 2 and out["facts"]["total"] == 1
+    assert r.code == 10
