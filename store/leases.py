@@ -106,14 +106,11 @@ def claim(
     conn: sa.Connection, run_id: str, owner: str, ttl_s: float, now: float | None = None
 ) -> Lease:
     now = time.time() if now is None else now
-    row = conn.execute(
-        _lease_cols().where(runs.c.run_id == run_id).with_for_update(skip_locked=True)
-    ).first()
+    # A named run waits for a concurrent claim to commit (briefly, under the lock timeout), so the
+    # loser can name the winner; SKIP LOCKED is for claim_next, where any free run will do.
+    row = conn.execute(_lease_cols().where(runs.c.run_id == run_id).with_for_update()).first()
     if row is None:
-        exists = conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id)).first()
-        if exists is None:
-            raise RunNotFound(f"no run {run_id!r} to claim")
-        raise RunLocked(f"run {run_id} is being claimed or written by another worker right now")
+        raise RunNotFound(f"no run {run_id!r} to claim")
     if not _free(row.lease_owner, row.lease_expires_at, owner, now):
         raise RunLocked(_held_message(run_id, row.lease_owner, row.lease_expires_at, now))
     lease = _take(conn, run_id, owner, row.lease_epoch, ttl_s, now)

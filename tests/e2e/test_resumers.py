@@ -74,28 +74,32 @@ def test_two_resumers_race_exactly_one_proceeds(tmp_path: Path, db_env: dict[str
     winner = next(out for code, out, _ in results if code == 0)
     loser = next(err for code, _, err in results if code == 4)
     assert json.loads(winner)["state"] == "passed"
-    assert "leased by" in loser or "owner" in loser, loser
+    assert "is leased by" in loser and ":" in loser.split("leased by ")[1], loser  # names host:pid:id
     records = _store(ws, db_env).load(run_id)
     assert [r.type for r in records].count("RunResumed") == 1
     assert [r.type for r in records].count("TestsFinished") == 1
+
+
+def _run_until_tests_start(ws: Path, srv: ScriptedServer):
+    """Start `kodr run` on a minute-long test and return once its test process is running."""
+    proc = _popen(["run", "-p", "slow", "--base-url", srv.base_url, *ARGS], ws, {"KODR_SLOW": "60000"})
+    store = open_store(default_url(ws))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = store.runs()
+        if rows and any(r.type == "TestsStarted" for r in store.load(rows[0]["run_id"])):
+            time.sleep(0.5)  # let the runner spawn
+            return proc, store, rows[0]["run_id"]
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the run never started its tests")
 
 
 def test_resume_kills_the_orphans_of_an_interrupted_step(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
     with ScriptedServer(responder=_model) as srv:
-        proc = _popen(["run", "-p", "slow", "--base-url", srv.base_url, *ARGS], ws, {"KODR_SLOW": "60000"})
-        store = open_store(default_url(ws))
-        deadline = time.monotonic() + 30
-        run_id = None
-        while time.monotonic() < deadline:
-            rows = store.runs()
-            if rows and any(r.type == "TestsStarted" for r in store.load(rows[0]["run_id"])):
-                run_id = rows[0]["run_id"]
-                break
-            time.sleep(0.1)
-        assert run_id, "the run never started its tests"
-        time.sleep(0.5)  # let the runner spawn
+        proc, store, run_id = _run_until_tests_start(ws, srv)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         orphans = tagged_processes(run_id)
@@ -118,19 +122,10 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
     with ScriptedServer(responder=_model) as srv:
-        proc = _popen(["run", "-p", "slow", "--base-url", srv.base_url, *ARGS], ws, {"KODR_SLOW": "60000"})
-        store = open_store(default_url(ws))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            rows = store.runs()
-            if rows and any(r.type == "TestsStarted" for r in store.load(rows[0]["run_id"])):
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)
+        proc, store, run_id = _run_until_tests_start(ws, srv)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
         err = proc.stderr.read()
-        run_id = store.runs()[0]["run_id"]
         assert code == 130, err
         assert "kodr resume" in err and "Traceback" not in err
         assert tagged_processes(run_id) == []  # the interrupted test run was killed with its group
