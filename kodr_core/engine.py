@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 import time
 import uuid
 from typing import Any, Callable, Sequence
@@ -43,6 +42,7 @@ from kodr_core.ports import (
     EventLog,
     ModelError,
     ModelPort,
+    ProcessResult,
     Toolchain,
     Workspace,
 )
@@ -50,6 +50,7 @@ from kodr_core.prompts import plan_messages, proposal_messages, repair_messages,
 from kodr_core.repair_context import build_repair_context
 from kodr_core.states import TERMINAL
 from kodr_core.test_command import detect_test_command, parse_test_command
+from kodr_core.test_report import build_install_json, build_tests_json
 
 #: Base snapshot caps: bigger files are recorded as skipped, not stored.
 SNAPSHOT_FILE_CAP = 1 << 20
@@ -316,10 +317,8 @@ class Engine:
         commands = [list(c) for c in step.commands]
         problems = check_manifests(self.workspace.read)
         if problems:  # a hostile manifest is refused before anything runs; the files stay for a repair
-            refused = {"command": " && ".join(shlex.join(c) for c in commands), "commands": commands,
-                       "exitCode": None, "ok": False, "timedOut": False, "durationMs": 0, "startedAt": None,
-                       "finishedAt": None, "stdoutTail": "", "stderrTail": "", "refused": problems,
-                       "error": "manifest refused: " + "; ".join(problems)}
+            refused = build_install_json([], commands) | {
+                "refused": problems, "error": "manifest refused: " + "; ".join(problems)}
             return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=refused)])
         run = self._append(run, [ev.InstallStarted(turn=step.turn, attempt=step.attempt, key=key, commands=commands)])
         result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=o.install_timeout_s, step_key=key)
@@ -350,13 +349,12 @@ class Engine:
             turn=step.turn, attempt=step.attempt, key=key, command=argv, scope=step.scope, files=list(step.files),
         )])
         if found is None:
-            result: dict[str, Any] = {
-                "command": "", "argv": [], "exitCode": None, "ok": False, "timedOut": False,
-                "durationMs": 0, "passed": 0, "failed": 0, "skipped": 0, "total": 0, "failures": [],
-                "stdoutTail": "", "stderrTail": "", "parser": None,
-                "error": "no test command: pass --test or add a test script / test files",
-            }
-            log = b""
+            nothing = ProcessResult(
+                argv=[], cwd=self.workspace.root, exit_code=None, timed_out=False, duration_ms=0,
+                started_at="", finished_at="", stdout="", stderr="",
+                error="no test command: pass --test or add a test script / test files",
+            )
+            result, log = build_tests_json(nothing, None, []), b""
         else:
             result, log = self.toolchain.test(
                 found[0], found[1], cwd=self.workspace.root, timeout_s=o.test_timeout_s,
