@@ -124,6 +124,17 @@ def run_options(**kw: Any) -> RunOptions:
     return RunOptions(**{k: v for k, v in kw.items() if v is not None})
 
 
+#: CLI flag names that differ from their RunOptions field.
+_OPTION_OF_FLAG = {"model_name": "model", "repair_timeout": "repair_timeout_s", "model_timeout": "model_timeout_s",
+                   "test_timeout": "test_timeout_s", "stall_timeout": "stall_timeout_s",
+                   "install_timeout": "install_timeout_s"}
+
+
+def _options_from_flags(flags: dict[str, Any], **extra: Any) -> RunOptions:
+    """RunOptions from the shared model and loop flags of `run` and `heal`."""
+    return run_options(**{_OPTION_OF_FLAG.get(k, k): v for k, v in flags.items()}, **extra)
+
+
 def _model_flags(f):
     f = click.option("--provider", default=None, help="lmstudio|ollama|llamacpp|vllm|openai|openrouter|openai-compatible")(f)
     f = click.option("--base-url", default=None, help="OpenAI-compatible base URL, e.g. http://localhost:1234/v1")(f)
@@ -176,21 +187,14 @@ def _ws_option(f):
 @click.option("--tool-steps", type=click.IntRange(1, 50), default=None, help="step budget of the tool loop (default 6)")
 @click.option("--plan", "plan_ref", default=None, help="inject a plan: a plan RUN id, 'last', or a FILE")
 @click.pass_context
-def run(ctx, prompt, prompt_file, ws, provider, base_url, model_name, install, test_command, max_turns,
-        repair_timeout, model_timeout, test_timeout, stall_timeout, install_timeout, run_deadline_s, off_target, as_json, quiet,
-        dry_run, heal, tools, tool_steps, plan_ref):
+def run(ctx, prompt, prompt_file, ws, as_json, quiet, dry_run, heal, tools, tool_steps, plan_ref, **flags):
     """Ask the model for a change, apply it, install, test (and heal)."""
     task = Path(prompt_file).read_text() if prompt_file else prompt
     if not task or not task.strip():
         raise UsageError("give the task with -p TEXT or --prompt-file FILE")
-    if not (base_url or provider):
+    if not (flags["base_url"] or flags["provider"]):
         raise UsageError("no model server: give --provider or --base-url (try `kodr demo` for a scripted run)")
-    options = run_options(
-        provider=provider, base_url=base_url, model=model_name, install=install, test_command=test_command,
-        max_turns=max_turns, repair_timeout_s=repair_timeout, model_timeout_s=model_timeout,
-        test_timeout_s=test_timeout, stall_timeout_s=stall_timeout, install_timeout_s=install_timeout, run_deadline_s=run_deadline_s,
-        off_target=off_target, dry_run=dry_run, heal=heal, tools=tools, tool_steps=tool_steps,
-    )
+    options = _options_from_flags(flags, dry_run=dry_run, heal=heal, tools=tools, tool_steps=tool_steps)
     app = _app(ctx, ws)
     if plan_ref:
         options = options.model_copy(update={"plan": _resolve_plan(app, plan_ref)})
@@ -250,17 +254,11 @@ def plan(ctx, prompt, ws, provider, base_url, model_name, model_timeout, as_json
 @_model_flags
 @_loop_flags
 @click.pass_context
-def heal(ctx, prompt, ws, provider, base_url, model_name, install, test_command, max_turns, repair_timeout,
-         model_timeout, test_timeout, stall_timeout, install_timeout, run_deadline_s, off_target, as_json, quiet):
+def heal(ctx, prompt, ws, as_json, quiet, **flags):
     """Heal an existing project whose tests fail: the run starts at `applied` with no writes."""
-    if not (base_url or provider):
+    if not (flags["base_url"] or flags["provider"]):
         raise UsageError("no model server: give --provider or --base-url")
-    options = run_options(
-        provider=provider, base_url=base_url, model=model_name, install=install, test_command=test_command,
-        max_turns=max_turns, repair_timeout_s=repair_timeout, model_timeout_s=model_timeout,
-        test_timeout_s=test_timeout, stall_timeout_s=stall_timeout, install_timeout_s=install_timeout, run_deadline_s=run_deadline_s,
-        off_target=off_target, heal=True,
-    )
+    options = _options_from_flags(flags, heal=True)
     app = _app(ctx, ws)
     run_id = app.engine(None).request(prompt or "Make the failing tests pass.", options, mode="heal")
     if not quiet:
