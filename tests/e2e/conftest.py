@@ -29,14 +29,19 @@ class Result:
         return json.loads(self.out)
 
 
+def kodr_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a kodr subprocess gets: the venv's tools first, the embedded store unless told."""
+    env = dict(os.environ)
+    env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
+    env.pop("KODR_DATABASE_URL", None)
+    env.update(extra or {})
+    return env
+
+
 def kodr(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> Result:
-    full_env = dict(os.environ)
-    full_env["PATH"] = VENV_BIN + os.pathsep + full_env.get("PATH", "")
-    full_env.pop("KODR_DATABASE_URL", None)
-    full_env.update(env or {})
     p = subprocess.run(
         [sys.executable, "-m", "adapters.cli", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        cwd=cwd, env=kodr_env(env), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )
     return Result(p.returncode, p.stdout, p.stderr)
 

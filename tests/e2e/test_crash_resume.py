@@ -8,7 +8,6 @@ workspace, a gapless and valid hash chain, no step completed twice, no orphan le
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import VENV_BIN, envelope, kodr, snapshot, tagged_processes
+from tests.e2e.conftest import envelope, kodr, kodr_env, snapshot, tagged_processes
 from tests.support.scripted_server import ScriptedServer
 from store.database import default_url, open_store
 
@@ -77,6 +76,16 @@ def _check(ws: Path, run_id: str, reference: dict) -> list[str]:
     return problems
 
 
+def _resume_and_check(ws: Path, reference: dict) -> list[str] | None:
+    """Resume the workspace's run and compare it with the reference; None if no run was recorded."""
+    rows = open_store(default_url(ws)).runs()
+    if not rows:
+        return None
+    resumed = kodr("resume", rows[0]["run_id"], "--json", "-q", cwd=ws)
+    assert resumed.code in (0, 10, 11, 12), resumed.err
+    return _check(ws, rows[0]["run_id"], reference)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict:
     ws = tmp_path_factory.mktemp("reference")
@@ -98,15 +107,10 @@ def test_crash_at_every_event_then_resume(reference: dict, tmp_path: Path, when:
             ws.mkdir()
             crashed = _run(ws, srv, f"{when}:{n}")
             assert crashed.code == 137, f"{when}:{n} did not crash: {crashed.err}"
-            rows = open_store(default_url(ws)).runs()
-            if not rows:
+            problems = _resume_and_check(ws, reference)
+            if problems is None:
                 assert (when, n) == ("before", 1)  # the run was never recorded: nothing to resume
-                continue
-            run_id = rows[0]["run_id"]
-            resumed = kodr("resume", run_id, "--json", "-q", cwd=ws)
-            assert resumed.code in (0, 10, 11, 12), resumed.err
-            problems = _check(ws, run_id, reference)
-            if problems:
+            elif problems:
                 failures[f"{when}:{n}"] = problems
     assert failures == {}
 
@@ -119,22 +123,14 @@ def test_sigkill_at_seeded_random_moments_then_resume(reference: dict, tmp_path:
         for i in range(6):
             ws = tmp_path / f"kill-{i}"
             ws.mkdir()
-            env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ["PATH"])
-            env.pop("KODR_DATABASE_URL", None)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "adapters.cli", "run", "-p", "slugify", "--base-url", srv.base_url, *ARGS],
-                cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                cwd=ws, env=kodr_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
             )
             time.sleep(rng.uniform(0.4, 4.0))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            rows = open_store(default_url(ws)).runs()
-            if not rows:
-                continue
-            run_id = rows[0]["run_id"]
-            resumed = kodr("resume", run_id, "--json", "-q", cwd=ws)
-            assert resumed.code in (0, 10, 11, 12), resumed.err
-            problems = _check(ws, run_id, reference)
+            problems = _resume_and_check(ws, reference)
             if problems:
                 failures[f"kill-{i}"] = problems
     assert failures == {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from store.database import default_url, open_store
-from tests.e2e.conftest import VENV_BIN, envelope, kodr, tagged_processes
+from tests.e2e.conftest import envelope, kodr, kodr_env, tagged_processes
 from tests.support.scripted_server import ScriptedServer
 
 PKG = json.dumps({"name": "slow", "version": "1.0.0", "private": True, "scripts": {"test": "node --test"}})
@@ -31,15 +30,8 @@ def _model(body: dict) -> dict:
     return envelope({"package.json": PKG, "slow.test.js": SLOW_TEST})
 
 
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ["PATH"])
-    env.pop("KODR_DATABASE_URL", None)
-    env.update(extra)
-    return env
-
-
 def _popen(args: list[str], ws: Path, extra: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "adapters.cli", *args], cwd=ws, env=_env(extra), text=True,
+    return subprocess.Popen([sys.executable, "-m", "adapters.cli", *args], cwd=ws, env=kodr_env(extra), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
