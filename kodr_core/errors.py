@@ -54,5 +54,10 @@ class StoreUnavailable(KodrError):
     exit_code = 5
 
 
+class StoreCorrupt(StoreUnavailable):
+    """The store answers but its contents cannot be trusted or read: a corrupt file, an
+    event this kodr cannot decode, a broken hash chain. Exit 5, like any store problem."""
+
+
 class RunNotFound(KodrError):
     exit_code = 6

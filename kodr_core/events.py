@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kodr_core.errors import StoreCorrupt
+
 
 class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -241,8 +243,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-class UnknownEvent(ValueError):
-    pass
+class UnknownEvent(StoreCorrupt, ValueError):
+    """A stored event this kodr cannot decode (unknown type, or a newer version)."""
 
 
 def decode(type_: str, version: int, data: dict[str, Any]) -> Event:

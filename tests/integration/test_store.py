@@ -411,7 +411,7 @@ def test_sqlite_file_that_cannot_be_created_is_store_unavailable(tmp_path):
 def test_invalid_url_is_store_unavailable():
     with pytest.raises(StoreUnavailable, match="invalid database URL"):
         open_store("not a url at all")
-    with pytest.raises(StoreUnavailable, match="invalid database URL"):
+    with pytest.raises(StoreUnavailable, match="unsupported database URL"):
         open_store("nosuchdb://x/y")
 
 
@@ -453,7 +453,7 @@ def test_fresh_sqlite_workspace_is_migrated_on_first_use(tmp_path):
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     assert (ws / ".kodr" / "kodr.db").is_file()
     assert (ws / ".kodr" / ".gitignore").read_text() == "*\n"
-    assert status(url) == {"url": url, "current": ["0001"], "head": "0001", "up_to_date": True}
+    assert status(url) == {"url": url, "current": ["0002"], "head": "0002", "up_to_date": True}
 
 
 def test_sqlite_behind_head_is_migrated_on_open(tmp_path):
