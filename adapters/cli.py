@@ -489,16 +489,19 @@ def audit():
 def verify(ctx, run_ref, ws, as_json):
     """Verify the hash chain of one run, or of every run; report the first broken link."""
     app = _app(ctx, ws)
-    ids = [app.store.resolve(run_ref)] if run_ref else app.store.run_ids()
-    reports = {rid: app.store.verify(rid) for rid in ids}
-    bad = {rid: r for rid, r in reports.items() if not r.ok}
+    found = app.store.audit(run_ref)  # raises StoreCorrupt on an empty database
+    reports = found.runs
     if as_json:
-        click.echo(json.dumps({rid: r.__dict__ for rid, r in reports.items()}, indent=2, default=str))
+        click.echo(json.dumps({rid: r.__dict__ for rid, r in reports.items()}
+                              | ({"blobs": found.blob_problems} if found.blob_problems else {}),
+                              indent=2, default=str))
     else:
         for rid, r in reports.items():
             click.echo(f"{rid}: ok ({r.checked} events)" if r.ok else
                        f"{rid}: BROKEN at seq {r.first_broken_seq}: {r.problem}")
-    sys.exit(1 if bad else 0)
+        for problem in found.blob_problems:
+            click.echo(f"BROKEN {problem}")
+    sys.exit(0 if found.ok else 1)
 
 
 @cli.command()

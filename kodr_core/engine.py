@@ -92,7 +92,7 @@ class Engine:
     def request(self, task: str, options: RunOptions, *, mode: str = "run", run_id: str | None = None) -> str:
         """Record a new run with the workspace's base snapshot (content-addressed blobs)."""
         run_id = run_id or new_run_id()
-        snapshot: dict[str, str] = {}
+        kept: dict[str, bytes] = {}
         skipped: list[dict[str, Any]] = []
         total = 0
         for path in self.workspace.files():
@@ -103,7 +103,8 @@ class Engine:
                 skipped.append({"path": path, "bytes": len(data), "why": "over the snapshot size cap"})
                 continue
             total += len(data)
-            snapshot[path] = self.log.put_blob(data)
+            kept[path] = data
+        snapshot = dict(zip(kept, self.log.put_blobs(list(kept.values()))))  # one transaction
         event = ev.RunRequested(
             task=task,
             workspace=self.workspace.root,
@@ -121,6 +122,7 @@ class Engine:
         run = fold(run_id, self._records)
         if run.state in TERMINAL:
             return run
+        self.log.check_intact(run_id)  # never append after a cut or edited history
         interrupted = run.pending.key if run.pending else None
         run = self._append(run, [ev.RunResumed(owner=owner, overrides=overrides or {}, interrupted=interrupted)])
         restored = []

@@ -105,6 +105,12 @@ class EventLog(Protocol):
     def put_blob(self, data: bytes) -> str:
         """Store content-addressed bytes; returns the sha256 hex. Idempotent."""
 
+    def put_blobs(self, items: Sequence[bytes]) -> list[str]:
+        """Many blobs in one transaction; their sha256 hexes, in order."""
+
+    def check_intact(self, run_id: str) -> None:
+        """Raise StoreCorrupt unless the run's recorded history verifies (hash chain, tail)."""
+
     def get_blob(self, sha256: str) -> bytes: ...
 
 

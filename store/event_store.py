@@ -380,7 +380,7 @@ class EventStore:
         for rid in ids:
             try:
                 reports[rid] = self.verify(rid)
-            except RunNotFound as exc:
+            except (RunNotFound, StoreCorrupt) as exc:  # e.g. a forged head anchor
                 reports[rid] = ChainReport(False, 0, 1, exc.message)
         return Audit(reports, self.verify_blobs())
 
