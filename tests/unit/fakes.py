@@ -78,6 +78,10 @@ class MemoryLog:
         return iter([r for r in self.runs.get(run_id, []) if r.seq > after])
 
     def append(self, run_id: str, expected_seq: int, events: Sequence[ev.Event]) -> list[ev.RecordedEvent]:
+        if not run_id or len(run_id) > 64:
+            raise ValueError(f"run id must be 1..64 characters, got {run_id!r}")
+        if expected_seq < 0:
+            raise ValueError(f"expected_seq must be >= 0, got {expected_seq}")
         records = self.runs.get(run_id, [])
         last_seq = records[-1].seq if records else 0
         if last_seq != expected_seq:
