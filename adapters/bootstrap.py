@@ -1,19 +1,27 @@
-"""The composition root: wires the store, the workspace, the toolchain and a model into an engine."""
+"""The composition root: wires the store, the workspace, the toolchain and a model into an engine.
+
+Two ways in: :func:`open_app` for commands that record (it creates and migrates
+the workspace's SQLite store on first use) and :func:`open_reader` for commands
+that only read, which never create a file or a directory: with no store yet it
+returns None and the command says there is nothing.
+"""
 
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from adapters import faults
 from adapters.artifacts import ArtifactWriter
-from adapters.leasing import held
+from adapters.leasing import held, workspace_lock
 from adapters.toolchain import ProcessToolchain
 from adapters.workspace import DiskWorkspace
 from kodr_core.aggregate import Run
 from kodr_core.engine import Engine, Observer
+from kodr_core.errors import UsageError
 from kodr_core.options import RunOptions
 from kodr_core.ports import EventLog, ModelPort
 from store.database import database_url, open_store
@@ -35,6 +43,9 @@ class App:
             observer=observer,
         )
 
+    def workspace_held(self) -> AbstractContextManager[None]:
+        """One live run per workspace: a second one is refused with WorkspaceBusy naming the owner."""
+        return workspace_lock(Path(self.workspace.root))
 
     def drive(
         self,
@@ -43,7 +54,7 @@ class App:
         observer: Observer | None = None,
         *,
         resume: bool = False,
-        overrides: dict | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> Run:
         """Drive the run while holding its lease; a live owner elsewhere makes this raise RunLocked."""
         with held(self.store, run_id) as fenced:
@@ -53,13 +64,43 @@ class App:
             return engine.drive(run_id)
 
 
-def open_app(workspace: str | os.PathLike[str]) -> App:
+def _root(workspace: str | os.PathLike[str]) -> Path:
     root = Path(workspace).resolve()
     if not root.is_dir():
-        from kodr_core.errors import UsageError
-
         raise UsageError(f"workspace {str(root)!r} is not a directory")
+    return root
+
+
+def open_app(workspace: str | os.PathLike[str]) -> App:
+    root = _root(workspace)
     return App(DiskWorkspace(root), open_store(database_url(root)))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for other databases and in-memory ones)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
+    if not path or path == ":memory:":
+        return None
+    return Path(path).expanduser()
+
+
+def store_location(workspace: str | os.PathLike[str]) -> str:
+    """Where this workspace's store is, for messages (password masked)."""
+    from store.errors import mask_url
+
+    return mask_url(database_url(_root(workspace)))
+
+
+def open_reader(workspace: str | os.PathLike[str]) -> App | None:
+    """The app for a read-only command, or None when there is no store yet (nothing is created)."""
+    root = _root(workspace)
+    url = database_url(root)
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
+        return None
+    return App(DiskWorkspace(root), open_store(url))
 
 
 def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPort:
@@ -68,8 +109,6 @@ def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPo
     from adapters.providers import resolve_provider
 
     if options.provider == "scripted":
-        from kodr_core.errors import UsageError
-
         raise UsageError("this run used the demo's built-in scripted model; give --base-url or --provider to go on")
     config = resolve_provider(options.provider, options.base_url, options.model, dict(env or os.environ))
     return OpenAIChatClient(config, stall_timeout_s=options.stall_timeout_s)
