@@ -142,13 +142,17 @@ def audit() -> None:
 @click.pass_context
 def verify(ctx: click.Context, run_ref: str | None, ws: str | None, as_json: bool) -> None:
     """Verify the hash chain of one run, or of every run; report the first broken link."""
-    from kodr_core.errors import RunNotFound
+    from kodr_core.errors import RunNotFound, StoreCorrupt
 
     app = reader(ctx, ws)
     if app is None:
-        if run_ref:
+        lost = _anchored_runs(ctx, ws)
+        if run_ref and not any(rid.startswith(run_ref) for rid in lost):
             raise RunNotFound(no_store(ctx, ws))
-        click.echo(f"nothing to verify: {no_store(ctx, ws)}", err=True)
+        for rid in lost:
+            click.echo(f"{rid}: BROKEN: its head is anchored but the database is gone ({no_store(ctx, ws)})")
+        if not lost:
+            raise StoreCorrupt(f"{no_store(ctx, ws)}: nothing to verify (a new, emptied or missing database)")
         sys.exit(exits.CHECK_FAILED)
     found = app.store.audit(run_ref)  # raises StoreCorrupt on an empty database
     reports = found.runs
@@ -164,6 +168,16 @@ def verify(ctx: click.Context, run_ref: str | None, ws: str | None, as_json: boo
         for problem in found.blob_problems:
             click.echo(f"BROKEN {problem}")
     sys.exit(0 if found.ok else exits.CHECK_FAILED)
+
+
+def _anchored_runs(ctx: click.Context, ws: str | None) -> list[str]:
+    """Runs whose heads are anchored beside a missing SQLite store: a deleted database is not 'nothing'."""
+    import sqlalchemy as sa
+
+    from store.database import database_url, default_anchors
+
+    anchors = default_anchors(sa.make_url(database_url(Path(workspace_of(ctx, ws)).resolve())), None)
+    return anchors.run_ids() if anchors is not None and anchors.root.is_dir() else []
 
 
 @cli.command()
