@@ -67,6 +67,8 @@ PYTEST_VALUE_OPTS = frozenset(
     "--config-file --capture --junit-prefix --timeout --color --log-cli-level".split()
 )
 PYTEST_REFUSED = ("--pyargs", "--junitxml", "--junit-xml", "--result-log")
+#: Command kinds that run a project's own script: kodr cannot narrow them to the failing files.
+NOT_NARROWABLE = frozenset({"npm"})
 
 
 @dataclass(frozen=True)
