@@ -48,10 +48,9 @@ from kodr_core.ports import (
 )
 from kodr_core.prompts import plan_messages, proposal_messages, repair_messages, with_retry_note
 from kodr_core.repair_context import build_repair_context
-from kodr_core.results import InstallResult, Scope, TestResult
+from kodr_core.results import InstallResult, Scope, TestResult, build_install_json, build_tests_json
 from kodr_core.states import TERMINAL
 from kodr_core.test_command import detect_test_command, parse_test_command
-from kodr_core.test_report import build_install_json, build_tests_json
 
 #: Base snapshot caps: bigger files are recorded as skipped, not stored.
 SNAPSHOT_FILE_CAP = 1 << 20

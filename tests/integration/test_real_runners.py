@@ -10,7 +10,8 @@ import pytest
 
 from adapters.processes import SubprocessRunner
 from kodr_core.test_command import TestCommand, detect_test_command, parse_test_command, plan_test_run
-from kodr_core.test_report import build_tests_json, report_from_outputs
+from kodr_core.results import build_tests_json
+from kodr_core.runners import report_from_outputs
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="node/npm not on PATH")
 
@@ -37,7 +38,7 @@ def run_tests(root: Path, cmd: TestCommand, only_files=None, script=None, env=No
     result = SubprocessRunner().run(argv, cwd=str(root), timeout_s=120, env={**extra, **(env or {})})
     xml = junit.read_text() if junit.exists() else None
     report = report_from_outputs(cmd.kind, result.stdout, result.stderr, xml, root=str(root))
-    return build_tests_json(result, report, cmd.argv)
+    return build_tests_json(result, report, cmd.argv).dump()
 
 
 @pytest.fixture
