@@ -195,6 +195,7 @@ def _tail(text: str, limit: int = TAIL_CHARS) -> str:
 
 _MISSING = re.compile(
     r"No module named (?P<mod>[\w.]+)|(?P<cmd>[\w.-]+): (?:command )?not found|Cannot find module '(?P<js>[^']+)'"
+    r"|npx canceled due to missing packages and no YES option: \[\"(?P<npx>@?[^\"@]+)"
     r"|could not determine executable to run|ERR_MODULE_NOT_FOUND"
 )
 _PYTHON_RUNNERS = ("pytest", "unittest")
@@ -236,7 +237,7 @@ def no_verification_cause(
     if missing and (runner in _PYTHON_RUNNERS or result.exit_code not in (0, None)) and not (
         missing["mod"] and missing["mod"] != runner and runner in _PYTHON_RUNNERS
     ):
-        what = missing["mod"] or missing["cmd"] or missing["js"] or runner
+        what = missing["mod"] or missing["cmd"] or missing["js"] or missing["npx"] or runner
         if what == runner and runner in _PYTHON_RUNNERS:
             return NoVerificationCause.RUNNER_MISSING, f"{runner} not installed in the project environment"
         line = next((l.strip() for l in text.splitlines() if missing.group(0) in l), missing.group(0))

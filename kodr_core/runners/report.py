@@ -54,6 +54,12 @@ _JS_FRAME = re.compile(r"^\s*at (?:(?P<fn>.*?) \()?(?P<loc>(?:file://)?[^()\s]+?
 _TESTISH = re.compile(r"(^|/)(test|tests|__tests__|spec)/|[._-](test|spec)\.[cm]?[jt]sx?$|(^|/)test[-_.]")
 
 
+def _testish(path: str) -> bool:
+    """A test file by its name or its folder: judged on the last two segments only, so a
+    workspace that itself lives under a test-like folder (``/tmp/test_x/…``) is no evidence."""
+    return bool(_TESTISH.search("/".join(path.replace("\\", "/").split("/")[-2:])))
+
+
 def js_location(stack: str) -> tuple[str | None, int | None]:
     """The most useful user frame of a JS stack: the test body, else a test file, else the first."""
     frames = []
@@ -69,7 +75,7 @@ def js_location(stack: str) -> tuple[str | None, int | None]:
         return None, None
     for pick in (
         lambda f: f[0].startswith("TestContext."),
-        lambda f: bool(_TESTISH.search(f[1])),
+        lambda f: _testish(f[1]),
         lambda f: True,
     ):
         for fn, path, line in frames:

@@ -169,3 +169,11 @@ def test_unittest_text() -> None:
                                                    "AssertionError: 4 != 3")  # fmt: skip
     assert parse_unittest_text("Ran 2 tests in 0.000s\n\nOK\n") is not None
     assert parse_unittest_text("random output\n") is None
+
+
+def test_a_workspace_under_a_test_like_folder_is_no_evidence_of_a_test_frame() -> None:
+    from kodr_core.runners.report import js_location
+
+    stack = ("TypeError: x\n    at exports.len (/tmp/test_x0/ws/src/calc.js:3:26)\n"
+             "    at Test.<anonymous> (/tmp/test_x0/ws/test/calc.js:8:16)\n")  # fmt: skip
+    assert js_location(stack) == ("/tmp/test_x0/ws/test/calc.js", 8)
