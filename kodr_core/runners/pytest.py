@@ -1,4 +1,9 @@
-"""pytest's terminal output (normal or ``-q``): the fallback when no junit was written."""
+"""pytest's terminal output (normal or ``-q``): the fallback when no junit was written.
+
+Subtests (pytest >= 9) count per subtest: each ``SUBFAILED(x=2) file::test`` is a
+failed test named ``test [x=2]``; the parent's own "contains N failed subtests"
+failure is not counted again.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from kodr_core.runners.report import TestReport, failure, strip_ansi
 _PYTEST_SUMMARY = re.compile(
     r"^=*\s*((?:\d+ [a-z]+(?:, )?)+|no tests ran)(?: in [\d.]+s(?: \([^)]*\))?)?\s*=*$"
 )
-_PYTEST_SHORT = re.compile(r"^(FAILED|ERROR) (\S+?)(?: - (.*))?$")
+_PYTEST_SHORT = re.compile(r"^(FAILED|ERROR|SUBFAILED\((?P<params>.*?)\)) (\S+?)(?: - (.*))?$")
+_SUBTESTS_SUMMARY = re.compile(r"^contains \d+ failed subtests?$")
 
 
 def parse_pytest_text(text: str) -> TestReport | None:
@@ -37,11 +43,18 @@ def parse_pytest_text(text: str) -> TestReport | None:
         m = _PYTEST_SHORT.match(line)
         if not m:
             continue
-        nodeid, message = m[2], m[3] or ""
+        nodeid, message = m[3], m[4] or ""
+        if _SUBTESTS_SUMMARY.match(message):
+            failed -= 1  # the parent of failed subtests: they are counted, it is not
+            continue
         file, _, rest = nodeid.partition("::")
         name = rest or file
+        params = m["params"]
+        if params is not None:
+            name = f"{name} [{params}]"
         block = (
-            sections.get(rest.replace("::", "."))
+            (sections.get(f"{rest.split('::')[-1]} ({params})") if params is not None else None)
+            or sections.get(rest.replace("::", "."))
             or sections.get(rest.split("::")[-1])
             or (sections.get(file) if not rest else None)
             or ""
@@ -50,6 +63,7 @@ def parse_pytest_text(text: str) -> TestReport | None:
         hits = re.findall(rf"^{re.escape(file)}:(\d+):", block, re.M)
         failures.append(failure(name, file or None, int(hits[-1]) if hits else None,
                                 message, block))  # fmt: skip
+    failed = max(failed, len(failures))
     return TestReport(passed, failed, skipped, passed + failed + skipped, failures, Parser.PYTEST_TEXT)
 
 

@@ -227,3 +227,20 @@ def test_npx_never_fetches_a_missing_runner(tmp_path):
     assert (r["ok"], r["total"], r["cause"]) == (False, 0, "runner_missing")
     assert r["detail"].startswith("mocha not installed in the project")
     assert not (tmp_path / "node_modules").exists()
+
+
+def test_python_unittest_through_the_toolchain(tmp_path):
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (tmp_path / "test_calc.py").write_text(
+        "import unittest\nfrom calc import add\n\n\nclass CalcTest(unittest.TestCase):\n"
+        "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n\n"
+        "    def test_zero(self):\n        self.assertEqual(add(0, 0), 0)\n\n"
+        "    @unittest.skip('later')\n    def test_big(self):\n        pass\n"
+    )
+    cmd = parse_test_command("python3 -m unittest")
+    result, _ = ProcessToolchain().test(cmd.argv, cmd.kind, cwd=str(tmp_path), timeout_s=60, step_key=None)
+    r = result.dump()
+    assert (r["parser"], r["passed"], r["failed"], r["skipped"], r["total"]) == ("unittest-text", 1, 1, 1, 3)
+    [f] = r["failures"]
+    assert (f["name"], f["file"], f["line"]) == ("test_calc.CalcTest.test_add", "test_calc.py", 7)
+    assert f["message"] == "AssertionError: -1 != 3"

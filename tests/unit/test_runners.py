@@ -177,3 +177,14 @@ def test_a_workspace_under_a_test_like_folder_is_no_evidence_of_a_test_frame() -
     stack = ("TypeError: x\n    at exports.len (/tmp/test_x0/ws/src/calc.js:3:26)\n"
              "    at Test.<anonymous> (/tmp/test_x0/ws/test/calc.js:8:16)\n")  # fmt: skip
     assert js_location(stack) == ("/tmp/test_x0/ws/test/calc.js", 8)
+
+
+def test_pytest_subtests_from_the_text_alone() -> None:
+    meta, out, err, _ = captured("pytest-subtests")
+    r = report_from_outputs("pytest", out, err, None, root=meta["root"])
+    assert r is not None and r.parser is Parser.PYTEST_TEXT
+    assert (r.passed, r.failed, r.skipped, r.total) == (1, 2, 0, 3)
+    assert [(f.name, f.file, f.line, f.message) for f in r.failures] == [
+        ("test_double [x=2]", "test_calc.py", 7, "assert 6 == (2 * 2)"),
+        ("test_double [x=3]", "test_calc.py", 7, "assert 9 == (2 * 3)"),
+    ]
