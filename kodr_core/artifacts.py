@@ -7,7 +7,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from kodr_core import events as ev
 from kodr_core.aggregate import fold

@@ -45,10 +45,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from kodr_core.errors import KodrError
 from kodr_core.install_plan import plan_install
@@ -448,7 +449,7 @@ def first_brake(s: Situation) -> Brake | None:
 # -- the fold's view -------------------------------------------------------------------
 
 
-def history_from_run(run: "Run") -> list[TurnRecord]:
+def history_from_run(run: Run) -> list[TurnRecord]:
     """Turn records from the folded run: manifests chained from the base snapshot."""
     out: list[TurnRecord] = []
     current: Mapping[str, str] = run.base_snapshot
@@ -458,7 +459,7 @@ def history_from_run(run: "Run") -> list[TurnRecord]:
         after = t.writes.manifest if t.writes is not None else before
         results = tuple(TestResult.of(r) for r in t.tests)
         full = [r for r in results if r.scope is Scope.FULL]
-        final = (full or list(results) or [None])[-1]
+        final = (full or list(results))[-1] if results else None
         err = t.model_error
         out.append(TurnRecord(
             n=t.n, manifest_before=before, manifest_after=after,
@@ -476,13 +477,13 @@ def history_from_run(run: "Run") -> list[TurnRecord]:
     return out
 
 
-def elapsed_s(run: "Run", now: float) -> float:
+def elapsed_s(run: Run, now: float) -> float:
     if not run.created_at:
         return 0.0
-    return now - datetime.fromisoformat(run.created_at.replace("Z", "+00:00")).timestamp()
+    return now - datetime.fromisoformat(run.created_at).timestamp()
 
 
-def situation(run: "Run", o: "RunOptions", checkpoint: Checkpoint, now: float | None) -> Situation:
+def situation(run: Run, o: RunOptions, checkpoint: Checkpoint, now: float | None) -> Situation:
     """The rules' view of a folded run at ``checkpoint``; ``now`` (epoch seconds) enables the deadline."""
     return Situation(
         checkpoint=checkpoint,
@@ -501,6 +502,6 @@ def situation(run: "Run", o: "RunOptions", checkpoint: Checkpoint, now: float | 
     )
 
 
-def check(run: "Run", o: "RunOptions", checkpoint: Checkpoint, now: float | None) -> Brake | None:
+def check(run: Run, o: RunOptions, checkpoint: Checkpoint, now: float | None) -> Brake | None:
     """Ask the rule book about a folded run: the brake that ends it here, or None to go on."""
     return first_brake(situation(run, o, checkpoint, now))

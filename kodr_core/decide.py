@@ -200,7 +200,8 @@ def _verifying(run: Run, o: RunOptions) -> Step:
     n = run.heal_turn
     t = run.turns[n]
     if not t.tests:
-        prev = TestResult.of(run.turns[n - 1].final_tests) if n > 0 and run.turns[n - 1].final_tests else None
+        before = run.turns[n - 1].final_tests if n > 0 else None
+        prev = TestResult.of(before) if before is not None else None
         files = _failing_test_files(prev, run.manifest) if o.failing_first and n > 0 else ()
         if files:
             return RunTests(n, _attempt(run, step_key(run, "tests", n, "failing")), "failing", files)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
@@ -123,7 +124,7 @@ class TestResult(_Model):
         return value if value in {p.value for p in Parser} or isinstance(value, Parser) else None
 
     @classmethod
-    def of(cls, payload: "TestResult | Mapping[str, Any]") -> "TestResult":
+    def of(cls, payload: TestResult | Mapping[str, Any]) -> TestResult:
         """A stored payload (camelCase dict, any version) as a model."""
         return payload if isinstance(payload, TestResult) else cls.model_validate(dict(payload))
 
@@ -172,7 +173,7 @@ class InstallResult(_Model):
     log_blob: str | None = None
 
     @classmethod
-    def of(cls, payload: "InstallResult | Mapping[str, Any]") -> "InstallResult":
+    def of(cls, payload: InstallResult | Mapping[str, Any]) -> InstallResult:
         """A stored payload (camelCase dict, any version) as a model."""
         return payload if isinstance(payload, InstallResult) else cls.model_validate(dict(payload))
 
@@ -180,7 +181,7 @@ class InstallResult(_Model):
         """The first non-blank stderr line of the failing step: the one line a user needs."""
         for text in (self.stderr_tail, self.stdout_tail, self.error or ""):
             lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("…")]
-            pick = next((l for l in lines if re.match(r"^(?:\w+ )?(?:error|fatal)\b", l, re.I)), lines[0] if lines else "")
+            pick = next((l for l in lines if re.match(r"^(?:\w+ )?(?:error|fatal)\b", l, re.IGNORECASE)), lines[0] if lines else "")
             if pick:
                 return pick[:200]
         return ""
@@ -222,7 +223,7 @@ def _runner(command: Sequence[str]) -> str:
 
 
 def no_verification_cause(
-    result: ProcessResult, report: "TestReport | None", command: Sequence[str]
+    result: ProcessResult, report: TestReport | None, command: Sequence[str]
 ) -> tuple[NoVerificationCause, str] | None:
     """Why a run in which no test executed tells nothing, in one human line (None when tests ran)."""
     if result.timed_out or (report is not None and report.total > 0):
@@ -258,7 +259,7 @@ def no_verification_cause(
     return NoVerificationCause.OUTPUT_UNREADABLE, f"no test results could be read from the output of {runner}"
 
 
-def build_tests_json(result: ProcessResult, report: "TestReport | None", command: Sequence[str]) -> TestResult:
+def build_tests_json(result: ProcessResult, report: TestReport | None, command: Sequence[str]) -> TestResult:
     """tests.json. ``command`` is the test command as named; ``argv`` what actually ran.
 
     ``ok`` needs exit code 0 AND at least one test AND no failure: a run where no

@@ -42,8 +42,9 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from kodr_core.errors import RefusedInput, UsageError
 
@@ -96,9 +97,11 @@ NODE_TEST_FLAGS = {
 }
 #: pytest options that take their value as the next argument (so it is not a path).
 PYTEST_VALUE_OPTS = frozenset(
-    "-k -m -o -c -W -r -n --deselect --ignore --ignore-glob --rootdir --maxfail --tb "
-    "--durations --basetemp --confcutdir --import-mode --log-level --override-ini "
-    "--config-file --capture --junit-prefix --timeout --color --log-cli-level".split()
+    [
+        "-k", "-m", "-o", "-c", "-W", "-r", "-n", "--deselect", "--ignore", "--ignore-glob", "--rootdir",
+        "--maxfail", "--tb", "--durations", "--basetemp", "--confcutdir", "--import-mode", "--log-level",
+        "--override-ini", "--config-file", "--capture", "--junit-prefix", "--timeout", "--color", "--log-cli-level",
+    ]
 )
 PYTEST_REFUSED = ("--pyargs", "--junitxml", "--junit-xml", "--result-log")
 #: Command kinds that run a project's own script: kodr cannot narrow them to the failing files.
@@ -158,9 +161,7 @@ def parse_test_command(s: str) -> TestCommand:
         kind, rest = "node", argv[2:]
     elif argv[0] == "pytest":
         kind, rest = "pytest", argv[1:]
-    elif argv[0] in ("python", "python3") and argv[1:3] == ["-m", "pytest"]:
-        kind, rest = "pytest", argv[3:]
-    elif argv[:3] == ["uv", "run", "pytest"]:
+    elif (argv[0] in ("python", "python3") and argv[1:3] == ["-m", "pytest"]) or argv[:3] == ["uv", "run", "pytest"]:
         kind, rest = "pytest", argv[3:]
     elif argv[0] in ("python", "python3") and argv[1:3] == ["-m", "unittest"]:
         kind, rest = "unittest", argv[3:]
@@ -198,6 +199,8 @@ def _script_args(s: str, argv: list[str]) -> list[str]:
             raise _refuse(s, f"arguments to an {pm} script go after '--'")
         extra = extra[1:]
     for a in extra:
+        if a.startswith("--watch"):
+            raise _refuse(s, f"{a!r} would never end (watch mode)")
         if not _SCRIPT_ARG.fullmatch(a):
             raise _refuse(s, f"script argument {a!r} is not plain (letters, digits and @%+=:,./- only)")
     return extra

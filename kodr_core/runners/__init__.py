@@ -10,9 +10,8 @@ functions over strings.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
-
-from typing import Callable
 
 from kodr_core.results import Failure, Parser
 from kodr_core.runners.ava import parse_ava_text
@@ -28,8 +27,18 @@ from kodr_core.runners.unittest import parse_unittest_text
 #: Command kinds whose output is Python's (pytest, unittest); every other kind runs a JS runner.
 PYTHON_KINDS = frozenset({"pytest", "unittest"})
 
-__all__ = ["TestReport", "parse_junit", "parse_node_text", "parse_pytest_text", "parse_jest_text",
-           "parse_mocha_text", "parse_tape_text", "parse_ava_text", "parse_unittest_text", "report_from_outputs"]
+__all__ = [
+    "TestReport",
+    "parse_ava_text",
+    "parse_jest_text",
+    "parse_junit",
+    "parse_mocha_text",
+    "parse_node_text",
+    "parse_pytest_text",
+    "parse_tape_text",
+    "parse_unittest_text",
+    "report_from_outputs",
+]
 
 def report_from_outputs(
     kind: str,
@@ -75,7 +84,7 @@ def report_from_outputs(
 
 
 _LOAD_ERROR = re.compile(
-    r"^(?P<path>(?:file://)?/[^\s:]+):(?P<line>\d+)\n(?P<body>.*?)^\s*Node\.js v[\d.]+\s*$", re.M | re.S
+    r"^(?P<path>(?:file://)?/[^\s:]+):(?P<line>\d+)\n(?P<body>.*?)^\s*Node\.js v[\d.]+\s*$", re.MULTILINE | re.DOTALL
 )
 
 
@@ -83,7 +92,7 @@ def _with_load_errors(report: TestReport, text: str) -> TestReport:
     """A test file that failed to load is a Node failure named by its path with the
     message "test failed"; the real error (a SyntaxError…) was printed by the child
     as ``<path>:<line>`` … ``Node.js vX``. Put that error into the failure."""
-    plain = re.sub(r"^# ?", "", strip_ansi(text), flags=re.M)  # TAP prints it as comments
+    plain = re.sub(r"^# ?", "", strip_ansi(text), flags=re.MULTILINE)  # TAP prints it as comments
     errors = {path_of(m["path"]): m for m in _LOAD_ERROR.finditer(plain)}
     if not errors:
         return report
@@ -118,10 +127,10 @@ def _fill_locations(report: TestReport, text: TestReport | None) -> TestReport:
 def _relative(f: Failure, root: str) -> Failure:
     """Paths under the workspace become relative (a file that failed to load is named by its path)."""
     prefix = root.rstrip("/") + "/"
-    cut = lambda p: p[len(prefix) :] if p and p.startswith(prefix) else p  # noqa: E731
-    name = cut(path_of(f.name)) if path_of(f.name).startswith(prefix) else f.name
+    file = f.file[len(prefix) :] if f.file and f.file.startswith(prefix) else f.file
+    name = path_of(f.name)[len(prefix) :] if path_of(f.name).startswith(prefix) else f.name
     message = f.message.replace("file://" + prefix, "").replace(prefix, "")  # absolute paths read as the workspace's
-    return f.model_copy(update={"file": cut(f.file), "name": name, "message": message})
+    return f.model_copy(update={"file": file, "name": name, "message": message})
 
 
 _SUBFAILED = re.compile(r"^SUBFAILED\((?P<params>.*)\) (?P<nodeid>\S+)")

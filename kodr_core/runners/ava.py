@@ -8,10 +8,17 @@ follow the list, separated by ``─`` lines: the title, the location ava gives
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from kodr_core.results import Failure, Parser
-from kodr_core.runners.report import TestReport, dedent, failure, js_location, strip_ansi
+from kodr_core.runners.report import (
+    TestReport,
+    dedent,
+    failure,
+    js_location,
+    strip_ansi,
+)
 
 _PASS = re.compile(r"^\s*✔ (?!\[)(.+?)(?: \(\d+(?:\.\d+)?m?s\))?\s*$")
 _FAIL = re.compile(r"^\s*✘ (?:\[(?:fail|timeout|exit)\]: )?(.+?)\s*$")
@@ -39,7 +46,7 @@ def parse_ava_text(text: str) -> TestReport | None:
 def _details(lines: list[str], failed_names: list[str]) -> list[Failure]:
     rules = [i for i, line in enumerate(lines) if _RULE.match(line)]
     out: list[Failure] = []
-    for a, b in zip(rules, rules[1:]):
+    for a, b in itertools.pairwise(rules):
         block = dedent(lines[a + 1 : b]).strip()
         if not block:
             continue

@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 
 from kodr_core.results import Failure, Parser
-from kodr_core.runners.report import TestReport, dedent, failure, js_location, strip_ansi
+from kodr_core.runners.report import (
+    TestReport,
+    dedent,
+    failure,
+    js_location,
+    strip_ansi,
+)
 
 _JEST_TESTS = re.compile(r"^Tests:\s+(.*\d+ total)\s*$")
 _VITEST_TESTS = re.compile(r"^Tests\s+(.*)\((\d+)\)\s*$")
@@ -19,12 +25,12 @@ def parse_jest_text(text: str) -> TestReport | None:
         s = line.strip()
         m = _JEST_TESTS.match(s)
         if m:
-            counts = dict((w, int(n)) for n, w in re.findall(r"(\d+) (\w+)", m[1]))
+            counts = {w: int(n) for n, w in re.findall(r"(\d+) (\w+)", m[1])}
             total = counts.get("total", 0)
             return _jest_report(counts, total, _jest_failures(lines), Parser.JEST_TEXT)
         m = _VITEST_TESTS.match(s)
         if m:
-            counts = dict((w, int(n)) for n, w in re.findall(r"(\d+) (\w+)", m[1]))
+            counts = {w: int(n) for n, w in re.findall(r"(\d+) (\w+)", m[1])}
             return _jest_report(counts, int(m[2]), _vitest_failures(lines), Parser.VITEST_TEXT)
     return None
 

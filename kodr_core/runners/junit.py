@@ -87,11 +87,12 @@ def _junit_failure(case: ET.Element, bad: ET.Element, suites: list[str], pytest_
             message = f"collection failure: {e_line(text)}"
         line = None
         if file:
-            hits = re.findall(rf"^{re.escape(file)}:(\d+):", text, re.M)
-            line = int(hits[-1]) if hits else (int(case.get("line")) + 1 if (case.get("line") or "").isdigit() else None)
+            hits = re.findall(rf"^{re.escape(file)}:(\d+):", text, re.MULTILINE)
+            declared = case.get("line") or ""
+            line = int(hits[-1]) if hits else (int(declared) + 1 if declared.isdigit() else None)
         return failure(name, file, line, message, text)
     file, line = js_location(text)
-    if file is None and (name.startswith("/") or name.startswith("file://")):
+    if file is None and (name.startswith(("/", "file://"))):
         file = path_of(name)  # Node reports a file that failed to load under its path
     full = " > ".join([*suites, name])
     return failure(full, file, line, message, text)

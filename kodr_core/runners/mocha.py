@@ -13,7 +13,14 @@ from __future__ import annotations
 import re
 
 from kodr_core.results import Failure, Parser
-from kodr_core.runners.report import TestReport, dedent, failure, js_location, path_of, strip_ansi
+from kodr_core.runners.report import (
+    TestReport,
+    dedent,
+    failure,
+    js_location,
+    path_of,
+    strip_ansi,
+)
 
 _COUNT = re.compile(r"^\s*(\d+) (passing|pending|failing)(?: \([\d.]+m?s\))?\s*$")
 _HEAD = re.compile(r"^(\s*)(\d+)\) (.*)$")

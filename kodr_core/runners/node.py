@@ -11,7 +11,14 @@ from __future__ import annotations
 import re
 
 from kodr_core.results import Failure, Parser
-from kodr_core.runners.report import TestReport, dedent, failure, js_location, path_of, strip_ansi
+from kodr_core.runners.report import (
+    TestReport,
+    dedent,
+    failure,
+    js_location,
+    path_of,
+    strip_ansi,
+)
 
 _SUMMARY = re.compile(r"^(?:#|ℹ)\s+(tests|pass|fail|cancelled|skipped|todo)\s+(\d+)\s*$")
 

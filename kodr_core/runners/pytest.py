@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from kodr_core.results import Failure, Parser
+from kodr_core.results import Parser
 from kodr_core.runners.report import TestReport, failure, strip_ansi
 
 _PYTEST_SUMMARY = re.compile(
@@ -60,7 +60,7 @@ def parse_pytest_text(text: str) -> TestReport | None:
             or ""
         )
         message = message or e_line(block)
-        hits = re.findall(rf"^{re.escape(file)}:(\d+):", block, re.M)
+        hits = re.findall(rf"^{re.escape(file)}:(\d+):", block, re.MULTILINE)
         failures.append(failure(name, file or None, int(hits[-1]) if hits else None,
                                 message, block))  # fmt: skip
     failed = max(failed, len(failures))
@@ -69,14 +69,15 @@ def parse_pytest_text(text: str) -> TestReport | None:
 
 def e_line(block: str) -> str:
     """The first ``E   …`` line of a pytest traceback: the exception as raised."""
-    m = re.search(r"^E\s+(.+)$", block, re.M)
+    m = re.search(r"^E\s+(.+)$", block, re.MULTILINE)
     return m[1].strip() if m else ""
 
 
 def _pytest_sections(lines: list[str]) -> dict[str, str]:
     """Title → body of the "____ test_x ____" blocks in FAILURES and ERRORS."""
     out: dict[str, str] = {}
-    title, body = None, []
+    title: str | None = None
+    body: list[str] = []
     for line in lines + ["=" * 10]:
         m = re.match(r"^_{3,} (?:ERROR at \w+ of |ERROR collecting )?(.+?) _{3,}$", line)
         if m or line.startswith("="):

@@ -10,6 +10,7 @@ subtest where a runner has them (pytest). ``total == 0`` means no test ran.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -73,14 +74,15 @@ def js_location(stack: str) -> tuple[str | None, int | None]:
         frames.append((m["fn"] or "", path_of(loc), int(m["line"])))
     if not frames:
         return None, None
-    for pick in (
-        lambda f: f[0].startswith("TestContext."),
-        lambda f: _testish(f[1]),
-        lambda f: True,
-    ):
-        for fn, path, line in frames:
-            if pick((fn, path, line)):
-                return path, line
+    picks: tuple[Callable[[str, str], bool], ...] = (
+        lambda fn, path: fn.startswith("TestContext."),
+        lambda fn, path: _testish(path),
+        lambda fn, path: True,
+    )
+    for pick in picks:
+        for fn, path, number in frames:
+            if pick(fn, path):
+                return path, number
     return None, None  # pragma: no cover
 
 

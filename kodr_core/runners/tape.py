@@ -15,7 +15,13 @@ import re
 from dataclasses import dataclass, field
 
 from kodr_core.results import Failure, Parser
-from kodr_core.runners.report import TestReport, failure, js_location, path_of, strip_ansi
+from kodr_core.runners.report import (
+    TestReport,
+    failure,
+    js_location,
+    path_of,
+    strip_ansi,
+)
 
 _ASSERT = re.compile(r"^(not ok|ok) \d+(?: -)?(?: (?P<msg>.*?))?(?:\s+#\s+(?P<dir>SKIP|TODO)\b.*)?$")
 _PLAN = re.compile(r"^1\.\.\d+$")
@@ -36,7 +42,7 @@ class _Test:
 def is_tape(text: str) -> bool:
     """tape's TAP: a TAP header, test headers, and none of Node's own TAP markers."""
     return (text.lstrip().startswith("TAP version") and "# Subtest:" not in text
-            and not re.search(r"^# (?:suites|cancelled|duration_ms) ", text, re.M))  # fmt: skip
+            and not re.search(r"^# (?:suites|cancelled|duration_ms) ", text, re.MULTILINE))  # fmt: skip
 
 
 def parse_tape_text(text: str) -> TestReport | None:

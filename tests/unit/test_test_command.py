@@ -65,6 +65,8 @@ def test_allowed(text, argv, kind):
         ("npm test -- /etc/passwd", "absolute path"),
         ("npm test -- ../x", "leaves the workspace"),
         ("npm install", "npm is allowed only"),
+        ("npm test -- --watch", "watch mode"),
+        ("yarn test --watchAll", "watch mode"),
         ("npm exec evil", "npm is allowed only"),
         ("npm run test:$(id)", "npm is allowed only"),
         ("npm run -- test", "npm is allowed only"),
