@@ -23,6 +23,7 @@ from kodr_core.runners.pytest import parse_pytest_text
 from kodr_core.runners.report import TestReport, failure, path_of, strip_ansi
 from kodr_core.runners.tape import parse_tape_text
 from kodr_core.runners.unittest import parse_unittest_text
+from kodr_core.runners.vitest import parse_vitest_text
 
 #: Command kinds whose output is Python's (pytest, unittest); every other kind runs a JS runner.
 PYTHON_KINDS = frozenset({"pytest", "unittest"})
@@ -37,6 +38,7 @@ __all__ = [
     "parse_pytest_text",
     "parse_tape_text",
     "parse_unittest_text",
+    "parse_vitest_text",
     "report_from_outputs",
 ]
 
@@ -58,7 +60,7 @@ def report_from_outputs(
     if kind in PYTHON_KINDS:
         text_parsers = [parse_pytest_text, parse_unittest_text]
     else:  # node, npm, npx: a script may run any JS runner (tape before node: both print "# tests N")
-        text_parsers = [parse_tape_text, parse_node_text, parse_jest_text, parse_mocha_text, parse_ava_text,
+        text_parsers = [parse_tape_text, parse_node_text, parse_jest_text, parse_vitest_text, parse_mocha_text, parse_ava_text,
                         parse_pytest_text]  # fmt: skip
     junit = parse_junit(junit_xml) if junit_xml else None
     report = None

@@ -11,6 +11,7 @@ from kodr_core.results import build_tests_json as _build_tests_json
 from kodr_core.runners import (
     TestReport,
     parse_jest_text,
+    parse_vitest_text,
     parse_junit,
     parse_node_text,
     parse_pytest_text,
@@ -164,7 +165,7 @@ def test_jest_text():
 
 
 def test_vitest_text():
-    r = parse_jest_text(read("vitest_stdout.txt") + read("vitest_stderr.txt"))
+    r = parse_vitest_text(read("vitest_stdout.txt") + read("vitest_stderr.txt"))
     assert r.parser == "vitest-text"
     assert counts(r) == (2, 1, 1, 4)
     assert brief(r) == [("adds wrongly", "sum.test.js", 4)]
