@@ -1,4 +1,9 @@
-"""Vitest's default reporter (``vitest run``): "Tests  1 failed | 3 passed (4)" and ``FAIL file > suite > test`` blocks."""
+"""Vitest's default reporter (``vitest run``): "Tests  1 failed | 3 passed (4)" and ``FAIL file > suite > test`` blocks.
+
+A test file that cannot run (``FAIL  file [ file ]``, e.g. an import with a syntax
+error) counts no test in vitest's summary; kodr counts it as one failed test named
+by the file, located at the ``File: path:line:col`` vitest names.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,10 @@ def parse_vitest_text(text: str) -> TestReport | None:
         m = _VITEST_TESTS.match(line.strip())
         if m:
             counts = {w: int(n) for n, w in re.findall(r"(\d+) (\w+)", m[1])}
-            return report_of(counts, int(m[2]), _vitest_failures(lines), Parser.VITEST_TEXT)
+            failures = _vitest_failures(lines)
+            suites = len(_suite_failures(lines))
+            counts["failed"] = counts.get("failed", 0) + suites
+            return report_of(counts, int(m[2]) + suites, failures + _suite_failures(lines), Parser.VITEST_TEXT)
     return None
 
 
@@ -41,3 +49,25 @@ def _vitest_failures(lines: list[str]) -> list[Failure]:
     return out
 
 
+
+
+_SUITE = re.compile(r"^\s*FAIL\s+(\S+) \[ .* \]\s*$")
+_FILE_AT = re.compile(r"^\s*File: (?P<path>\S+?):(?P<line>\d+):\d+\s*$")
+
+
+def _suite_failures(lines: list[str]) -> list[Failure]:
+    out = []
+    for i, line in enumerate(lines):
+        m = _SUITE.match(line)
+        if not m:
+            continue
+        body = []
+        for nxt in lines[i + 1 :]:
+            if re.match(r"^\s*FAIL\s", nxt) or nxt.startswith("⎯"):
+                break
+            body.append(nxt)
+        block = "\n".join(body).strip()
+        at = next((f for f in (_FILE_AT.match(b) for b in body) if f), None)
+        message = next((b.strip() for b in block.splitlines() if b.strip()), "")
+        out.append(failure(m[1], at["path"] if at else m[1], int(at["line"]) if at else None, message, block))
+    return out

@@ -188,3 +188,18 @@ def test_pytest_subtests_from_the_text_alone() -> None:
         ("test_double [x=2]", "test_calc.py", 7, "assert 6 == (2 * 2)"),
         ("test_double [x=3]", "test_calc.py", 7, "assert 9 == (2 * 3)"),
     ]
+
+
+@pytest.mark.parametrize(
+    "name, counts, failing, needle",
+    [
+        # jest counts no test for a file that cannot run: kodr counts it, at the syntax error
+        ("jest-load-error", (1, 1, 0, 2), [("test/calc.test.js", "src/calc.js", 2)], "SyntaxError: Unexpected token"),
+        ("vitest-load-error", (1, 1, 0, 2), [("test/calc.test.js", "src/calc.js", 1)], "Failed to parse source"),
+    ],
+)
+def test_a_test_file_that_cannot_run_is_a_failure(name, counts, failing, needle) -> None:
+    r = result_of(name)
+    assert (r.passed, r.failed, r.skipped, r.total) == counts
+    assert [(f.name, f.file, f.line) for f in r.failures] == failing
+    assert needle in r.failures[0].message and r.ok is False
