@@ -17,7 +17,8 @@ from typing import Any, Sequence
 from adapters.processes import SubprocessRunner
 from kodr_core.ports import ProcessResult
 from kodr_core.test_command import TestCommand, plan_test_run
-from kodr_core.test_report import build_install_json, build_tests_json, report_from_outputs
+from kodr_core.results import build_install_json, build_tests_json
+from kodr_core.runners import report_from_outputs
 
 
 class ProcessToolchain:

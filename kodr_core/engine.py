@@ -48,9 +48,9 @@ from kodr_core.ports import (
 )
 from kodr_core.prompts import plan_messages, proposal_messages, repair_messages, with_retry_note
 from kodr_core.repair_context import build_repair_context
+from kodr_core.results import InstallResult, Scope, TestResult, build_install_json, build_tests_json
 from kodr_core.states import TERMINAL
 from kodr_core.test_command import detect_test_command, parse_test_command
-from kodr_core.test_report import build_install_json, build_tests_json
 
 #: Base snapshot caps: bigger files are recorded as skipped, not stored.
 SNAPSHOT_FILE_CAP = 1 << 20
@@ -319,13 +319,15 @@ class Engine:
         commands = [list(c) for c in step.commands]
         problems = check_manifests(self.workspace.read)
         if problems:  # a hostile manifest is refused before anything runs; the files stay for a repair
-            refused = build_install_json([], commands) | {
-                "refused": problems, "error": "manifest refused: " + "; ".join(problems)}
-            return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=refused)])
+            refused = InstallResult.of(build_install_json([], commands)).model_copy(
+                update={"refused": problems, "error": "manifest refused: " + "; ".join(problems)})
+            return self._append(run, [ev.InstallFinished(
+                turn=step.turn, attempt=step.attempt, key=key, result=refused.dump())])
         run = self._append(run, [ev.InstallStarted(turn=step.turn, attempt=step.attempt, key=key, commands=commands)])
         result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=o.install_timeout_s, step_key=key)
-        result = dict(result, logBlob=self.log.put_blob(log))
-        return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=result)])
+        typed = InstallResult.of(result).model_copy(update={"log_blob": self.log.put_blob(log)})
+        return self._append(run, [ev.InstallFinished(
+            turn=step.turn, attempt=step.attempt, key=key, result=typed.dump())])
 
     def _test_command(self, o: RunOptions) -> tuple[list[str], str] | None:
         if o.test_command:
@@ -362,7 +364,7 @@ class Engine:
                 found[0], found[1], cwd=self.workspace.root, timeout_s=o.test_timeout_s,
                 step_key=key, only_files=step.files,
             )
-        result = dict(result, logBlob=self.log.put_blob(log))
+        typed = TestResult.of(result).model_copy(update={"log_blob": self.log.put_blob(log), "scope": Scope(step.scope)})
         return self._append(run, [ev.TestsFinished(
-            turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=result,
+            turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=typed.dump(),
         )])
