@@ -36,6 +36,7 @@ from kodr_core.install_plan import check_manifests, plan_install
 from kodr_core.machine import destination
 from kodr_core.model_output import CUT_OFF, envelope_from_reply, strip_thinking
 from kodr_core.options import RunOptions
+from kodr_core.patch import proposal_writes
 from kodr_core.ports import (
     ArtifactSink,
     ChatRequest,
@@ -259,15 +260,16 @@ class Engine:
             return self._append(run, [done, verdict_plan])
         try:
             proposal = envelope_from_reply(reply)
+            writes = proposal_writes(proposal, self.workspace.read, context)  # edits -> whole files
         except InvalidProposal as exc:
             verdict: ev.Event = ev.ProposalRejected(
                 purpose=step.purpose, turn=step.turn, attempt=step.attempt, error=str(exc)
             )
         else:
             files = []
-            for f in proposal.files:
-                data = f.content.encode()
-                files.append({"path": f.path, "sha256": self.log.put_blob(data), "bytes": len(data)})
+            for path, content, facts in writes:
+                data = content.encode()
+                files.append({"path": path, "sha256": self.log.put_blob(data), "bytes": len(data), **facts})
             verdict = ev.ProposalAccepted(
                 purpose=step.purpose, turn=step.turn, summary=proposal.summary, files=files
             )
