@@ -32,6 +32,7 @@ Pure: the file list and a reader in, paths out.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import posixpath
 import re
@@ -210,6 +211,7 @@ def source_map_origins(path: str, text: str, files: Collection[str], read: Read)
 # -- Python -----------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)
 def py_imports(text: str) -> list[tuple[int, str, list[str]]]:
     """(level, module, names) for each import; a regex fallback when the file does not parse."""
     try:

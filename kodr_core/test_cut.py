@@ -40,16 +40,18 @@ def render(text: str, keep: Iterable[int], comment: str) -> str:
     return "".join(out)
 
 
-def _matches_py(fn: str, cls: str | None, names: list[str]) -> bool:
-    for name in names:
-        if re.search(rf"(?:^|[.:\s/]){re.escape(fn)}(?:\[|$|\s|\))", name) and (
-            cls is None or cls in name or "::" not in name and "." not in name
-        ):
-            return True
-    return False
+def _name_tokens(names: list[str]) -> list[tuple[set[str], str]]:
+    """Each failure name's identifier tokens (``tests/t.py::TestA::test_b[1]`` → test_b, TestA, …)."""
+    return [(set(re.findall(r"[A-Za-z_]\w*", re.sub(r"\[.*$", "", n))), n) for n in names]
+
+
+def _matches_py(fn: str, cls: str | None, tokens: list[tuple[set[str], str]]) -> bool:
+    return any(fn in toks and (cls is None or cls in toks or ("::" not in name and "." not in name))
+               for toks, name in tokens)  # fmt: skip
 
 
 def _python_lines(text: str, names: list[str]) -> set[int] | None:
+    tokens = _name_tokens(names)
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
@@ -63,12 +65,12 @@ def _python_lines(text: str, names: list[str]) -> set[int] | None:
 
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if _matches_py(node.name, None, names):
+            if _matches_py(node.name, None, tokens):
                 keep |= set(span(node))
                 hit = True
         elif isinstance(node, ast.ClassDef):
             methods = [m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))]
-            chosen = [m for m in methods if _matches_py(m.name, node.name, names)]
+            chosen = [m for m in methods if _matches_py(m.name, node.name, tokens)]
             if chosen:
                 hit = True
                 keep |= set(range(span(node).start, node.body[0].lineno))  # class line(s) and decorators
