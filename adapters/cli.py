@@ -155,6 +155,8 @@ def _loop_flags(f):
     f = click.option("--deadline", "run_deadline_s", type=click.FloatRange(1), default=None, help="seconds for the whole run")(f)
     f = click.option("--off-target", type=click.Choice(["strict", "lenient", "off"]), default=None,
                      help="how the off-target-edit brake judges repairs")(f)
+    f = click.option("--keep-last", is_flag=True, default=None,
+                     help="a run that stops without passing keeps the last turn's files (default: the best turn's)")(f)
     f = click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="no progress lines")(f)
     return f
