@@ -11,7 +11,10 @@ Decisions:
   the test run reports honestly. ``--no-audit --no-fund`` keep the output about
   the install.
 * ``npm ci`` when a lockfile exists (reproducible, fails if it disagrees with
-  package.json), ``npm install`` otherwise.
+  package.json), ``npm install`` otherwise. The lockfile present picks the package
+  manager: ``pnpm install --frozen-lockfile`` for pnpm-lock.yaml, ``yarn install
+  --frozen-lockfile`` for yarn.lock (yarn classic; both with ``--ignore-scripts``),
+  npm's lockfiles winning when several are there.
 * Python: one project environment, ``<workspace>/.venv``, holding the project
   (editable), its test extras/groups/requirements, pytest and the plugins its
   pytest config needs (see :mod:`kodr_core.python_env`): ``uv venv`` then one
@@ -34,7 +37,7 @@ from typing import Callable, Literal, Mapping
 from kodr_core.errors import RefusedInput
 from kodr_core.python_env import python_env
 
-NODE_MANIFESTS = ("package.json", "package-lock.json", "npm-shrinkwrap.json")
+NODE_MANIFESTS = ("package.json", "package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock")
 PYTHON_MANIFESTS = ("pyproject.toml", "uv.lock", "requirements.txt", "setup.py", "setup.cfg", "tox.ini")
 #: Top-level files that make a workspace a Python project to install.
 PYTHON_SOURCES = ("pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", "tox.ini")
@@ -70,7 +73,15 @@ def plan_install(files: set[str], read: Callable[[str], bytes | None] | None = N
     if "package.json" in top:
         kind = "node"
         lock = next((n for n in ("package-lock.json", "npm-shrinkwrap.json") if n in top), None)
-        if lock:
+        if lock is None and "pnpm-lock.yaml" in top:
+            commands.append(["pnpm", "install", "--frozen-lockfile", "--ignore-scripts"])
+            manifests += ["package.json", "pnpm-lock.yaml"]
+            whys.append("package.json with pnpm-lock.yaml: pnpm install --frozen-lockfile")
+        elif lock is None and "yarn.lock" in top:
+            commands.append(["yarn", "install", "--frozen-lockfile", "--ignore-scripts", "--non-interactive"])
+            manifests += ["package.json", "yarn.lock"]
+            whys.append("package.json with yarn.lock: yarn install --frozen-lockfile")
+        elif lock:
             commands.append(["npm", "ci", *NPM_FLAGS])
             manifests += ["package.json", lock]
             whys.append(f"package.json with {lock}: npm ci (lockfile as-is)")

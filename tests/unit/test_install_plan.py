@@ -17,6 +17,14 @@ def test_npm_ci_with_a_lockfile(lock):
     assert "npm ci" in plan.why
 
 
+def test_the_lockfile_present_picks_pnpm_or_yarn_frozen_and_without_scripts():
+    plan = plan_install({"package.json", "pnpm-lock.yaml"})
+    assert plan.commands == [["pnpm", "install", "--frozen-lockfile", "--ignore-scripts"]]
+    plan = plan_install({"package.json", "yarn.lock"})
+    assert plan.commands == [["yarn", "install", "--frozen-lockfile", "--ignore-scripts", "--non-interactive"]]
+    assert plan_install({"package.json", "yarn.lock", "package-lock.json"}).commands[0][:2] == ["npm", "ci"]
+
+
 def test_npm_install_without_a_lockfile():
     plan = plan_install({"package.json", "index.test.js"})
     assert plan.commands == [["npm", "install", *NPM_FLAGS]]
