@@ -40,7 +40,8 @@ from typing import Any, Callable, Iterable
 
 from kodr_core.errors import RefusedInput
 
-#: Extras, dependency groups and Poetry groups that hold test dependencies.
+#: Extras, dependency groups and Poetry groups that hold test dependencies; ``dev`` is
+#: taken only when none of the others exists (it often means linters and release tools).
 TEST_NAMES = ("test", "tests", "testing", "dev")
 #: Requirements files for tests, besides requirements.txt itself.
 TEST_REQUIREMENTS = (
@@ -370,6 +371,9 @@ def python_env(files: set[str], read: Read) -> PythonEnv:
     plugins = pytest_plugins(read)
     packages += ["pytest", *plugins]
     why.append("pytest" + (f" and plugins {plugins} (from the pytest config)" if plugins else ""))
+    if any(n != "dev" for n in (*extras, *groups)):
+        extras = [e for e in extras if e != "dev"]
+        groups = [g for g in groups if g != "dev"]
     return PythonEnv(
         project=kind, extras=tuple(dict.fromkeys(extras)), groups=tuple(groups),
         requirement_files=tuple(req_files), packages=tuple(dict.fromkeys(packages)),

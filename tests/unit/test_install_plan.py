@@ -57,8 +57,13 @@ test = ["pytest-mock"]
 lint = ["ruff"]
 """})
     assert plan.kind == "python"
-    assert plan.commands == [VENV, [*PIP, "-e", ".[test,dev]", "--group", "test", "pytest"]]
+    assert plan.commands == [VENV, [*PIP, "-e", ".[test]", "--group", "test", "pytest"]]  # dev: only without test
     assert "extras" in plan.why and "dependency-groups" in plan.why
+
+
+def test_dev_extra_is_taken_when_there_is_no_test_extra_or_group():
+    plan = _plan({"pyproject.toml": '[project]\nname = "p"\nversion = "1"\n[project.optional-dependencies]\ndev = ["x"]\n'})
+    assert plan.commands[-1] == [*PIP, "-e", ".[dev]", "pytest"]
 
 
 def test_uv_lock_is_synced_frozen_then_test_tools_added():
