@@ -11,11 +11,17 @@ Decisions:
   the test run reports honestly. ``--no-audit --no-fund`` keep the output about
   the install.
 * ``npm ci`` when a lockfile exists (reproducible, fails if it disagrees with
-  package.json), ``npm install`` otherwise.
-* Python: ``uv sync`` (``--frozen`` with a uv.lock, so the lock is used as-is and
-  never rewritten) for pyproject.toml; for requirements.txt a workspace ``.venv``
-  made by uv and filled by ``uv pip install``. Both land in ``<workspace>/.venv``,
-  which is where the process runner looks for ``pytest`` first.
+  package.json), ``npm install`` otherwise. The lockfile present picks the package
+  manager: ``pnpm install --frozen-lockfile`` for pnpm-lock.yaml, ``yarn install
+  --frozen-lockfile`` for yarn.lock (yarn classic; both with ``--ignore-scripts``),
+  npm's lockfiles winning when several are there.
+* Python: one project environment, ``<workspace>/.venv``, holding the project
+  (editable), its test extras/groups/requirements, pytest and the plugins its
+  pytest config needs (see :mod:`kodr_core.python_env`): ``uv venv`` then one
+  ``uv pip install``; with a uv.lock, ``uv sync --frozen`` (the lock as-is, never
+  rewritten) plus the test tools. Not a bare ``uv sync``: it installs neither
+  pytest nor test extras, and "succeeds" on a pyproject without ``[project]``.
+  The test command then runs in that environment (:mod:`adapters.toolchain`).
 * A workspace with both package.json and a Python manifest installs both, node
   first (kind is the first one found).
 """
@@ -29,9 +35,12 @@ from dataclasses import dataclass
 from typing import Callable, Literal, Mapping
 
 from kodr_core.errors import RefusedInput
+from kodr_core.python_env import python_env
 
-NODE_MANIFESTS = ("package.json", "package-lock.json", "npm-shrinkwrap.json")
-PYTHON_MANIFESTS = ("pyproject.toml", "uv.lock", "requirements.txt")
+NODE_MANIFESTS = ("package.json", "package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock")
+PYTHON_MANIFESTS = ("pyproject.toml", "uv.lock", "requirements.txt", "setup.py", "setup.cfg", "tox.ini")
+#: Top-level files that make a workspace a Python project to install.
+PYTHON_SOURCES = ("pyproject.toml", "setup.py", "setup.cfg", "requirements.txt", "tox.ini")
 #: The dependency manifests: a heal turn that changes none of them skips the install.
 MANIFESTS = NODE_MANIFESTS + PYTHON_MANIFESTS
 
@@ -46,10 +55,14 @@ class InstallPlan:
     why: str
 
 
-def plan_install(files: set[str]) -> InstallPlan:
-    """The install commands for a workspace whose top-level file names are ``files``.
+def plan_install(files: set[str], read: Callable[[str], bytes | None] | None = None) -> InstallPlan:
+    """The install commands for a workspace whose file names are ``files``.
 
-    Raises RefusedInput when no recognised manifest is there.
+    ``read`` gives a manifest's bytes: with it, the Python part is the full plan of
+    :func:`kodr_core.python_env.python_env` (extras, groups, pytest, plugins); without
+    it (decide works from file names alone) a preview of its shape. Raises
+    RefusedInput when no recognised manifest is there, or a Python manifest gives
+    nothing to install (a pyproject.toml without ``[project]``).
     """
     top = {f for f in files if "/" not in f}
     commands: list[list[str]] = []
@@ -60,7 +73,15 @@ def plan_install(files: set[str]) -> InstallPlan:
     if "package.json" in top:
         kind = "node"
         lock = next((n for n in ("package-lock.json", "npm-shrinkwrap.json") if n in top), None)
-        if lock:
+        if lock is None and "pnpm-lock.yaml" in top:
+            commands.append(["pnpm", "install", "--frozen-lockfile", "--ignore-scripts"])
+            manifests += ["package.json", "pnpm-lock.yaml"]
+            whys.append("package.json with pnpm-lock.yaml: pnpm install --frozen-lockfile")
+        elif lock is None and "yarn.lock" in top:
+            commands.append(["yarn", "install", "--frozen-lockfile", "--ignore-scripts", "--non-interactive"])
+            manifests += ["package.json", "yarn.lock"]
+            whys.append("package.json with yarn.lock: yarn install --frozen-lockfile")
+        elif lock:
             commands.append(["npm", "ci", *NPM_FLAGS])
             manifests += ["package.json", lock]
             whys.append(f"package.json with {lock}: npm ci (lockfile as-is)")
@@ -69,24 +90,18 @@ def plan_install(files: set[str]) -> InstallPlan:
             manifests.append("package.json")
             whys.append("package.json without a lockfile: npm install")
 
-    if "pyproject.toml" in top:
+    python = [m for m in PYTHON_SOURCES if m in top]
+    if python:
         kind = kind or "python"
-        if "uv.lock" in top:
-            commands.append(["uv", "sync", "--frozen"])
-            manifests += ["pyproject.toml", "uv.lock"]
-            whys.append("pyproject.toml with uv.lock: uv sync --frozen")
+        if read is None:  # the preview decide records; the engine plans again with the texts
+            commands.append(["uv", "venv", "--allow-existing", ".venv"])
+            commands.append(["uv", "pip", "install", "--python", ".venv/bin/python", "..."])
+            whys.append(f"{', '.join(python)}: a project .venv (what goes in is read from the manifests at install time)")
         else:
-            commands.append(["uv", "sync"])
-            manifests.append("pyproject.toml")
-            whys.append("pyproject.toml without uv.lock: uv sync")
-    elif "requirements.txt" in top:
-        kind = kind or "python"
-        commands += [
-            ["uv", "venv", ".venv"],
-            ["uv", "pip", "install", "--python", ".venv/bin/python", "-r", "requirements.txt"],
-        ]
-        manifests.append("requirements.txt")
-        whys.append("requirements.txt: uv venv .venv, then uv pip install -r requirements.txt")
+            env = python_env(set(files), read)
+            commands += env.commands()
+            whys.append("python: " + "; ".join(env.why) + (" (dropped: " + "; ".join(env.dropped) + ")" if env.dropped else ""))
+        manifests += python
 
     if kind is None:
         raise RefusedInput(

@@ -34,6 +34,7 @@ class RunOptions(BaseModel):
     plan: str | None = None  # a scratchpad injected into the prompt
     tools: bool = False  # read-only tool loop (list_files, read_file, inspect_symbols)
     tool_steps: int = 6
+    keep_last: bool = False  # a run that stops without passing keeps the last turn's files, not the best turn's
 
     @classmethod
     def of(cls, raw: dict[str, Any]) -> "RunOptions":

@@ -154,6 +154,16 @@ class InstallStep(_Model):
     error: str | None = None
 
 
+class InstalledFile(_Model):
+    """A workspace file an install created or changed (a lockfile): recorded so replay and resume see it."""
+
+    path: str
+    change: str  # created | modified
+    bytes: int
+    sha256: str | None = None  # None: over the snapshot cap, listed without its content
+    why: str | None = None
+
+
 class InstallResult(_Model):
     """``install.json``: a plan's commands, run in order until the first failure."""
 
@@ -171,6 +181,7 @@ class InstallResult(_Model):
     error: str | None = None
     refused: list[str] | None = None
     log_blob: str | None = None
+    written: list[InstalledFile] = []
 
     @classmethod
     def of(cls, payload: InstallResult | Mapping[str, Any]) -> InstallResult:

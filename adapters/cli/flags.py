@@ -62,6 +62,8 @@ def loop_flags(f: F) -> F:
                      help="seconds for the whole run")(f)
     f = click.option("--off-target", type=click.Choice(["strict", "lenient", "off"]), default=None,
                      help="how the off-target-edit brake judges repairs")(f)
+    f = click.option("--keep-last", is_flag=True, default=None,
+                     help="a run that stops without passing keeps the last turn's files (default: the best turn's)")(f)
     f = json_flag(f)
     f = quiet_flag(f)
     return f
