@@ -117,7 +117,7 @@ def _drive(app: App, run_id: str, options: RunOptions, quiet: bool, *, resume: b
             from adapters.tool_loop import ToolLoopModel
 
             model = ToolLoopModel(model, app.workspace, max_steps=options.tool_steps, local=model.config.local)
-    return app.drive(run_id, model, Progress(quiet), resume=resume, overrides=overrides)
+    return app.drive(run_id, model, Progress(quiet), resume=resume, overrides=overrides, options=options)
 
 
 def run_options(**kw: Any) -> RunOptions:
@@ -157,6 +157,17 @@ def _loop_flags(f):
                      help="how the off-target-edit brake judges repairs")(f)
     f = click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="no progress lines")(f)
+    f = _confine_flags(f)
+    return f
+
+
+def _confine_flags(f):
+    """The OS sandbox and secret-file flags (see README, Security)."""
+    f = click.option("--sandbox", type=click.Choice(["auto", "required", "off"]), default=None,
+                     help="bubblewrap around installs and tests (default auto: when it works here)")(f)
+    f = click.option("--test-network", is_flag=True, default=None, help="let tests reach the network")(f)
+    f = click.option("--allow-secret-files", is_flag=True, default=None,
+                     help="include .env*, *.pem, id_* … in snapshots and prompts")(f)
     return f
 
 
@@ -198,7 +209,7 @@ def run(ctx, prompt, prompt_file, ws, as_json, quiet, dry_run, heal, tools, tool
     app = _app(ctx, ws)
     if plan_ref:
         options = options.model_copy(update={"plan": _resolve_plan(app, plan_ref)})
-    engine_run_id = app.engine(None).request(task, options)
+    engine_run_id = app.engine(None, options=options).request(task, options)
     if not quiet:
         err.print(f"run {engine_run_id} in {app.workspace.root}")
     result = _drive(app, engine_run_id, options, quiet)
@@ -260,7 +271,7 @@ def heal(ctx, prompt, ws, as_json, quiet, **flags):
         raise UsageError("no model server: give --provider or --base-url")
     options = _options_from_flags(flags, heal=True)
     app = _app(ctx, ws)
-    run_id = app.engine(None).request(prompt or "Make the failing tests pass.", options, mode="heal")
+    run_id = app.engine(None, options=options).request(prompt or "Make the failing tests pass.", options, mode="heal")
     if not quiet:
         err.print(f"run {run_id} (heal) in {app.workspace.root}")
     _finish(app, _drive(app, run_id, options, quiet), as_json)
@@ -434,8 +445,8 @@ def replay(ctx, run_ref, ws, history_file, materialize_dir, at_seq, rerun_dir, a
         new_app = open_app(target)
         options = RunOptions.of({**old.options, "provider": "replay"})
         model = rp.RecordedModel(rp.recorded_replies(records, app.store.get_blob))
-        new_id = new_app.engine(None).request(old.task, options, mode=old.mode)
-        new = new_app.drive(new_id, model, Progress(quiet=as_json))
+        new_id = new_app.engine(None, options=options).request(old.task, options, mode=old.mode)
+        new = new_app.drive(new_id, model, Progress(quiet=as_json), options=options)
         out["rerun"] = {"run_id": new_id, "dir": str(target), "state": new.state.value, "reason": new.reason,
                         "divergences": rp.divergences(old, new)}
     if as_json:

@@ -32,7 +32,7 @@ from kodr_core.decide import (
 from kodr_core.envelope import InvalidProposal, proposal_json_schema
 from kodr_core.errors import KodrError
 from kodr_core.failures import failing_paths
-from kodr_core.install_plan import check_manifests
+from kodr_core.sources import DEFAULT_SOURCES, DependencySources, check_manifests
 from kodr_core.machine import destination
 from kodr_core.model_output import CUT_OFF, envelope_from_reply, strip_thinking
 from kodr_core.options import RunOptions
@@ -78,6 +78,7 @@ class Engine:
         artifacts: ArtifactSink | None = None,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
+        sources: DependencySources = DEFAULT_SOURCES,
     ) -> None:
         self.log = log
         self.workspace = workspace
@@ -86,6 +87,7 @@ class Engine:
         self.artifacts = artifacts
         self.observer = observer
         self.clock = clock
+        self.sources = sources
         self._records: list[ev.RecordedEvent] = []
 
     # -- entry points -------------------------------------------------------
@@ -102,8 +104,12 @@ class Engine:
             if len(data) > SNAPSHOT_FILE_CAP or total + len(data) > SNAPSHOT_TOTAL_CAP:
                 skipped.append({"path": path, "bytes": len(data), "why": "over the snapshot size cap"})
                 continue
+            sha = self.log.put_blob(data)
+            if sha != hashlib.sha256(data).hexdigest():  # the store scrubbed a secret value out of it
+                skipped.append({"path": path, "bytes": len(data), "why": "holds a secret value"})
+                continue
             total += len(data)
-            snapshot[path] = self.log.put_blob(data)
+            snapshot[path] = sha
         event = ev.RunRequested(
             task=task,
             workspace=self.workspace.root,
@@ -315,12 +321,15 @@ class Engine:
         key = step_key(run, "install", step.turn)
         self._reap_interrupted(run, key)
         commands = [list(c) for c in step.commands]
-        problems = check_manifests(self.workspace.read)
+        problems = check_manifests(self.workspace.read, self.workspace.files(), self.sources)
         if problems:  # a hostile manifest is refused before anything runs; the files stay for a repair
             refused = build_install_json([], commands) | {
                 "refused": problems, "error": "manifest refused: " + "; ".join(problems)}
             return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=refused)])
-        run = self._append(run, [ev.InstallStarted(turn=step.turn, attempt=step.attempt, key=key, commands=commands)])
+        run = self._append(run, [ev.InstallStarted(
+            turn=step.turn, attempt=step.attempt, key=key, commands=commands,
+            confinement=self.toolchain.confinement("install"),
+        )])
         result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=o.install_timeout_s, step_key=key)
         result = dict(result, logBlob=self.log.put_blob(log))
         return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=result)])
@@ -347,6 +356,7 @@ class Engine:
         argv = found[0] if found else []
         run = self._append(run, [ev.TestsStarted(
             turn=step.turn, attempt=step.attempt, key=key, command=argv, scope=step.scope, files=list(step.files),
+            confinement=self.toolchain.confinement("tests"),
         )])
         if found is None:
             nothing = ProcessResult(

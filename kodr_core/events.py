@@ -158,6 +158,7 @@ class InstallStarted(Event):
     attempt: int
     key: str
     commands: list[list[str]]
+    confinement: dict[str, Any] = Field(default_factory=dict)  # sandbox, mode, network, why
 
 
 class InstallFinished(Event):
@@ -182,6 +183,7 @@ class TestsStarted(Event):
     command: list[str]
     scope: str = "full"  # full | failing
     files: list[str] = Field(default_factory=list)
+    confinement: dict[str, Any] = Field(default_factory=dict)  # sandbox, mode, network, why
 
 
 class TestsFinished(Event):
