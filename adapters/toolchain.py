@@ -82,7 +82,7 @@ class ProcessToolchain:
             if res.exit_code != 0 or res.timed_out:
                 break
         log = b"".join(r.log for r in results)
-        return build_install_json(results, [list(c) for c in commands]), log
+        return build_install_json(results, [list(c) for c in commands]) | {"confinement": self.confinement("install")}, log
 
     def test(
         self,
@@ -114,7 +114,7 @@ class ProcessToolchain:
             )
             xml = Path(junit).read_text(errors="replace") if Path(junit).is_file() else None
             report = report_from_outputs(kind, res.stdout, res.stderr, xml, root=cwd)
-            return build_tests_json(res, report, list(argv)), res.log
+            return build_tests_json(res, report, list(argv)) | {"confinement": self.confinement("tests")}, res.log
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
