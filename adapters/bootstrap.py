@@ -17,6 +17,9 @@ from typing import Any, Callable
 from adapters import faults
 from adapters.artifacts import ArtifactWriter
 from adapters.leasing import held, workspace_lock
+from adapters.processes import SubprocessRunner
+from adapters.sandbox import Sandbox
+from adapters.scrubbing import ScrubbingLog, ScrubbingModel
 from adapters.toolchain import ProcessToolchain
 from adapters.workspace import DiskWorkspace
 from kodr_core.aggregate import Run
@@ -24,6 +27,8 @@ from kodr_core.engine import Engine, Observer
 from kodr_core.errors import UsageError
 from kodr_core.options import RunOptions
 from kodr_core.ports import EventLog, ModelPort
+from kodr_core.secrets import Scrubber
+from kodr_core.sources import DependencySources
 from store.database import database_url, open_store
 from store.event_store import EventStore
 
@@ -33,14 +38,29 @@ class App:
     workspace: DiskWorkspace
     store: EventStore
 
-    def engine(self, model: ModelPort | None, observer: Observer | None = None, log: EventLog | None = None) -> Engine:
+    def engine(
+        self,
+        model: ModelPort | None,
+        observer: Observer | None = None,
+        log: EventLog | None = None,
+        options: RunOptions | None = None,
+    ) -> Engine:
+        """Secrets are scrubbed from every blob, event and prompt; processes run in the run's sandbox."""
+        o = options or RunOptions()
+        if o.sandbox == "required":
+            Sandbox("required").confinement(network=False)  # raises SandboxUnavailable (a usage error)
+        scrubber = Scrubber.of_env(os.environ)
+        sources = DependencySources.of(os.environ)
+        self.workspace.allow_secret_files = o.allow_secret_files
+        runner = SubprocessRunner(sandbox=Sandbox(o.sandbox), scrubber=scrubber)
         return Engine(
-            faults.wrap(log or self.store),
+            ScrubbingLog(faults.wrap(log or self.store), scrubber),
             self.workspace,
-            ProcessToolchain(),
-            model,
+            ProcessToolchain(runner, sources=sources, test_network=o.test_network),
+            ScrubbingModel(model, scrubber) if model is not None else None,
             artifacts=ArtifactWriter(self.workspace.root, self.store),
             observer=observer,
+            sources=sources,
         )
 
     def workspace_held(self) -> AbstractContextManager[None]:
@@ -55,10 +75,11 @@ class App:
         *,
         resume: bool = False,
         overrides: dict[str, Any] | None = None,
+        options: RunOptions | None = None,
     ) -> Run:
         """Drive the run while holding its lease; a live owner elsewhere makes this raise RunLocked."""
         with held(self.store, run_id) as fenced:
-            engine = self.engine(model, observer, log=fenced)
+            engine = self.engine(model, observer, log=fenced, options=options)
             if resume:
                 return engine.resume(run_id, fenced.lease.owner, overrides)
             return engine.drive(run_id)

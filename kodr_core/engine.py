@@ -33,7 +33,8 @@ from kodr_core.decide import (
 from kodr_core.envelope import InvalidProposal, proposal_json_schema
 from kodr_core.errors import KodrError
 from kodr_core.failures import failing_paths
-from kodr_core.install_plan import check_manifests, plan_install
+from kodr_core.install_plan import plan_install
+from kodr_core.sources import DEFAULT_SOURCES, DependencySources, check_manifests
 from kodr_core.machine import destination
 from kodr_core.model_output import CUT_OFF, envelope_from_reply, strip_thinking
 from kodr_core.options import RunOptions
@@ -80,6 +81,7 @@ class Engine:
         artifacts: ArtifactSink | None = None,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
+        sources: DependencySources = DEFAULT_SOURCES,
     ) -> None:
         self.log = log
         self.workspace = workspace
@@ -88,6 +90,7 @@ class Engine:
         self.artifacts = artifacts
         self.observer = observer
         self.clock = clock
+        self.sources = sources
         self._records: list[ev.RecordedEvent] = []
 
     # -- entry points -------------------------------------------------------
@@ -106,7 +109,12 @@ class Engine:
                 continue
             total += len(data)
             kept[path] = data
-        snapshot = dict(zip(kept, self.log.put_blobs(list(kept.values()))))  # one transaction
+        snapshot: dict[str, str] = {}
+        for (path, data), sha in zip(kept.items(), self.log.put_blobs(list(kept.values()))):  # one transaction
+            if sha != hashlib.sha256(data).hexdigest():  # the store scrubbed a secret value out of it
+                skipped.append({"path": path, "bytes": len(data), "why": "holds a secret value"})
+                continue
+            snapshot[path] = sha
         event = ev.RunRequested(
             task=task,
             workspace=self.workspace.root,
@@ -358,7 +366,7 @@ class Engine:
         key = step_key(run, "install", step.turn)
         self._reap_interrupted(run, key)
         commands = [list(c) for c in step.commands]
-        problems = check_manifests(self.workspace.read)
+        problems = check_manifests(self.workspace.read, self.workspace.files(), self.sources)
         try:  # the full plan needs the manifests' texts (extras, groups, pytest plugins): decide has names only
             commands = plan_install(set(run.manifest), self.workspace.read).commands
         except KodrError as exc:
@@ -368,7 +376,10 @@ class Engine:
                 update={"refused": problems, "error": "manifest refused: " + "; ".join(problems)})
             return self._append(run, [ev.InstallFinished(
                 turn=step.turn, attempt=step.attempt, key=key, result=refused.dump())])
-        run = self._append(run, [ev.InstallStarted(turn=step.turn, attempt=step.attempt, key=key, commands=commands)])
+        run = self._append(run, [ev.InstallStarted(
+            turn=step.turn, attempt=step.attempt, key=key, commands=commands,
+            confinement=self.toolchain.confinement("install"),
+        )])
         before = self.workspace.snapshot()
         result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=o.install_timeout_s, step_key=key)
         typed = InstallResult.of(result).model_copy(
@@ -416,6 +427,7 @@ class Engine:
         argv = found[0] if found else []
         run = self._append(run, [ev.TestsStarted(
             turn=step.turn, attempt=step.attempt, key=key, command=argv, scope=step.scope, files=list(step.files),
+            confinement=self.toolchain.confinement("tests"),
         )])
         if found is None:
             nothing = ProcessResult(

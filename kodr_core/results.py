@@ -84,6 +84,15 @@ class Failure(_Model):
     stack: str = ""
 
 
+class Confinement(_Model):
+    """What a step's processes ran in: the OS sandbox or kodr's fallback, and whether they had network."""
+
+    sandbox: str  # bwrap | none | unavailable
+    mode: str  # the --sandbox setting: auto | required | off
+    network: bool = False
+    why: str = ""
+
+
 class TestResult(_Model):
     """``tests.json``: one test run, its counts and failures, and why it is not ok."""
 
@@ -110,6 +119,7 @@ class TestResult(_Model):
     detail: str | None = None  # one human line for ``cause``
     scope: Scope = Scope.FULL
     log_blob: str | None = None
+    confinement: Confinement | None = None
 
     @field_validator("command", mode="before")
     @classmethod
@@ -181,6 +191,7 @@ class InstallResult(_Model):
     error: str | None = None
     refused: list[str] | None = None
     log_blob: str | None = None
+    confinement: Confinement | None = None
     written: list[InstalledFile] = []
 
     @classmethod

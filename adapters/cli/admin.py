@@ -88,9 +88,9 @@ def _rerun(run_id: str, records: list[Any], app: Any, target: Path, as_json: boo
     model = rp.RecordedModel(rp.recorded_replies(records, app.store.get_blob))
     progress = Progress(quiet=False, stream=sys.stderr if as_json else sys.stdout)
     with new_app.workspace_held():
-        new_id = new_app.engine(None).request(old.task, options, mode=old.mode)
+        new_id = new_app.engine(None, options=options).request(old.task, options, mode=old.mode)
         try:
-            new = new_app.drive(new_id, model, progress)
+            new = new_app.drive(new_id, model, progress, options=options)
         finally:
             progress.close()
     return {"run_id": new_id, "dir": str(target), "state": new.state.value, "reason": new.reason,

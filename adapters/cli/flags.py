@@ -64,6 +64,11 @@ def loop_flags(f: F) -> F:
                      help="how the off-target-edit brake judges repairs")(f)
     f = click.option("--keep-last", is_flag=True, default=None,
                      help="a run that stops without passing keeps the last turn's files (default: the best turn's)")(f)
+    f = click.option("--sandbox", type=click.Choice(["auto", "required", "off"]), default=None,
+                     help="bubblewrap around installs and tests (default auto: when it works here)")(f)
+    f = click.option("--test-network", is_flag=True, default=None, help="let tests reach the network")(f)
+    f = click.option("--allow-secret-files", is_flag=True, default=None,
+                     help="include .env*, *.pem, id_* … in snapshots and prompts")(f)
     f = json_flag(f)
     f = quiet_flag(f)
     return f

@@ -297,6 +297,9 @@ class FakeToolchain:
         self.calls: list[dict[str, Any]] = []
         self.killed: list[str] = []
 
+    def confinement(self, step):
+        return {"sandbox": "fake", "step": step}
+
     def install(self, commands, *, cwd, timeout_s, step_key):
         self.calls.append({"op": "install", "commands": [list(c) for c in commands], "cwd": cwd,
                            "timeout_s": timeout_s, "step_key": step_key})  # fmt: skip
