@@ -59,8 +59,9 @@ def explain(run: Run) -> dict[str, Any]:
             "rejected_outputs": list(t.rejected),
             "refused_writes": list(t.refused),
             "model_error": t.model_error.message if t.model_error else None,
-            "confinement": {k: r.confinement.model_dump() for k, r in (("install", t.install), ("tests", res))
-                            if r is not None and r.confinement is not None},
+            "confinement": {k: r.confinement.model_dump() for k, r in (
+                ("install", InstallResult.of(t.install) if t.install is not None else None), ("tests", res))
+                if r is not None and r.confinement is not None},
         })
     last = run.transitions[-1] if run.transitions else None
     return {

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
 from kodr_core.events import Event, RecordedEvent
+from kodr_core.results import InstallResult, TestResult
 
 # -- processes ---------------------------------------------------------------
 
@@ -143,7 +144,7 @@ class Toolchain(Protocol):
 
     def install(
         self, commands: Sequence[Sequence[str]], *, cwd: str, timeout_s: float, step_key: str
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> tuple[InstallResult, bytes]:
         """Run each command in turn, stopping at the first failure: (install.json, whole log)."""
 
     def test(
@@ -155,7 +156,7 @@ class Toolchain(Protocol):
         timeout_s: float,
         step_key: str,
         only_files: Sequence[str] = (),
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> tuple[TestResult, bytes]:
         """Run the tests and parse them honestly: (tests.json, whole log)."""
 
     def kill_orphans(self, step_key: str) -> int: ...
