@@ -7,10 +7,12 @@ plain frozen dataclasses, so the core never sees an httpx response or a Popen.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from kodr_core.events import Event, RecordedEvent
-from kodr_core.results import InstallResult, TestResult
+
+if TYPE_CHECKING:
+    from kodr_core.results import InstallResult, TestResult
 
 # -- processes ---------------------------------------------------------------
 
