@@ -20,20 +20,29 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from kodr_core.envelope import ENVELOPE_EXAMPLE, SCHEMA_NAME, InvalidProposal, Proposal, parse_proposal
+from kodr_core.envelope import (
+    ENVELOPE_EXAMPLE,
+    SCHEMA_NAME,
+    InvalidProposal,
+    Proposal,
+    parse_proposal,
+)
 from kodr_core.ports import ChatReply
 
-_DECODER = json.JSONDecoder(strict=False)
+_JSON = json.JSONDecoder(strict=False)
+#: A file name's limit on every common filesystem (NAME_MAX), in bytes.
+MAX_NAME_BYTES = 255
 
-_THINK_BLOCK = re.compile(r"<(think|thinking)>.*?</\1>", re.S | re.I)
-_THINK_CLOSE = re.compile(r"</(?:think|thinking)>", re.I)
-_THINK_OPEN = re.compile(r"<(?:think|thinking)>", re.I)
-_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*$", re.S)
-_TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.S)
-_FUNCTION_TAG = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|\Z)", re.S)
-_PARAMETER_TAG = re.compile(r"<parameter=([^>\s]+)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.S)
+_THINK_BLOCK = re.compile(r"<(think|thinking)>.*?</\1>", re.DOTALL | re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</(?:think|thinking)>", re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<(?:think|thinking)>", re.IGNORECASE)
+_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+_TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
+_FUNCTION_TAG = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|\Z)", re.DOTALL)
+_PARAMETER_TAG = re.compile(r"<parameter=([^>\s]+)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.DOTALL)
 _MISTRAL_TAG = "[TOOL_CALLS]"
 
 CUT_OFF = (
@@ -41,6 +50,50 @@ CUT_OFF = (
     "was complete; answer again with a shorter reply: no commentary, only the files that must change"
 )
 _HINT = f" Answer with exactly one JSON object of the form {ENVELOPE_EXAMPLE}."
+
+
+def _raw_decode(text: str, i: int = 0) -> tuple[Any, int]:
+    """raw_decode that reports JSON nested past Python's recursion limit as a decode error."""
+    try:
+        return _JSON.raw_decode(text, i)
+    except RecursionError:
+        raise json.JSONDecodeError("JSON nested too deep", text, i) from None
+
+
+def _decode(text: str) -> Any:
+    text = text.strip()
+    value, end = _raw_decode(text, 0)
+    if text[end:].strip():
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
+def writable(proposal: Proposal) -> Proposal:
+    """The proposal, if every path and content can be stored and written; else InvalidProposal.
+
+    The envelope's own checks count characters; a file system counts bytes, and
+    JSON escapes can smuggle lone surrogates that no encoder accepts.
+    """
+    for f in proposal.files:
+        shown = ascii(f.path)[:80]
+        try:
+            f.path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidProposal(f"refused path {shown}: not valid Unicode (a lone surrogate)") from None
+        for part in f.path.split("/"):
+            if len(part.encode("utf-8")) > MAX_NAME_BYTES:
+                raise InvalidProposal(f"refused path {shown}: a name is longer than {MAX_NAME_BYTES} bytes")
+        try:
+            f.content.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidProposal(f"the content of {shown} is not valid Unicode (a lone surrogate)") from None
+    for text in (proposal.summary, getattr(proposal, "notes", None)):
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidProposal("the summary or notes are not valid Unicode (a lone surrogate)") from None
+    return proposal
 
 
 def response_format_for(local: bool, has_tools: bool, schema: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -74,7 +127,7 @@ def _whole_json(text: str) -> Any:
     if not body.startswith("{"):
         return None
     try:
-        return _DECODER.decode(body)
+        return _decode(body)
     except json.JSONDecodeError:
         return None
 
@@ -86,8 +139,11 @@ def _scan_objects(text: str) -> tuple[list[dict[str, Any]], json.JSONDecodeError
     i = text.find("{")
     while i != -1:
         try:
-            obj, end = _DECODER.raw_decode(text, i)
+            obj, end = _raw_decode(text, i)
         except json.JSONDecodeError as exc:
+            if exc.msg == "JSON nested too deep":  # every inner "{" would be as deep: stop here
+                best = (len(text), exc)
+                break
             if best is None or exc.pos - i > best[0]:
                 best = (exc.pos - i, exc)
             i = text.find("{", i + 1)
@@ -102,7 +158,7 @@ def _scan_objects(text: str) -> tuple[list[dict[str, Any]], json.JSONDecodeError
 def _load_args(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return _DECODER.decode(value)
+            return _decode(value)
         except json.JSONDecodeError:
             return value
     return value
@@ -162,7 +218,7 @@ class _Search:
     def try_value(self, value: Any) -> Proposal | None:
         for cand in _candidates(value):
             try:
-                return parse_proposal(cand)
+                return writable(parse_proposal(cand))
             except InvalidProposal as exc:
                 self.invalid = self.invalid or exc.message
         if isinstance(value, dict) and self.other_keys is None:
@@ -275,7 +331,7 @@ def _calls_from_json_text(text: str, *, tagged: bool) -> list[dict[str, Any]]:
     if value is None:
         stripped = text.strip()
         try:
-            value = _DECODER.decode(stripped) if stripped.startswith("[") else None
+            value = _decode(stripped) if stripped.startswith("[") else None
         except json.JSONDecodeError:
             value = None
     if value is None:
@@ -292,14 +348,14 @@ def _mistral_calls(text: str) -> list[dict[str, Any]]:
         if "[ARGS]" in rest.split("\n", 1)[0]:  # [TOOL_CALLS]name[ARGS]{...}
             name, _, tail = rest.partition("[ARGS]")
             try:
-                args, _ = _DECODER.raw_decode(tail.lstrip())
+                args, _ = _raw_decode(tail.lstrip())
             except json.JSONDecodeError:
                 args = None
             call = _call(name.strip(), args)
             out += [call] if call else []
         else:
             try:
-                value, _ = _DECODER.raw_decode(rest)
+                value, _ = _raw_decode(rest)
                 out += _calls_from_value(value, tagged=True)
             except json.JSONDecodeError:
                 pass
