@@ -14,8 +14,8 @@ is size-capped (chat replies :data:`MAX_RESPONSE_BYTES`, ``/models``
 :data:`MAX_MODELS_BYTES`, error bodies :data:`MAX_ERROR_BYTES`).
 
 What is retried (a transport failure): 408/429/5xx, a dropped or refused
-connection, a 200 that is not a completion (empty, malformed, an error event),
-and a stream that ends before any ``finish_reason`` (an answer cut
+connection, a stream silent for a stall window, a 200 that is not a completion
+(empty, malformed, an error event), and a stream that ends before any ``finish_reason`` (an answer cut
 mid-way is never trusted, and a tool call from it never runs). ``Retry-After``
 is honoured for as long as the call's deadline allows. What is learned (a
 refusal): a 400/422 whose message names a parameter kodr sent; then the body is
@@ -88,6 +88,8 @@ class _Retryable(Exception):
 
     @property
     def kind(self) -> str:
+        if self.record.get("stall"):
+            return "timeout"
         return "http" if "status" in self.record or self.record.get("bad_reply") else "unavailable"
 
     def describe(self) -> str:
@@ -368,9 +370,8 @@ class OpenAIChatClient:
                 except queue.Empty:
                     if time.monotonic() >= deadline:
                         continue
-                    raise ModelError(
-                        "timeout", f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)"
-                    ) from None
+                    raise _Retryable({"error": f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)",
+                                      "stall": True}) from None
                 kind = item[0]
                 if kind == "bytes":
                     received += len(item[1])
@@ -431,7 +432,8 @@ class OpenAIChatClient:
         if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
             if time.monotonic() >= deadline:
                 raise ModelError("timeout", f"the model call passed its {budget:g}s deadline and was cancelled")
-            raise ModelError("timeout", f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)")
+            raise _Retryable({"error": f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)",
+                              "stall": True})
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
             raise _Retryable({"error": f"cannot connect to {self.config.base_url}: {exc}"})
         if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)):

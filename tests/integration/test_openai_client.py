@@ -238,16 +238,16 @@ def test_stream_that_goes_silent_is_cut_at_the_deadline_not_a_stall_window_later
     assert elapsed < 1.5 + 1.0, elapsed
 
 
-def test_stall_timeout_fires_between_chunks_and_is_not_retried():
+def test_stall_timeout_fires_between_chunks_and_is_retried_like_a_disconnect():
     turn = Turn(content="abc", hang_after_chunks=2)
-    with ScriptedServer([turn, "never used"]) as srv, client_for(srv, stall_timeout_s=0.5) as client:
+    with ScriptedServer([turn, turn, "ok"]) as srv, client_for(srv, stall_timeout_s=0.5, max_retries=1) as client:
         started = time.monotonic()
         with pytest.raises(ModelError, match="stall") as info:
             client.complete(ASK)
         elapsed = time.monotonic() - started
-        assert len(srv.requests) == 1
-    assert info.value.kind == "timeout" and info.value.retries == []
-    assert 0.4 <= elapsed < 1.5, elapsed
+        assert len(srv.requests) == 2
+    assert info.value.kind == "timeout" and [r["attempt"] for r in info.value.retries] == [1, 2]
+    assert 0.9 <= elapsed < 2.5, elapsed
 
 
 def test_slow_but_steady_stream_outlives_the_stall_timeout():
