@@ -132,7 +132,9 @@ _OPTION_OF_FLAG = {"model_name": "model", "repair_timeout": "repair_timeout_s", 
 
 def _options_from_flags(flags: dict[str, Any], **extra: Any) -> RunOptions:
     """RunOptions from the shared model and loop flags of `run` and `heal`."""
-    return run_options(**{_OPTION_OF_FLAG.get(k, k): v for k, v in flags.items()}, **extra)
+    from adapters.providers import record_locality
+
+    return record_locality(run_options(**{_OPTION_OF_FLAG.get(k, k): v for k, v in flags.items()}, **extra))
 
 
 def _model_flags(f):
@@ -155,6 +157,10 @@ def _loop_flags(f):
     f = click.option("--deadline", "run_deadline_s", type=click.FloatRange(1), default=None, help="seconds for the whole run")(f)
     f = click.option("--off-target", type=click.Choice(["strict", "lenient", "off"]), default=None,
                      help="how the off-target-edit brake judges repairs")(f)
+    f = click.option("--local/--remote", "local", default=None,
+                     help="treat the model server as local or remote (default: from the preset or host)")(f)
+    f = click.option("--context-tokens", type=click.IntRange(256), default=None,
+                     help="the server's context window in tokens (default: asked from the server)")(f)
     f = click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")(f)
     f = click.option("--quiet", "-q", is_flag=True, help="no progress lines")(f)
     return f

@@ -36,6 +36,7 @@ import random
 import re
 import threading
 import time
+from dataclasses import replace
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -241,11 +242,21 @@ class OpenAIChatClient:
                 exc.retries = retries + exc.retries
                 raise
             try:
-                return self._call(body, started, deadline, budget, self.max_retries, retries)
+                reply = self._call(body, started, deadline, budget, self.max_retries, retries)
+                return replace(reply, capabilities=self.capabilities())
             except ParameterRefused as exc:
                 if not self._degrade(exc):
+                    exc.capabilities = self.capabilities()
                     raise
                 retries = exc.retries  # the refused attempt stays in the record
+            except ModelError as exc:
+                exc.capabilities = self.capabilities()
+                raise
+
+    def capabilities(self) -> dict[str, Any]:
+        """What this client sends now and what it learned, for the record of each call."""
+        return {"response_format": self.format_mode, "stream_options": self.stream_options and self.stream,
+                "learned": list(self.learned)}
 
     def _degrade(self, exc: ParameterRefused) -> bool:
         """Learn from a refusal; True when there is a smaller request to try."""

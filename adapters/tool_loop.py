@@ -241,6 +241,7 @@ class _Loop:
             self.retries = self.retries + exc.retries  # a caught refusal still cost this time
             exc.duration_ms = self.duration_ms
             exc.retries = list(self.retries)
+            exc.capabilities = self._capabilities(exc.capabilities)
             if exc.kind == "timeout":  # the inner call saw only the time left; report the user's budget
                 exc.message = f"the model call passed its {self.budget:g}s deadline (during the tool loop)"
                 exc.args = (exc.message,)
@@ -310,8 +311,14 @@ class _Loop:
 
     # -- the answer ------------------------------------------------------------------
 
+    def _capabilities(self, inner: dict[str, Any]) -> dict[str, Any]:
+        tools = ("refused" if self.owner.tools_refused else
+                 "offered with response_format" if self.owner.format_with_tools else "offered without response_format")
+        return {**inner, "tools": tools}
+
     def _finish(self, reply: ChatReply, *, steps: int) -> ChatReply:
         raw = {**reply.raw, "tool_trace": self.trace, "tool_steps": steps}
         if self.notes:
             raw["tool_notes"] = self.notes
-        return replace(reply, raw=raw, usage=self.usage, duration_ms=self.duration_ms, retries=self.retries)
+        return replace(reply, raw=raw, usage=self.usage, duration_ms=self.duration_ms, retries=self.retries,
+                       capabilities=self._capabilities(reply.capabilities))

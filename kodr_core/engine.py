@@ -239,7 +239,7 @@ class Engine:
             return self._append(run, [ev.ModelCallFailed(
                 purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key, error=exc.kind,
                 message=exc.message, duration_ms=exc.duration_ms or int((time.monotonic() - started) * 1000),
-                retries=exc.retries,
+                retries=exc.retries, capabilities=exc.capabilities,
             )])
         response_blob = self.log.put_blob(_json_bytes({
             "request": reply.request_body, "response": reply.raw, "content": reply.content,
@@ -248,7 +248,7 @@ class Engine:
         done = ev.ModelCallCompleted(
             purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key,
             response_blob=response_blob, duration_ms=reply.duration_ms, usage=reply.usage,
-            finish_reason=reply.finish_reason, retries=reply.retries,
+            finish_reason=reply.finish_reason, retries=reply.retries, capabilities=reply.capabilities,
         )
         if step.purpose == "plan":
             plan = strip_thinking(reply.content or "").strip()

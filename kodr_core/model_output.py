@@ -12,6 +12,8 @@ Decisions:
 * When several JSON objects validate, the last one wins: models revise.
 * Raw newlines inside JSON strings are accepted (``strict=False``); so are
   trailing commas, but only as a fallback when nothing parses without them.
+* Only a leading think block (or a lone leading ``</think>``) is removed; think
+  tags anywhere else are content. An unclosed leading ``<think>`` is no answer.
 * Reasoning text is only searched when the visible content is empty, so a draft
   the model thought about and rejected is not mistaken for its answer.
 """
@@ -36,7 +38,7 @@ _JSON = json.JSONDecoder(strict=False)
 #: A file name's limit on every common filesystem (NAME_MAX), in bytes.
 MAX_NAME_BYTES = 255
 
-_THINK_BLOCK = re.compile(r"<(think|thinking)>.*?</\1>", re.DOTALL | re.IGNORECASE)
+_LEADING_THINK = re.compile(r"\s*<(think|thinking)>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</(?:think|thinking)>", re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<(?:think|thinking)>", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
@@ -48,6 +50,10 @@ _MISTRAL_TAG = "[TOOL_CALLS]"
 CUT_OFF = (
     "the reply was cut off at the token limit (finish_reason=length) before the envelope "
     "was complete; answer again with a shorter reply: no commentary, only the files that must change"
+)
+UNCLOSED_THINK = (
+    "the reply opened a <think> block and never closed it, so it holds no answer yet; "
+    "finish thinking, close it with </think>, then answer with the envelope"
 )
 _HINT = f" Answer with exactly one JSON object of the form {ENVELOPE_EXAMPLE}."
 
@@ -108,16 +114,29 @@ def response_format_for(local: bool, has_tools: bool, schema: dict[str, Any] | N
     return {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema}}
 
 
-def strip_thinking(text: str) -> str:
-    """Drop ``<think>…</think>`` blocks, everything before a lone ``</think>``, and an unclosed ``<think>…``."""
-    text = _THINK_BLOCK.sub("", text)
-    closes = list(_THINK_CLOSE.finditer(text))
-    if closes:
-        text = text[closes[-1].end() :]
-    opened = _THINK_OPEN.search(text)
+def split_thinking(text: str) -> tuple[str, bool]:
+    """(the visible answer, whether the reply is still inside an unclosed leading think block).
+
+    Only a *leading* ``<think>…</think>`` block is removed, or everything up to a
+    lone ``</think>`` (templates that put the opening tag in the prompt) when the
+    reply does not start as JSON: think tags later in the reply are content (a
+    file may hold them) and are kept byte for byte. A reply that opens a think
+    block and never closes it has no answer yet.
+    """
+    opened = _LEADING_THINK.match(text)
     if opened:
-        text = text[: opened.start()]
-    return text
+        close = re.compile(rf"</{opened.group(1)}>", re.IGNORECASE).search(text, opened.end())
+        return ("", True) if close is None else (text[close.end() :], False)
+    close = _THINK_CLOSE.search(text)
+    if close is not None and not text.lstrip().startswith(("{", "[", "```")):
+        if _THINK_OPEN.search(text, 0, close.start()) is None:
+            return text[close.end() :], False
+    return text, False
+
+
+def strip_thinking(text: str) -> str:
+    """The reply without its leading think block (see :func:`split_thinking`); "" while unclosed."""
+    return split_thinking(text)[0]
 
 
 def _whole_json(text: str) -> Any:
@@ -264,7 +283,9 @@ def extract_envelope(
     whole = _whole_json(content)
     if whole is not None and (found := search.try_value(whole)) is not None:
         return found
-    visible = strip_thinking(content)
+    visible, unclosed = split_thinking(content)
+    if unclosed:
+        raise InvalidProposal(UNCLOSED_THINK)
     sources = [visible] if visible.strip() else [content, reasoning or ""]
     for repair in (False, True):
         for text in sources:

@@ -34,6 +34,9 @@ class RunOptions(BaseModel):
     plan: str | None = None  # a scratchpad injected into the prompt
     tools: bool = False  # read-only tool loop (list_files, read_file, inspect_symbols)
     tool_steps: int = 6
+    local: bool | None = None  # the server is treated as local (None: guessed from the preset/host)
+    locality: str | None = None  # why it was judged local or remote, recorded with the run
+    context_tokens: int | None = None  # the server's context window, when the user knows it
 
     @classmethod
     def of(cls, raw: dict[str, Any]) -> "RunOptions":
