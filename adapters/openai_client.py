@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
+from adapters import context_window as cw
 from adapters.model_stream import (
     BadStream,
     StreamAssembler,
@@ -192,6 +193,8 @@ class OpenAIChatClient:
         self.stream_options = True
         #: Every fallback learned from a refusal, in order: {"parameter", "from", "to", "status", "message"}.
         self.learned: list[dict[str, Any]] = []
+        self._window: int | None = None
+        self._window_asked = False
 
     def __repr__(self) -> str:
         return f"OpenAIChatClient({self.config!r})"
@@ -347,7 +350,7 @@ class OpenAIChatClient:
 
     def _exchange(
         self, method: str, path: str, body: dict[str, Any] | None, deadline: float, budget: float,
-        cap: int, sink: Callable[[bytes], None],
+        cap: int, sink: Callable[[bytes], None], *, root: bool = False,
     ) -> None:
         """One HTTP exchange, its body fed to ``sink``; bounded by ``deadline``, the stall window and ``cap``.
 
@@ -366,7 +369,7 @@ class OpenAIChatClient:
         inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         cancel = threading.Event()
         worker = threading.Thread(
-            target=self._worker, args=(method, path, body, timeout, inbox, cancel), daemon=True,
+            target=self._worker, args=(method, self._url(path, root=root), body, timeout, inbox, cancel), daemon=True,
             name="kodr-model-call",
         )
         worker.start()
@@ -404,7 +407,7 @@ class OpenAIChatClient:
     def _worker(
         self,
         method: str,
-        path: str,
+        url: str,
         body: dict[str, Any] | None,
         timeout: httpx.Timeout,
         inbox: queue.SimpleQueue[tuple[Any, ...]],
@@ -412,7 +415,7 @@ class OpenAIChatClient:
     ) -> None:
         try:
             kw: dict[str, Any] = {"json": body} if body is not None else {}
-            with self._http.stream(method, self._url(path), headers=self._headers(), timeout=timeout, **kw) as resp:
+            with self._http.stream(method, url, headers=self._headers(), timeout=timeout, **kw) as resp:
                 if not resp.is_success:
                     data = b""
                     for chunk in resp.iter_bytes():
@@ -432,6 +435,9 @@ class OpenAIChatClient:
     def _raise_for_status(self, path: str, body: dict[str, Any], status: int, headers: dict[str, str],
                           data: bytes) -> None:
         message = self._scrub(_error_message(data))
+        overflow = cw.overflow_in(status, message, self._scrub(data.decode("utf-8", "replace")))
+        if overflow is not None and path == "/chat/completions":
+            raise overflow  # never a refusal, never retried as is: the caller shrinks the prompt
         if status in (408, 429) or status >= 500:
             raise _Retryable({"status": status, "message": message[:200]}, _retry_after(headers))
         param = refused_parameter(status, message, body) if path == "/chat/completions" else None
@@ -455,8 +461,11 @@ class OpenAIChatClient:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _url(self, path: str) -> str:
-        return self.config.base_url.rstrip("/") + path
+    def _url(self, path: str, *, root: bool = False) -> str:
+        base = self.config.base_url.rstrip("/")
+        if root:  # the server's own API lives beside the OpenAI-compatible /v1
+            base = base.removesuffix("/v1").removesuffix("/api")
+        return base + path
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream, application/json", "User-Agent": "kodr"}
@@ -515,6 +524,43 @@ class OpenAIChatClient:
         items = (parsed.get("data") or parsed.get("models") or []) if isinstance(parsed, dict) else []
         ids = [m.get("id") or m.get("name") for m in (items if isinstance(items, list) else []) if isinstance(m, dict)]
         return [clean_text(i) for i in ids if isinstance(i, str) and i]
+
+    def context_tokens(self, *, timeout_s: float = 10.0) -> int | None:
+        """The model's context window in tokens, asked once from a local server's own API (None: unknown).
+
+        Tries, each bounded and quiet on failure: /v1/models (vLLM ``max_model_len``),
+        /props (llama.cpp), /api/v0/models/<id> (LM Studio), /api/show (Ollama).
+        Remote providers are not asked: their windows dwarf kodr's prompts.
+        """
+        if self._window_asked:
+            return self._window
+        self._window_asked = True
+        if not self.config.local:
+            return None
+        deadline = time.monotonic() + timeout_s
+        try:
+            model = self._model_name(deadline)
+        except ModelError:
+            return None
+        asks: list[tuple[str, str, dict[str, Any] | None, bool, Callable[[Any], int | None]]] = [
+            ("GET", "/models", None, False, lambda d: cw.from_models_list(d, model)),
+            ("GET", "/props", None, True, cw.from_props),
+            ("GET", f"/api/v0/models/{model}", None, True, cw.from_lmstudio),
+            ("POST", "/api/show", {"model": model}, True, cw.from_ollama_show),
+        ]
+        for method, path, body, root, read in asks:
+            data = bytearray()
+            try:
+                self._exchange(method, path, body, min(deadline, time.monotonic() + 3), timeout_s,
+                               MAX_MODELS_BYTES, data.extend, root=root)
+                found = read(loads(bytes(data)))
+            except (ModelError, _Retryable, ValueError):
+                continue
+            if found:
+                self._window = found
+                log.info("model_context_window", provider=self.config.name, tokens=found, source=path)
+                return found
+        return None
 
     def probe(self, *, timeout_s: float = 60.0) -> dict[str, Any]:
         """What the server accepts; see :func:`adapters.model_probe.probe`."""

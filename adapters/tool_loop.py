@@ -47,6 +47,7 @@ from kodr_core.ports import ChatReply, ChatRequest, ModelError, ModelPort
 from kodr_core.tools import TOOL_HINT, TOOL_NAMES, TOOL_SCHEMAS, ToolCache
 
 MAX_CALLS_PER_STEP = 8
+MAX_RESULT_BYTES = 32 * 1024
 FINAL_PROMPT = (
     "The tool budget is used up. Do not call any tools. Answer now with the JSON envelope only, "
     "using what you have read."
@@ -138,6 +139,16 @@ class ToolLoopModel:
         self.default_deadline_s = getattr(inner, "deadline_s", default_deadline_s)
         self.format_with_tools = not local  # flipped off when the server refuses the pair
         self.tools_refused = False  # set when the server refuses tools at all
+
+    def context_tokens(self) -> int | None:
+        """The inner client's context window (None: unknown)."""
+        ask = getattr(self.inner, "context_tokens", None)
+        return ask() if callable(ask) else None
+
+    def result_cap_bytes(self) -> int:
+        """How much of one tool result is sent back: a sixth of the window, so a few results fit."""
+        window = self.context_tokens()
+        return MAX_RESULT_BYTES if not window else max(1500, min(MAX_RESULT_BYTES, window * 3 // 6))
 
     def complete(self, request: ChatRequest, *, deadline_s: float | None = None) -> ChatReply:
         return _Loop(self, request, self.default_deadline_s if deadline_s is None else deadline_s).run()
@@ -295,6 +306,10 @@ class _Loop:
                 result, cached = self.cache.call(
                     name, args, step=step, files=self._files, read=self.owner.workspace.read, symbols=symbols_of
                 )
+            cap = self.owner.result_cap_bytes()
+            if len(result.encode()) > cap:
+                result = result.encode()[:cap].decode("utf-8", "ignore") + (
+                    f"\n[cut at {cap} bytes to fit the model's context; ask for a smaller range]")
             results.append((call, result))
             self.trace.append({"step": step, "name": name, "arguments": args[:2000], "cached": cached,
                                "result_bytes": len(result.encode()), "source": source})

@@ -167,7 +167,8 @@ def _call_or_stop(run: Run, o: RunOptions, t: Turn, purpose: str) -> Step:
     turn = t.n if t.n else None
     if t.model_error is not None:
         err = t.model_error
-        reason = Reason.MODEL_TIMEOUT if err.error == "timeout" else Reason.MODEL_UNAVAILABLE
+        reason = {"timeout": Reason.MODEL_TIMEOUT, "context_overflow": Reason.CONTEXT_OVERFLOW}.get(
+            err.error, Reason.MODEL_UNAVAILABLE)
         facts = {"error": err.error, "message": err.message, "duration_ms": err.duration_ms,
                  "attempt": err.attempt, "retries": err.retries}
         return _finish(reason, facts, turn=turn)

@@ -112,5 +112,5 @@ def test_seeded_chaos_session_has_a_clean_verdict(tmp_path: Path) -> None:
         code, text, data = verdict(mock)
     assert code == 0, text
     assert data["passed"] and not data["errors"] and not data["warnings"], text
-    assert data["faults"] > 0, "the seed injected no fault: the session proves nothing"
+    assert data["faults_injected"] > 0, "the seed injected no fault: the session proves nothing"
     assert states.count("proposed") >= 6, states

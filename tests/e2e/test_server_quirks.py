@@ -209,3 +209,75 @@ def test_9_retry_after_past_the_deadline_ends_the_call_at_once(ws: Path) -> None
     assert (out["state"], out["reason"]) == ("failed", "model_unavailable"), out
     failed = of_type(ws, out["run_id"], "ModelCallFailed")[0]
     assert "asked to wait 3600s" in failed.message and took < 20
+
+
+# -- item 2: a context smaller than kodr's default prompt -----------------------------------------
+
+LLAMA_OVERFLOW = ('{"code": 400, "message": "the request exceeds the available context size, try increasing it", '
+                  '"type": "exceed_context_size_error", "n_prompt_tokens": 9000, "n_ctx": 2048}')
+
+
+def big_workspace(ws: Path) -> None:
+    for i in range(6):
+        (ws / f"src/mod{i}.js").parent.mkdir(exist_ok=True)
+        (ws / f"src/mod{i}.js").write_text(f"// module {i}\n" + "export const x = 1;\n" * 300)  # ~6 KB each
+
+
+def chat_bytes(body: dict[str, Any]) -> int:
+    return sum(len(str(m.get("content") or "").encode()) for m in body["messages"])
+
+
+def test_2_the_window_is_learned_from_llama_cpp_props_and_the_prompt_fits(ws: Path) -> None:
+    from tests.support.scripted_server import json_route
+
+    big_workspace(ws)
+    props = {"default_generation_settings": {"n_ctx": 2048}, "total_slots": 1}
+    with ScriptedServer([ENV], routes={"/props": json_route(props)}) as srv:
+        r, out = run(ws, srv.base_url)
+        body = srv.requests[0]["body"]
+        gets = [q["path"] for q in srv.all_requests if q["method"] == "GET"]
+    assert landed(out), out
+    assert "/props" in gets
+    assert chat_bytes(body) <= (2048 - 512) * 3, chat_bytes(body)
+    assert "src/mod5.js" in body["messages"][1]["content"], "files that do not fit are still listed by name"
+
+
+def test_2_context_tokens_flag_sizes_the_prompt(ws: Path) -> None:
+    big_workspace(ws)
+    with ScriptedServer([ENV]) as srv:
+        r, out = run(ws, srv.base_url, "--context-tokens", "1024")
+        body = srv.requests[0]["body"]
+    assert landed(out), out
+    assert chat_bytes(body) <= (1024 - 512) * 3 + 200
+    assert events_of(ws, out["run_id"])[0].event.options["context_tokens"] == 1024
+
+
+def test_2_an_overflow_shrinks_the_prompt_and_retries_once(ws: Path) -> None:
+    big_workspace(ws)
+    with ScriptedServer([Turn(status=400, error=LLAMA_OVERFLOW), ENV]) as srv:
+        r, out = run(ws, srv.base_url, "--tools")
+        bodies = [q["body"] for q in srv.requests]
+    assert landed(out), out
+    assert len(bodies) == 2 and chat_bytes(bodies[1]) < chat_bytes(bodies[0]) // 2
+    assert bodies[1]["tools"], "an overflow changes nothing kodr believes the server supports"
+    done = of_type(ws, out["run_id"], "ModelCallCompleted")[0]
+    assert "prompt 9000 tokens, context 2048" in done.retries[0]["context_overflow"]
+    assert done.capabilities["tools"] == "offered without response_format" and done.capabilities["learned"] == []
+
+
+@pytest.mark.parametrize("error", [
+    LLAMA_OVERFLOW,  # llama.cpp
+    "This model's maximum context length is 4096 tokens. However, you requested 9000 tokens "
+    "(8000 in the messages, 1000 in the completion). Please reduce the length of the messages.",  # vLLM
+    "Trying to keep the first 9000 tokens when context the overflows. However, the model is loaded with "
+    "context length of only 4096 tokens, which is not enough.",  # LM Studio
+])
+def test_2_a_second_overflow_ends_failed_context_overflow_with_the_numbers(ws: Path, error: str) -> None:
+    big_workspace(ws)
+    with ScriptedServer([Turn(status=400, error=error)] * 3) as srv:
+        r, out = run(ws, srv.base_url)
+        assert len(srv.requests) == 2, "shrink and retry once, then stop"
+    assert (out["state"], out["reason"]) == ("failed", "context_overflow"), out
+    failed = of_type(ws, out["run_id"], "ModelCallFailed")[0]
+    assert failed.error == "context_overflow" and "after shrinking the prompt from" in failed.message
+    assert "context 2048" in failed.message or "context 4096" in failed.message, failed.message

@@ -218,11 +218,25 @@ def test_server_refusing_tools_gets_a_plain_request(workspace):
     assert bodies[1]["messages"] == ask().messages
 
 
-def test_a_later_http_error_is_raised_not_taken_for_a_refusal(workspace):
-    """After step 1 a 400 is more likely an overflowing context than a server without tools."""
+def test_a_later_overflow_is_raised_as_an_overflow_not_taken_for_a_refusal(workspace):
     with pytest.raises(ModelError) as info:
         run_loop(workspace, call("list_files"), Turn(status=400, error="context length exceeded"), ENV)
-    assert info.value.kind == "http" and "context length" in info.value.message
+    assert info.value.kind == "context_overflow" and "context length" in info.value.message
+
+
+def test_an_overflow_on_the_first_tool_step_never_turns_tools_off(workspace):
+    """llama.cpp's exceed_context_size_error was once read as "server refused tools"."""
+    overflow = Turn(status=400, error="the request exceeds the available context size, try increasing it")
+    with ScriptedServer([overflow, call("list_files"), ENV]) as srv:
+        config = ProviderConfig("test", srv.base_url, model="test-model", local=True)
+        with OpenAIChatClient(config, stall_timeout_s=5.0, max_retries=0) as client:
+            loop = ToolLoopModel(client, workspace, local=True)
+            with pytest.raises(ModelError) as info:
+                loop.complete(ask(), deadline_s=20)
+            assert info.value.kind == "context_overflow"
+            assert not loop.tools_refused and client.learned == []
+            loop.complete(ask(), deadline_s=20)
+            assert srv.requests[1]["body"]["tools"]
 
 
 # -- issue 11 item 1: prose after tool results -------------------------------------------
