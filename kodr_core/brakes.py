@@ -253,7 +253,8 @@ def model_failed(s: Situation) -> Brake | None:
     if t.proposed is not None or t.model_failure is None or (s.plan_mode and s.plan):
         return None
     f = t.model_failure
-    reason = Reason.MODEL_TIMEOUT if f.error == "timeout" else Reason.MODEL_UNAVAILABLE
+    reason = {"timeout": Reason.MODEL_TIMEOUT, "context_overflow": Reason.CONTEXT_OVERFLOW}.get(
+        f.error, Reason.MODEL_UNAVAILABLE)
     facts = {"error": f.error, "message": f.message, "duration_ms": f.duration_ms,
              "attempt": f.attempt, "retries": list(f.retries)}  # fmt: skip
     return Brake(reason, facts, _turn_no(t))

@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 import uuid
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from kodr_core import brakes
@@ -60,6 +61,37 @@ SNAPSHOT_FILE_CAP = 1 << 20
 SNAPSHOT_TOTAL_CAP = 64 << 20
 
 Observer = Callable[[ev.RecordedEvent], None]
+
+
+#: Prompt sizing against a context window: a token is taken as 3 bytes (code and prose run
+#: 3.5-4), at least a quarter of the window (and 512 tokens) stays free for the answer, and the
+#: tool loop's schemas and hint take about 1500 tokens.
+BYTES_PER_TOKEN = 3
+ANSWER_TOKENS_MIN = 512
+TOOL_TOKENS = 1500
+PROMPT_BYTES_MIN = 2000
+
+
+def _size(messages: list[dict[str, Any]]) -> int:
+    return sum(len(str(m.get("content") or "").encode()) for m in messages)
+
+
+def _nothing(_path: str) -> bytes | None:
+    return None
+
+
+def _budgeted(read: Callable[[str], bytes | None], allowance: int) -> Callable[[str], bytes | None]:
+    """``read`` that shows files while ``allowance`` bytes last; later files are listed by name only."""
+    left = [allowance]
+
+    def reader(path: str) -> bytes | None:
+        data = read(path)
+        if data is None or len(data) > left[0]:
+            return None
+        left[0] -= len(data)
+        return data
+
+    return reader
 
 
 def new_run_id() -> str:
@@ -242,13 +274,34 @@ class Engine:
         return self._append(run, [event])
 
     # -- the model --------------------------------------------------------------
-    def _messages(self, run: Run, step: CallModel) -> tuple[list[dict], dict[str, Any] | None]:
+    def _prompt_bytes(self, o: RunOptions) -> int | None:
+        """Bytes the prompt may take: the context window less room for the answer (None: no window known)."""
+        window = o.context_tokens
+        if window is None:
+            ask = getattr(self.model, "context_tokens", None)
+            window = ask() if callable(ask) else None
+        if not window:
+            return None
+        answer = max(ANSWER_TOKENS_MIN, window // 4)
+        tools = TOOL_TOKENS if o.tools else 0
+        return max(PROMPT_BYTES_MIN, (window - answer - tools) * BYTES_PER_TOKEN)
+
+    def _messages(
+        self, run: Run, step: CallModel, prompt_bytes: int | None = None
+    ) -> tuple[list[dict], dict[str, Any] | None]:
+        """The step's messages; with ``prompt_bytes``, file contents and the repair context are cut to fit."""
         o = RunOptions.of(run.options)
+        read = self.workspace.read
+        if step.purpose != "repair" and prompt_bytes is not None:
+            names = sorted(run.manifest)
+            bare = (plan_messages(run.task, names, _nothing) if step.purpose == "plan"
+                    else proposal_messages(run.task, names, _nothing, plan=o.plan))
+            read = _budgeted(read, prompt_bytes - _size(bare))
         if step.purpose == "plan":
-            return plan_messages(run.task, sorted(run.manifest), self.workspace.read), None
+            return plan_messages(run.task, sorted(run.manifest), read), None
         if step.purpose != "repair":
             files = sorted(run.manifest)
-            return proposal_messages(run.task, files, self.workspace.read, plan=o.plan), None
+            return proposal_messages(run.task, files, read, plan=o.plan), None
         prev = run.turns[step.turn - 1].final_tests or {}
         log = b""
         if prev.get("logBlob"):
@@ -259,15 +312,19 @@ class Engine:
         raw = log.decode("utf-8", "replace") or (prev.get("stdoutTail", "") + "\n" + prev.get("stderrTail", ""))
         files = set(run.manifest)
         paths = failing_paths(prev, raw, self.workspace.root, files)
+        budget = o.context_budget_bytes
+        if prompt_bytes is not None:
+            budget = max(PROMPT_BYTES_MIN // 2, min(budget, prompt_bytes - _size(repair_messages(run.task, ""))))
         ctx = build_repair_context(
-            prev, paths, files, self.workspace.read, o.plan, budget_bytes=o.context_budget_bytes,
+            prev, paths, files, self.workspace.read, o.plan, budget_bytes=budget,
             workspace_root=self.workspace.root,
         )
         return repair_messages(run.task, ctx.to_prompt()), ctx.to_json()
 
     def _call_model(self, run: Run, step: CallModel) -> Run:
         o = RunOptions.of(run.options)
-        messages, context = self._messages(run, step)
+        prompt_bytes = self._prompt_bytes(o)
+        messages, context = self._messages(run, step, prompt_bytes)
         messages = with_retry_note(messages, step.errors)
         schema = None if step.purpose == "plan" else proposal_json_schema()
         request = ChatRequest(messages=messages, response_schema=schema)
@@ -283,14 +340,41 @@ class Engine:
             raise KodrError("no model is configured for this run (give --base-url or --provider)")
         timeout = o.repair_timeout_s if step.purpose == "repair" else o.model_timeout_s
         started = time.monotonic()
-        try:
-            reply = self.model.complete(request, deadline_s=timeout)
-        except ModelError as exc:
-            return self._append(run, [ev.ModelCallFailed(
-                purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key, error=exc.kind,
-                message=exc.message, duration_ms=exc.duration_ms or int((time.monotonic() - started) * 1000),
-                retries=exc.retries,
-            )])
+        shrunk: list[dict[str, Any]] = []
+        while True:
+            try:
+                left = timeout - (time.monotonic() - started) if shrunk else timeout
+                reply = self.model.complete(request, deadline_s=left)
+                break
+            except ModelError as exc:
+                if exc.kind == "context_overflow" and not shrunk:
+                    # Shrink once: to what the error says fits, else to half; then ask again.
+                    before = _size(messages)
+                    window, prompt = getattr(exc, "window", None), getattr(exc, "prompt", None)
+                    target = before // 2
+                    if window and prompt and prompt > 0:
+                        target = min(target, int(before * (window - max(ANSWER_TOKENS_MIN, window // 4)) / prompt))
+                    target = max(PROMPT_BYTES_MIN // 2, target)
+                    messages, _ctx = self._messages(run, step, target)
+                    messages = with_retry_note(messages, step.errors)
+                    request = ChatRequest(messages=messages, response_schema=schema)
+                    shrunk.append({"context_overflow": exc.message[:300], "prompt_bytes": before,
+                                   "shrunk_to_bytes": _size(messages), "duration_ms": exc.duration_ms})
+                    continue
+                message = exc.message
+                if shrunk:
+                    message += f" (after shrinking the prompt from {shrunk[0]['prompt_bytes']} to " \
+                               f"{shrunk[0]['shrunk_to_bytes']} bytes)"
+                return self._append(run, [ev.ModelCallFailed(
+                    purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key, error=exc.kind,
+                    message=message,
+                    duration_ms=(exc.duration_ms + sum(x["duration_ms"] for x in shrunk))
+                    or int((time.monotonic() - started) * 1000),
+                    retries=shrunk + exc.retries, capabilities=exc.capabilities,
+                )])
+        if shrunk:
+            reply = replace(reply, retries=shrunk + reply.retries,
+                            duration_ms=int((time.monotonic() - started) * 1000))
         response_blob = self.log.put_blob(_json_bytes({
             "request": reply.request_body, "response": reply.raw, "content": reply.content,
             "reasoning": reply.reasoning, "finish_reason": reply.finish_reason,
@@ -298,7 +382,7 @@ class Engine:
         done = ev.ModelCallCompleted(
             purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key,
             response_blob=response_blob, duration_ms=reply.duration_ms, usage=reply.usage,
-            finish_reason=reply.finish_reason, retries=reply.retries,
+            finish_reason=reply.finish_reason, retries=reply.retries, capabilities=reply.capabilities,
         )
         if step.purpose == "plan":
             plan = strip_thinking(reply.content or "").strip()

@@ -74,6 +74,7 @@ class ChatReply:
     request_body: dict[str, Any] = field(default_factory=dict)  # what was sent (no headers)
     duration_ms: int = 0
     retries: list[dict[str, Any]] = field(default_factory=list)  # {status|error, wait_ms}
+    capabilities: dict[str, Any] = field(default_factory=dict)  # fallbacks in use and learned
 
 
 class ModelError(Exception):
@@ -87,6 +88,7 @@ class ModelError(Exception):
         self.message = message
         self.duration_ms = duration_ms
         self.retries = retries or []
+        self.capabilities: dict[str, Any] = {}
 
 
 class ModelPort(Protocol):

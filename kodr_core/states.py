@@ -40,6 +40,7 @@ class Reason(StrEnum):
     OFF_TARGET_EDIT = "off_target_edit"
     MODEL_TIMEOUT = "model_timeout"
     MODEL_UNAVAILABLE = "model_unavailable"
+    CONTEXT_OVERFLOW = "context_overflow"
     RUN_DEADLINE = "run_deadline"
     INSTALL_TIMEOUT = "install_timeout"
     TEST_TIMEOUT = "test_timeout"
@@ -52,6 +53,7 @@ class Reason(StrEnum):
 OUTCOME_OF: dict[Reason, State] = {
     Reason.VERIFICATION_PASSED: State.PASSED,
     Reason.DRY_RUN: State.PROPOSED,
+    Reason.CONTEXT_OVERFLOW: State.FAILED,
     Reason.PLAN_RECORDED: State.PROPOSED,
     Reason.INSTALL_FAILED: State.FAILED,
     Reason.INSTALL_REFUSED: State.FAILED,
