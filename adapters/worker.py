@@ -117,7 +117,7 @@ class _Abortable:
         def call() -> None:
             try:
                 box.append(self.model.complete(request, deadline_s=deadline_s))
-            except BaseException as exc:  # handed to the engine's thread below
+            except BaseException as exc:  # noqa: BLE001 - handed to the engine's thread below
                 box.append(exc)
             finally:
                 done.set()
@@ -248,7 +248,7 @@ class Worker:
         except (ConcurrencyConflict, RunLocked) as exc:
             hold.lose(exc.message)
             bound.info("stopped: the run was taken", why=exc.message)
-        except Exception as exc:  # a broken step must not kill the slot; the run stays claimable
+        except Exception as exc:  # noqa: BLE001 - a broken step must not kill the slot; the run stays claimable
             bound.exception("run interrupted", error=str(exc))
             time.sleep(min(self.poll_s, 1.0))
         finally:

@@ -5,8 +5,9 @@ The service layer and ``kodr replay`` both use it; it needs nothing but the even
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from kodr_core import events as ev
 from kodr_core.aggregate import Run, apply

@@ -26,7 +26,6 @@ from kodr_core.errors import ConcurrencyConflict, RunNotFound
 from kodr_core.events import Event, RecordedEvent
 from kodr_core.ports import RunRow, StepTiming, Writer
 from kodr_core.states import TERMINAL
-from store import leases as _leases
 from store.event_store import EventStore
 from store.leases import Lease
 from store.schema import events as event_rows
