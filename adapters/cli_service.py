@@ -72,7 +72,7 @@ def serve(ws: str, host: str, port: int, workers: int, work_dir: str | None) -> 
     worker = None
     if workers:
         worker = Worker(store, Path(work_dir) if work_dir else root / ".kodr" / "work", concurrency=workers).start()
-    config = uvicorn.Config(create_app(store, token=token), host=host, port=port, log_level="warning",
+    config = uvicorn.Config(create_app(store, token=token, roots=[root]), host=host, port=port, log_level="warning",
                             timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     click.echo(f"kodr serving {store.display_url} on http://{host}:{port}/ with {workers} worker(s)", err=True)

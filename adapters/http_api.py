@@ -17,10 +17,12 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -30,6 +32,7 @@ from fastapi.responses import (
 )
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from adapters import upload
@@ -147,7 +150,9 @@ class _Token(BaseHTTPMiddleware):
         return await call_next(request)
 
 
-def create_app(store: EventStore, *, token: str | None = None) -> FastAPI:
+def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[Path] = ()) -> FastAPI:
+    """``roots``: the directories a JSON request's ``workspace_path`` may name (none: uploads only)."""
+    allowed = [Path(r).resolve() for r in roots]
     svc = Service(RunQueue(store), actor="http")
     app = FastAPI(title="kodr", version="1", openapi_url="/api/openapi.json", docs_url="/api/docs",
                   redoc_url=None)
@@ -167,9 +172,15 @@ def create_app(store: EventStore, *, token: str | None = None) -> FastAPI:
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
         return _problem(422, f"{'.'.join(loc) or 'request'}: {first.get('msg', 'invalid')}", ".".join(loc) or None)
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        return _problem(exc.status_code, str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        resp = _problem(exc.status_code, str(exc.detail))
+        resp.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            methods = {m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)
+                       for m in r.methods}
+            resp.headers["Allow"] = ", ".join(sorted(methods))
+        return resp
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # never a bare 500 page
@@ -180,7 +191,7 @@ def create_app(store: EventStore, *, token: str | None = None) -> FastAPI:
         401: {"model": Problem}, 503: {"model": Problem}}
 
     # -- submitting --------------------------------------------------------------------
-    @app.post("/api/runs", status_code=201, response_model=Created, responses={**errors, 413: {"model": Problem}},
+    @app.post("/api/runs", status_code=201, response_model=Created, responses={**errors, 413: {"model": Problem}, 415: {"model": Problem}},
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": RunRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
                   "multipart/form-data": {"schema": {"type": "object", "required": ["request", "workspace"], "properties": {
@@ -197,6 +208,9 @@ def create_app(store: EventStore, *, token: str | None = None) -> FastAPI:
                 return _problem(422, "workspace_path: required for a JSON request (or upload a workspace)",
                                 "workspace_path")
             path = Path(req.workspace_path)
+            if path.is_absolute() and not any(path.resolve().is_relative_to(r) for r in allowed):
+                return _problem(422, f"workspace_path: {req.workspace_path!r} is not under a directory this "
+                                "server shares (kodr serve --workspace)", "workspace_path")
             if not path.is_absolute() or not path.is_dir():
                 return _problem(422, f"workspace_path: {req.workspace_path!r} is not an absolute directory "
                                 "on the server", "workspace_path")

@@ -98,12 +98,15 @@ def test_bad_request_parts_name_the_field(client, store, request_part, field):
     assert store.runs() == []
 
 
-def test_json_requests_and_run_lifecycle_errors(client, store, tmp_path):
+def test_json_requests_and_run_lifecycle_errors(store, tmp_path):
+    client = TestClient(create_app(store, roots=[tmp_path / "shared"]))
+    r = client.post("/api/runs", json={"task": "x", "workspace_path": "/"})
+    assert (r.status_code, r.json()["field"]) == (422, "workspace_path") and "shares" in r.json()["error"]
     assert client.post("/api/runs", json={"task": "x"}).json()["field"] == "workspace_path"
     r = client.post("/api/runs", json={"task": "x", "workspace_path": "relative/dir"})
     assert (r.status_code, r.json()["field"]) == (422, "workspace_path")
     assert client.post("/api/runs", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
-    proj = make_project(tmp_path / "proj")
+    proj = make_project(tmp_path / "shared" / "proj")
     r = client.post("/api/runs", json={**GOOD, "workspace_path": str(proj)})
     assert r.status_code == 201 and r.json()["state"] == "requested"
     run_id = r.json()["run_id"]
