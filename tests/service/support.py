@@ -48,8 +48,10 @@ def responder(delay_s: float = 0.0) -> Callable[[dict[str, Any]], Any]:
 
     def answer(body: dict[str, Any]) -> Any:
         text = json.dumps(body.get("messages", []))
-        m = re.search(r"\[(fix|stall|garbage)\]", text)
+        m = re.search(r"\[(fix|stall|garbage|retry)\]", text)
         tag = m.group(1) if m else "garbage"
+        if tag == "retry":  # a model that needs the validation error quoted back once, then fixes
+            tag = "fix" if "previous answer was rejected" in text else "garbage"
         content = {"fix": json.dumps(envelope({"calc.js": FIXED})),
                    "stall": json.dumps(envelope({"calc.js": BUGGY})),
                    "garbage": "I will not answer in JSON"}[tag]
@@ -69,3 +71,35 @@ def wait_terminal(get_state: Callable[[], list[str]], timeout: float) -> list[st
             return states
         time.sleep(0.2)
     raise AssertionError(f"runs not terminal after {timeout}s: {states}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_serve(home: Path, workers: int = 1, extra_env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """`kodr serve` in a subprocess on a free port; returns (process, base url) once /healthz answers."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.e2e.conftest import kodr_env
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.cli", "serve", "--workspace", str(home), "--port",
+                             str(port), "--workers", str(workers)], env=kodr_env(extra_env),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(200):
+        try:
+            if httpx.get(url + "/healthz").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("kodr serve did not answer /healthz: " + proc.stderr.read().decode()[-2000:])
