@@ -155,6 +155,7 @@ class Worker:
         self.stopping = threading.Event()  # no new claims (SIGTERM)
         self.driven: list[str] = []
         self._holds: dict[int, _Hold] = {}
+        self._in_place: set[Path] = set()  # run directories a slot is driving in place
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -205,10 +206,14 @@ class Worker:
             waiter.close()
 
     def workspace_for(self, run_workspace: str, run_id: str) -> tuple[Path, bool]:
-        """The run's own directory when it is here, else ``<work-dir>/<run_id>`` (materialized)."""
+        """The run's own directory when it is here and no other slot of this worker is in it, else
+        ``<work-dir>/<run_id>``, rebuilt from the store. (Two worker processes on one machine can
+        still meet in a shared directory: submit such runs as uploads.)"""
         own = Path(run_workspace) if run_workspace else None
-        if own is not None and own.is_absolute() and own.is_dir():
-            return own, False
+        with self._lock:
+            if own is not None and own.is_absolute() and own.is_dir() and own not in self._in_place:
+                self._in_place.add(own)
+                return own, False
         return self.work_dir / run_id, True
 
     def _drive(self, index: int, lease: Lease) -> None:
@@ -218,6 +223,8 @@ class Worker:
         with self._lock:
             self._holds[index] = hold
         bound = log.bind(run_id=run_id, owner=lease.owner, epoch=lease.epoch)
+        root: Path | None = None
+        remote = True
         try:
             records = self.store.load(run_id)
             run = fold(run_id, records)
@@ -255,6 +262,8 @@ class Worker:
             hold.close(release=True)
             with self._lock:
                 self._holds.pop(index, None)
+                if root is not None and not remote:
+                    self._in_place.discard(root)
 
     def _fail(self, hold: _Hold, run_id: str, reason: Reason, facts: dict) -> None:
         run = fold(run_id, self.store.load(run_id))

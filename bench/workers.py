@@ -8,8 +8,8 @@ slots on the same store; the clock runs from the workers' start to the last run'
 event. Every run is a real run: a scripted OpenAI-compatible server on loopback HTTP
 answers each model call after ``--latency`` seconds (1 s by default). Like many local
 models, it needs one retry: its first answer is not JSON, kodr quotes the validation error
-back, and the second answer fixes ``calc.js``. The worker rebuilds the workspace from the
-store, writes the fix and runs ``node --test`` once (requested → proposing → applied →
+back, and the second answer fixes ``calc.js``. The worker rebuilds each run's workspace from
+the store, writes the fix and runs ``node --test`` once (requested → proposing → applied →
 verifying → passed): two model calls, ~2 s of latency, against well under a second of
 kodr and node on an idle machine. Each configuration must end with every run ``passed``.
 
@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -31,18 +33,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from adapters.worker import Worker  # noqa: E402
-from adapters.workspace import DiskWorkspace  # noqa: E402
-from kodr_core.options import RunOptions  # noqa: E402
-from kodr_core.service import Service  # noqa: E402
-from store.database import normalise_url, open_store, upgrade  # noqa: E402
-from store.queue import RunQueue  # noqa: E402
-from tests.service.support import make_project, responder  # noqa: E402
-from tests.support.scripted_server import ScriptedServer  # noqa: E402
-
-import adapters.openai_client  # noqa: E402,F401 - imported before any clock starts, so no configuration pays it
+import adapters.openai_client  # noqa: F401 - imported before any clock starts, so no configuration pays it
+from adapters.worker import Worker
+from adapters.workspace import DiskWorkspace
+from kodr_core.options import RunOptions
+from kodr_core.service import Service
+from store.database import normalise_url, open_store, upgrade
+from store.queue import RunQueue
+from tests.service.support import make_project, responder
+from tests.support.scripted_server import ScriptedServer
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -75,7 +76,9 @@ def measure(workers: int, runs: int, base_url: str, backend: str, tmp: Path) -> 
         svc = Service(RunQueue(store))
         src = make_project(tmp / f"src{workers}")
         opts = RunOptions(base_url=base_url, test_command="node --test", max_turns=1)
-        ids = [svc.request(f"bench {i} [retry]", "run", opts, DiskWorkspace(src)).run_id for i in range(runs)]
+        for i in range(runs):
+            svc.request(f"bench {i} [retry]", "run", opts, DiskWorkspace(src))
+        shutil.rmtree(src)  # as after an upload: each run's workspace is rebuilt from the store
         worker = Worker(store, tmp / f"work{workers}", concurrency=workers, poll_s=0.05)
         started = time.perf_counter()
         worker.start()
@@ -104,6 +107,9 @@ def main() -> None:
     ap.add_argument("--backend", choices=["sqlite", "postgres"], default="postgres")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     counts = [int(n) for n in args.workers.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="kodr-bench-workers-") as d, \
