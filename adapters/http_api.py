@@ -16,13 +16,12 @@ import json
 import shutil
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -30,6 +29,7 @@ from fastapi.responses import (
     Response,
     StreamingResponse,
 )
+from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -77,22 +77,22 @@ class RequestOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider: str | None = Field(None, max_length=64)
-    base_url: str | None = Field(None, max_length=2048)
-    model: str | None = Field(None, max_length=256)
-    test_command: str | None = Field(None, max_length=512)
+    provider: str | None = Field(default=None, max_length=64)
+    base_url: str | None = Field(default=None, max_length=2048)
+    model: str | None = Field(default=None, max_length=256)
+    test_command: str | None = Field(default=None, max_length=512)
     install: bool | None = None
     heal: bool | None = None
-    max_turns: int | None = Field(None, ge=0, le=50)
-    model_timeout_s: float | None = Field(None, ge=0.1, le=86400)
-    stall_timeout_s: float | None = Field(None, ge=0.1, le=86400)
-    repair_timeout_s: float | None = Field(None, ge=0.1, le=86400)
-    install_timeout_s: float | None = Field(None, ge=0.1, le=86400)
-    test_timeout_s: float | None = Field(None, ge=0.1, le=86400)
-    run_deadline_s: float | None = Field(None, ge=1, le=7 * 86400)
+    max_turns: int | None = Field(default=None, ge=0, le=50)
+    model_timeout_s: float | None = Field(default=None, ge=0.1, le=86400)
+    stall_timeout_s: float | None = Field(default=None, ge=0.1, le=86400)
+    repair_timeout_s: float | None = Field(default=None, ge=0.1, le=86400)
+    install_timeout_s: float | None = Field(default=None, ge=0.1, le=86400)
+    test_timeout_s: float | None = Field(default=None, ge=0.1, le=86400)
+    run_deadline_s: float | None = Field(default=None, ge=1, le=7 * 86400)
     off_target: Literal["strict", "lenient", "off"] | None = None
     tools: bool | None = None
-    tool_steps: int | None = Field(None, ge=1, le=50)
+    tool_steps: int | None = Field(default=None, ge=1, le=50)
 
     def to_run_options(self) -> RunOptions:
         return RunOptions(**{k: v for k, v in self.model_dump().items() if v is not None})
@@ -105,8 +105,8 @@ class RunRequest(BaseModel):
 
     task: str = Field(..., min_length=1, max_length=100_000)
     mode: Literal["run", "heal"] = "run"
-    options: RequestOptions = Field(default_factory=RequestOptions)
-    workspace_path: str | None = Field(None, max_length=4096, description="JSON only: a directory on the server")
+    options: RequestOptions = Field(default_factory=lambda: RequestOptions())
+    workspace_path: str | None = Field(default=None, max_length=4096, description="JSON only: a directory on the server")
 
 
 class Created(BaseModel):
@@ -142,12 +142,14 @@ class _Token(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: Any) -> Response:
         if request.url.path in ("/healthz", "/login"):
-            return await call_next(request)
+            passed: Response = await call_next(request)
+            return passed
         auth = request.headers.get("authorization", "")
         given = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get("kodr_token", "")
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             return _problem(401, "missing or wrong bearer token", "Authorization")
-        return await call_next(request)
+        response: Response = await call_next(request)
+        return response
 
 
 def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[Path] = ()) -> FastAPI:
@@ -178,7 +180,7 @@ def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[P
         resp.headers.update(exc.headers or {})
         if exc.status_code == 405:  # Starlette names only the first matching route's methods
             methods = {m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)
-                       for m in r.methods}
+                       for m in (r.methods or ())}
             resp.headers["Allow"] = ", ".join(sorted(methods))
         return resp
 
@@ -237,7 +239,7 @@ def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[P
     def list_runs(state: Annotated[State | None, Query()] = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
                   offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> RunPage:
-        return svc.list(state.value if state else None, limit, offset)
+        return svc.list_runs(state.value if state else None, limit, offset)
 
     @app.get("/api/runs/{run_id}", response_model=RunSummary, responses=errors)
     def show_run(run_id: str) -> RunSummary:
@@ -310,7 +312,7 @@ def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[P
     # -- pages ------------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def runs_page(request: Request) -> Response:
-        return templates.TemplateResponse(request, "runs.html", {"page": svc.list(None, 200, 0)})
+        return templates.TemplateResponse(request, "runs.html", {"page": svc.list_runs(None, 200, 0)})
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(request: Request, run_id: str) -> Response:

@@ -14,6 +14,7 @@ import gzip
 import io
 import tarfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from kodr_core.envelope import check_relative_path
@@ -82,7 +83,7 @@ def extract(data: bytes, target: Path) -> int:
     return sum(1 for m in members if m.isfile())
 
 
-def pack(root: Path, files: list[str], read: callable[[str], bytes | None]) -> bytes:  # type: ignore[valid-type]
+def pack(root: Path, files: list[str], read: Callable[[str], bytes | None]) -> bytes:
     """A ``.tar.gz`` of ``files`` (relative paths) read through ``read``: for downloads and submits."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:

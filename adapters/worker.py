@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -265,7 +266,7 @@ class Worker:
                 if root is not None and not remote:
                     self._in_place.discard(root)
 
-    def _fail(self, hold: _Hold, run_id: str, reason: Reason, facts: dict) -> None:
+    def _fail(self, hold: _Hold, run_id: str, reason: Reason, facts: dict[str, Any]) -> None:
         run = fold(run_id, self.store.load(run_id))
         event = ev.StateChanged(from_state=run.state.value, to_state=State.FAILED.value, trigger="fail",
                                 heal_turn=run.heal_turn, facts=facts, outcome=State.FAILED.value,

@@ -198,7 +198,7 @@ class Service:
         return summary(run, row)
 
     # -- reading -------------------------------------------------------------------------
-    def list(self, state: str | None = None, limit: int = 50, offset: int = 0) -> RunPage:
+    def list_runs(self, state: str | None = None, limit: int = 50, offset: int = 0) -> RunPage:
         if state is not None and state not in {s.value for s in State}:
             raise UsageError(f"state: {state!r} is not a run state ({', '.join(s.value for s in State)})")
         rows = self.queue.list_runs(state, limit, offset)
