@@ -97,3 +97,44 @@ def test_notify_wakes_an_idle_listener(postgres_schema_url):
     assert Waiter(q).wait(0.2) is False
     waiter.close()
     s.close()
+
+
+HANGING_TEST = """const test = require('node:test');
+test('waits a minute', async () => { await new Promise((r) => setTimeout(r, 60000)); });
+"""
+
+
+def test_cancel_kills_the_test_run_in_flight(tmp_path):
+    from store.database import open_store, upgrade
+    from tests.e2e.conftest import tagged_processes
+
+    url = f"sqlite:///{tmp_path / 'kodr.db'}"
+    upgrade(url)
+    store = open_store(url)
+    svc = Service(RunQueue(store), actor="tester")
+    src = make_project(tmp_path / "src")
+    (src / "calc.test.js").write_text(HANGING_TEST)
+    run_id = svc.request("wait [fix]", "heal", RunOptions(test_command="node --test", base_url="http://127.0.0.1:9/v1"),
+                         DiskWorkspace(src)).run_id
+    worker = Worker(store, tmp_path / "work", poll_s=0.2, ttl_s=1.5).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not tagged_processes(run_id) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tagged_processes(run_id), "the test run never started"
+        assert svc.events(run_id)[-1].type == "TestsStarted"
+        svc.cancel(run_id)
+        deadline = time.monotonic() + 10
+        while tagged_processes(run_id) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tagged_processes(run_id) == []  # killed within a heartbeat, not left for a minute
+        while worker._holds and time.monotonic() < deadline + 10:
+            time.sleep(0.1)
+        assert not worker._holds
+    finally:
+        worker.drain(5)
+    last = svc.events(run_id)[-1]
+    assert (last.type, last.data["reason"]) == ("StateChanged", "cancelled")
+    assert last.data["facts"]["interrupted"] == svc.events(run_id)[-2].data["key"]
+    assert store.verify(run_id).ok
+    store.close()
