@@ -172,3 +172,79 @@ class Toolchain(Protocol):
 class ArtifactSink(Protocol):
     def refresh(self, run_id: str, records: Sequence[RecordedEvent]) -> None:
         """Write the run's artifact files again from its events (they are views)."""
+
+
+# -- the service's queue ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One row of the runs projection, lease included."""
+
+    run_id: str
+    state: str
+    outcome: str | None
+    reason: str | None
+    heal_turn: int
+    last_seq: int
+    task: str
+    mode: str
+    workspace: str
+    created_at: str | None
+    updated_at: str | None
+    lease_owner: str | None
+    lease_epoch: int
+    lease_expires_at: float | None
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who appended an event: the lease owner and epoch (None for unleased appends)."""
+
+    owner: str | None
+    epoch: int | None
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    kind: str  # model | install | tests
+    seconds: float
+
+
+class RunQueue(Protocol):
+    """The store as the service layer uses it: events, blobs, the runs list, the queue."""
+
+    def load(self, run_id: str) -> list[RecordedEvent]: ...
+
+    def load_after(self, run_id: str, seq: int) -> list[RecordedEvent]: ...
+
+    def append(self, run_id: str, expected_seq: int, events: Sequence[Event]) -> list[RecordedEvent]: ...
+
+    def put_blob(self, data: bytes) -> str: ...
+
+    def get_blob(self, sha256: str) -> bytes: ...
+
+    def resolve(self, ref: str) -> str:
+        """A run id from an id, a unique prefix or ``last``; RunNotFound otherwise."""
+
+    def announce(self, run_id: str) -> None:
+        """Tell idle workers a run is waiting."""
+
+    def append_seized(
+        self, run_id: str, owner: str, expected_seq: int, events: Sequence[Event]
+    ) -> list[RecordedEvent]:
+        """Take the run's lease from whoever holds it and append under it (fences the holder)."""
+
+    def list_runs(self, state: str | None = None, limit: int = 50, offset: int = 0) -> list[RunRow]: ...
+
+    def get_run(self, run_id: str) -> RunRow | None: ...
+
+    def count_by_state(self) -> dict[str, int]: ...
+
+    def queue_depth(self) -> int: ...
+
+    def heal_turns(self) -> int: ...
+
+    def writers(self, run_id: str) -> dict[int, Writer]: ...
+
+    def step_timings(self) -> list[StepTiming]: ...

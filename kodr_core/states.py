@@ -47,6 +47,7 @@ class Reason(StrEnum):
     INVALID_PROPOSAL = "invalid_proposal"
     UNSAFE_WRITE = "unsafe_write"
     TEST_COMMAND_REFUSED = "test_command_refused"
+    CANCELLED = "cancelled"  # a user cancelled the run (the service's cancel use case)
 
 
 #: Which terminal state each reason lands in.
@@ -71,4 +72,5 @@ OUTCOME_OF: dict[Reason, State] = {
     Reason.INVALID_PROPOSAL: State.FAILED,
     Reason.UNSAFE_WRITE: State.FAILED,
     Reason.TEST_COMMAND_REFUSED: State.FAILED,
+    Reason.CANCELLED: State.FAILED,
 }

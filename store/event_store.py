@@ -171,6 +171,8 @@ class EventStore:
                         "body": body.decode("utf-8"),
                         "prev_hash": prev,
                         "hash": digest,
+                        "writer": lease.owner if lease is not None else None,
+                        "lease_epoch": lease.epoch if lease is not None else None,
                     }
                 )
                 records.append(RecordedEvent(run_id, seq, event, recorded_at, prev, digest))
