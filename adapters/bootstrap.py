@@ -45,23 +45,8 @@ class App:
         log: EventLog | None = None,
         options: RunOptions | None = None,
     ) -> Engine:
-        """Secrets are scrubbed from every blob, event and prompt; processes run in the run's sandbox."""
-        o = options or RunOptions()
-        if o.sandbox == "required":
-            Sandbox("required").confinement(network=False)  # raises SandboxUnavailable (a usage error)
-        scrubber = Scrubber.of_env(os.environ)
-        sources = DependencySources.of(os.environ)
-        self.workspace.allow_secret_files = o.allow_secret_files
-        runner = SubprocessRunner(sandbox=Sandbox(o.sandbox), scrubber=scrubber)
-        return Engine(
-            ScrubbingLog(faults.wrap(log or self.store), scrubber),
-            self.workspace,
-            ProcessToolchain(runner, sources=sources, test_network=o.test_network),
-            ScrubbingModel(model, scrubber) if model is not None else None,
-            artifacts=ArtifactWriter(self.workspace.root, self.store),
-            observer=observer,
-            sources=sources,
-        )
+        return build_engine(log or self.store, self.workspace, model, options or RunOptions(),
+                            store=self.store, observer=observer)
 
     def workspace_held(self) -> AbstractContextManager[None]:
         """One live run per workspace: a second one is refused with WorkspaceBusy naming the owner."""
@@ -83,6 +68,43 @@ class App:
             if resume:
                 return engine.resume(run_id, fenced.lease.owner, overrides)
             return engine.drive(run_id)
+
+
+def confined_toolchain(options: RunOptions) -> ProcessToolchain:
+    """Installs and tests in the run's sandbox, from kodr's dependency sources, their output scrubbed.
+
+    ``--sandbox required`` where bubblewrap cannot run raises SandboxUnavailable (a usage error).
+    """
+    if options.sandbox == "required":
+        Sandbox("required").confinement(network=False)
+    runner = SubprocessRunner(sandbox=Sandbox(options.sandbox), scrubber=Scrubber.of_env(os.environ))
+    return ProcessToolchain(runner, sources=DependencySources.of(os.environ), test_network=options.test_network)
+
+
+def build_engine(
+    log: EventLog,
+    workspace: DiskWorkspace,
+    model: ModelPort | None,
+    options: RunOptions,
+    *,
+    store: EventStore,
+    toolchain: ProcessToolchain | None = None,
+    observer: Observer | None = None,
+) -> Engine:
+    """The one wiring of an Engine (the CLI, the demo's peers and the workers): secrets are
+    scrubbed from every blob, event and prompt; processes run in the run's sandbox."""
+    scrubber = Scrubber.of_env(os.environ)
+    workspace.allow_secret_files = options.allow_secret_files
+    toolchain = toolchain or confined_toolchain(options)
+    return Engine(
+        ScrubbingLog(faults.wrap(log), scrubber),
+        workspace,
+        toolchain,
+        ScrubbingModel(model, scrubber) if model is not None else None,
+        artifacts=ArtifactWriter(workspace.root, store),
+        observer=observer,
+        sources=toolchain.sources,
+    )
 
 
 def _root(workspace: str | os.PathLike[str]) -> Path:

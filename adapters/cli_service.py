@@ -76,6 +76,8 @@ def serve(ws: str, host: str, port: int, workers: int, work_dir: str | None) -> 
                             timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     click.echo(f"kodr serving {store.display_url} on http://{host}:{port}/ with {workers} worker(s)", err=True)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # uvicorn captures both while it runs and re-raises them
+        signal.signal(sig, lambda *_: None)  # after its shutdown: by then the stop is a clean, drained exit
     try:
         server.run()
     finally:

@@ -24,14 +24,12 @@ from typing import Any
 
 import structlog
 
-from adapters.artifacts import ArtifactWriter
-from adapters.bootstrap import model_for
+from adapters.bootstrap import build_engine, confined_toolchain, model_for
 from adapters.leasing import FencedLog
 from adapters.toolchain import ProcessToolchain
 from adapters.workspace import DiskWorkspace
 from kodr_core import events as ev
 from kodr_core.aggregate import fold
-from kodr_core.engine import Engine
 from kodr_core.errors import ConcurrencyConflict, KodrError, RunLocked
 from kodr_core.options import RunOptions
 from kodr_core.ports import ChatReply, ChatRequest, ModelError, ModelPort
@@ -243,10 +241,15 @@ class Worker:
             except KodrError as exc:  # the recorded settings name no usable model: the run cannot go on
                 self._fail(hold, run_id, Reason.MODEL_UNAVAILABLE, {"error": exc.message})
                 return
+            try:
+                hold.toolchain = confined_toolchain(options)
+            except KodrError as exc:  # --sandbox required on a worker that cannot sandbox
+                self._fail(hold, run_id, Reason.SANDBOX_UNAVAILABLE, {"error": exc.message})
+                return
             if model is not None:
                 model = _Abortable(model, hold.lost)
-            engine = Engine(hold.fenced, DiskWorkspace(root), toolchain, model,
-                            artifacts=ArtifactWriter(root, self.store), observer=hold.observe)
+            engine = build_engine(hold.fenced, DiskWorkspace(root), model, options, store=self.store,
+                                  toolchain=hold.toolchain, observer=hold.observe)
             if run.state is State.REQUESTED and run.last_seq == 1:
                 result = engine.drive(run_id)
             else:
