@@ -9,23 +9,22 @@ returns None and the command says there is nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from adapters import faults
-from adapters.artifacts import ArtifactWriter
-from adapters.leasing import held, workspace_lock
-from adapters.toolchain import ProcessToolchain
 from adapters.workspace import DiskWorkspace
-from kodr_core.aggregate import Run
-from kodr_core.engine import Engine, Observer
 from kodr_core.errors import UsageError
-from kodr_core.options import RunOptions
-from kodr_core.ports import EventLog, ModelPort
-from store.database import database_url, open_store
+from store.database import database_url
 from store.event_store import EventStore
+
+if TYPE_CHECKING:  # what only recording commands need is imported when they run
+    from kodr_core.aggregate import Run
+    from kodr_core.engine import Engine, Observer
+    from kodr_core.options import RunOptions
+    from kodr_core.ports import EventLog, ModelPort
 
 
 @dataclass
@@ -34,6 +33,11 @@ class App:
     store: EventStore
 
     def engine(self, model: ModelPort | None, observer: Observer | None = None, log: EventLog | None = None) -> Engine:
+        from adapters import faults
+        from adapters.artifacts import ArtifactWriter
+        from adapters.toolchain import ProcessToolchain
+        from kodr_core.engine import Engine
+
         return Engine(
             faults.wrap(log or self.store),
             self.workspace,
@@ -45,6 +49,8 @@ class App:
 
     def workspace_held(self) -> AbstractContextManager[None]:
         """One live run per workspace: a second one is refused with WorkspaceBusy naming the owner."""
+        from adapters.leasing import workspace_lock
+
         return workspace_lock(Path(self.workspace.root))
 
     def drive(
@@ -57,6 +63,8 @@ class App:
         overrides: dict[str, Any] | None = None,
     ) -> Run:
         """Drive the run while holding its lease; a live owner elsewhere makes this raise RunLocked."""
+        from adapters.leasing import held
+
         with held(self.store, run_id) as fenced:
             engine = self.engine(model, observer, log=fenced)
             if resume:
@@ -72,6 +80,9 @@ def _root(workspace: str | os.PathLike[str]) -> Path:
 
 
 def open_app(workspace: str | os.PathLike[str]) -> App:
+    """The app for a command that records: the SQLite store is created and migrated on first use."""
+    from store.database import open_store
+
     root = _root(workspace)
     return App(DiskWorkspace(root), open_store(database_url(root)))
 
@@ -94,13 +105,18 @@ def store_location(workspace: str | os.PathLike[str]) -> str:
 
 
 def open_reader(workspace: str | os.PathLike[str]) -> App | None:
-    """The app for a read-only command, or None when there is no store yet (nothing is created)."""
+    """The app for a read-only command, or None when there is no store yet.
+
+    Creates nothing and migrates nothing (no directory, no file, no schema check
+    with alembic): a store whose schema is behind fails its first query with
+    StoreUnavailable saying so.
+    """
     root = _root(workspace)
     url = database_url(root)
     file = sqlite_file(url)
     if file is not None and not file.is_file():
         return None
-    return App(DiskWorkspace(root), open_store(url))
+    return App(DiskWorkspace(root), EventStore.from_url(url))
 
 
 def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPort:
@@ -114,4 +130,4 @@ def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPo
     return OpenAIChatClient(config, stall_timeout_s=options.stall_timeout_s)
 
 
-ModelFactory = Callable[[RunOptions], ModelPort]
+ModelFactory = Callable[["RunOptions"], "ModelPort"]

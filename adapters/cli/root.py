@@ -61,10 +61,6 @@ class KodrGroup(click.Group):
             cmd.params.append(click.Option(["--log-level"], **_LOG_LEVEL_ARGS))
         super().add_command(cmd, name)
 
-    def group(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("cls", KodrGroup)
-        return super().group(*args, **kwargs)
-
     def _lazy(self) -> dict[str, tuple[str, str]]:
         return LAZY if self is cli else {}
 
@@ -101,6 +97,9 @@ class KodrGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+KodrGroup.group_class = KodrGroup  # sub-groups (`db`, `audit`) are KodrGroups too
 
 
 @click.group(cls=KodrGroup, name="kodr")

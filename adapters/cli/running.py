@@ -93,7 +93,7 @@ def model_of(app: App, options: RunOptions) -> Any:
     if options.tools:
         from adapters.tool_loop import ToolLoopModel
 
-        model = ToolLoopModel(model, app.workspace, max_steps=options.tool_steps, local=model.config.local)
+        model = ToolLoopModel(model, app.workspace, max_steps=options.tool_steps, local=model.config.local)  # type: ignore[attr-defined]
     return model
 
 
@@ -119,7 +119,7 @@ def drive(app: App, run_id: str, options: RunOptions, progress: Any, *, resume: 
 @click.option("--tool-steps", type=click.IntRange(1, 50), default=None, help="step budget of the tool loop (default 6)")
 @click.option("--plan", "plan_ref", default=None, help="inject a plan: a plan RUN id, 'last', or a FILE")
 @click.pass_context
-def run(ctx: click.Context, prompt: str | None, prompt_file: str | None, ws: str | None, as_json: bool, quiet: bool,
+def run(ctx: click.Context, /, prompt: str | None, prompt_file: str | None, ws: str | None, as_json: bool, quiet: bool,
         dry_run: bool, heal: bool | None, tools: bool | None, tool_steps: int | None, plan_ref: str | None,
         **flags: Any) -> None:
     """Ask the model for a change, apply it, install, test (and heal)."""
@@ -204,7 +204,7 @@ def plan(ctx: click.Context, prompt: str, ws: str | None, provider: str | None, 
 @model_flags
 @loop_flags
 @click.pass_context
-def heal(ctx: click.Context, prompt: str | None, ws: str | None, as_json: bool, quiet: bool, **flags: Any) -> None:
+def heal(ctx: click.Context, /, prompt: str | None, ws: str | None, as_json: bool, quiet: bool, **flags: Any) -> None:
     """Heal an existing project whose tests fail: the run starts at `applied` with no writes."""
     from adapters.cli.progress import Progress
 
@@ -248,6 +248,11 @@ def resume(ctx: click.Context, run_ref: str | None, all_runs: bool, ws: str | No
         "provider": provider, "base_url": base_url, "model": model_name, "max_turns": max_turns,
         "repair_timeout_s": repair_timeout, "test_timeout_s": test_timeout,
     }.items() if v is not None}
+    from adapters.bootstrap import open_reader
+
+    if all_runs and open_reader(ws or ctx.find_root().obj.get("workspace") or ".") is None:
+        click.echo("[]" if as_json else "no unfinished runs: there is no store in this workspace yet")
+        sys.exit(0)
     app = open_app(ctx, ws)
     stream = progress_stream(as_json)
     if run_ref:
@@ -284,6 +289,12 @@ def _same_dir(a: str | None, b: str) -> bool:
     return bool(a) and os.path.realpath(str(a)) == os.path.realpath(b)
 
 
+def bound_workspace(records: list[Any]) -> str | None:
+    """The workspace a run was last moved to by ``resume --workspace`` (None: never moved)."""
+    moved = [r.event.overrides.get("workspace") for r in records if r.type == "RunResumed"]
+    return next((str(w) for w in reversed(moved) if w), None)
+
+
 def _resume_one(app: App, run_id: str, overrides: dict[str, Any], quiet: bool, stream: TextIO, *,
                 rebind: bool) -> Run:
     from adapters.cli.progress import Progress
@@ -291,8 +302,9 @@ def _resume_one(app: App, run_id: str, overrides: dict[str, Any], quiet: bool, s
     from kodr_core.errors import UsageError
     from kodr_core.options import RunOptions
 
-    run = fold(run_id, app.store.load(run_id))
-    recorded = run.workspace
+    records = app.store.load(run_id)
+    run = fold(run_id, records)
+    recorded = bound_workspace(records) or run.workspace
     moved = bool(recorded) and not _same_dir(recorded, app.workspace.root)
     if moved and not rebind:
         raise UsageError(f"run {run_id} belongs to workspace {recorded}: resume it there, or give "
