@@ -154,6 +154,7 @@ def events(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> N
                  "hash": r.hash} for r in records]
         click.echo(json.dumps(rows, indent=2, default=str))
         return
+    click.echo(f"run {records[0].run_id if records else run_ref}: {len(records)} events")
     for r in records:
         click.echo(f"{r.seq:>4}  {r.recorded_at}  {r.type:<18} {key_facts(r)}")
 

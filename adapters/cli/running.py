@@ -99,6 +99,9 @@ def model_of(app: App, options: RunOptions) -> Any:
 
 def drive(app: App, run_id: str, options: RunOptions, progress: Any, *, resume: bool = False,
           overrides: dict[str, Any] | None = None, model: Any = None) -> Run:
+    from adapters.cli.root import driving
+
+    driving(run_id)
     try:
         return app.drive(run_id, model if model is not None else model_of(app, options), progress,
                          resume=resume, overrides=overrides)
