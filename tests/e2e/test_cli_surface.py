@@ -110,6 +110,21 @@ def test_unreachable_server_names_the_url_and_the_next_command(workspace: Path) 
     assert re.search(r"next: +\S*kodr probe --base-url " + re.escape(url), r.out), r.out
 
 
+def test_an_install_that_cannot_start_says_why(tmp_path: Path) -> None:
+    ws, nobin = tmp_path / "ws", tmp_path / "nobin"
+    ws.mkdir()
+    nobin.mkdir()
+    py = '[project]\nname = "w"\nversion = "0.1.0"\nrequires-python = ">=3.11"\ndependencies = []\n'
+    with ScriptedServer([envelope({"pyproject.toml": py, "test_a.py": "def test_a():\n    assert True\n"})]) as srv:
+        r = kodr_script("run", "-p", "x", "--base-url", srv.base_url, "--install", "--test", "pytest", cwd=ws,
+                        env={"PATH": str(nobin)})
+    assert r.code == 10, r
+    assert "install: `uv sync` could not run: executable not found: 'uv'" in r.out
+    line = next(ln for ln in r.out.splitlines() if ln.startswith("run ") and ": failed" in ln)
+    assert "(install_failed: `uv sync` could not run: executable not found: 'uv'" in line, line
+    assert re.search(r"next: +\S*kodr explain \w+$", r.out, re.MULTILINE), r.out
+
+
 def test_demo_prints_its_result_on_stdout_with_the_audit(tmp_path: Path) -> None:
     ws = tmp_path / "demo"
     r = kodr_script("demo", "--keep", str(ws), cwd=tmp_path)
