@@ -35,10 +35,12 @@ def closed_port() -> int:
     (["--base-url", "http://127.0.0.1:1/v1", "--test", "rm -rf /"], "Allowed:"),
     (["--base-url", "http://127.0.0.1:1/v1", "--max-turns", "-1"], "--max-turns"),
 ])
-def test_a_typo_is_refused_before_anything_is_recorded(workspace: Path, args: list[str], says: str) -> None:
-    r = kodr_script("run", "-p", "x", *args, cwd=workspace, env={"OPENAI_API_KEY": "", "KODR_API_KEY": ""})
+@pytest.mark.parametrize("tty", [False, True], ids=["pipe", "pty"])
+def test_a_typo_is_refused_before_anything_is_recorded(workspace: Path, args: list[str], says: str,
+                                                       tty: bool) -> None:
+    r = kodr_script("run", "-p", "x", *args, cwd=workspace, env={"OPENAI_API_KEY": "", "KODR_API_KEY": ""}, tty=tty)
     assert r.code == exits.USAGE, r
-    assert says in r.err and "Traceback" not in r.err
+    assert says in " ".join(r.err.split()) and "Traceback" not in r.err
     assert r.out == ""
     assert tree(workspace) == set(), "no store, no run, no .kodr"
 
@@ -64,11 +66,12 @@ READ_ONLY = [["runs"], ["runs", "--all"], ["show", "last"], ["events", "last"], 
              ["replay", "last"], ["audit", "verify"], ["audit", "verify", "last"]]
 
 
+@pytest.mark.parametrize("tty", [False, True], ids=["pipe", "pty"])
 @pytest.mark.parametrize("args", READ_ONLY, ids=" ".join)
-def test_read_only_commands_create_nothing(tmp_path: Path, args: list[str]) -> None:
+def test_read_only_commands_create_nothing(tmp_path: Path, args: list[str], tty: bool) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = kodr_script(*args, cwd=empty)
+    r = kodr_script(*args, cwd=empty, tty=tty)
     assert tree(tmp_path) == {"empty"}, r
     assert "Traceback" not in r.err
     assert r.code in (0, exits.CHECK_FAILED, 6), r
