@@ -62,6 +62,10 @@ def load(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[App, list[Re
 @click.pass_context
 def runs(ctx: click.Context, ws: str | None, limit: int, all_runs: bool, as_json: bool) -> None:
     """List the runs in the store, newest first, with their workspace."""
+    from kodr_core.errors import UsageError
+
+    if all_runs and ctx.get_parameter_source("limit") is click.core.ParameterSource.COMMANDLINE:
+        raise UsageError("give --limit N or --all, not both")
     app = reader(ctx, ws)
     rows = [] if app is None else app.store.runs(limit=None if all_runs else limit + 1)
     more = not all_runs and len(rows) > limit

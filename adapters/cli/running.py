@@ -133,6 +133,8 @@ def run(ctx: click.Context, /, prompt: str | None, prompt_file: str | None, ws: 
     if not task or not task.strip():
         raise UsageError("give the task with -p TEXT or --prompt-file FILE")
     require_server(flags["provider"], flags["base_url"])
+    refuse_combinations(dry_run=dry_run, heal=heal, install=flags.get("install"), test=flags.get("test_command"),
+                        tools=tools, tool_steps=tool_steps)
     options = validated(options_from_flags(flags, dry_run=dry_run, heal=heal, tools=tools, tool_steps=tool_steps))
     app = open_app(ctx, ws)
     if plan_ref:
@@ -152,6 +154,19 @@ def run(ctx: click.Context, /, prompt: str | None, prompt_file: str | None, ws: 
         if proposal is not None:
             click.echo(proposal_patch(result.base_snapshot, proposal, app.store.get_blob), nl=False)
     finish(app, result, as_json, stream)
+
+
+def refuse_combinations(*, dry_run: bool, heal: bool | None, install: bool | None, test: str | None,
+                        tools: bool | None, tool_steps: int | None) -> None:
+    """Flags that cannot mean anything together are refused, not silently ignored."""
+    from kodr_core.errors import UsageError
+
+    if dry_run:
+        extra = [flag for flag, given in (("--heal", heal), ("--install", install), ("--test", test)) if given]
+        if extra:
+            raise UsageError(f"--dry-run writes nothing, so {', '.join(extra)} cannot apply: drop one or the other")
+    if tool_steps is not None and not tools:
+        raise UsageError("--tool-steps needs --tools")
 
 
 def _resolve_plan(app: App, ref: str) -> str:

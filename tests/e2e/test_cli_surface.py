@@ -34,6 +34,9 @@ def closed_port() -> int:
     (["--provider", "openai"], "needs an API key"),
     (["--base-url", "http://127.0.0.1:1/v1", "--test", "rm -rf /"], "Allowed:"),
     (["--base-url", "http://127.0.0.1:1/v1", "--max-turns", "-1"], "--max-turns"),
+    (["--base-url", "http://127.0.0.1:1/v1", "--dry-run", "--heal", "--test", "npm test"],
+     "--dry-run writes nothing, so --heal, --test cannot apply"),
+    (["--base-url", "http://127.0.0.1:1/v1", "--tool-steps", "3"], "--tool-steps needs --tools"),
 ])
 @pytest.mark.parametrize("tty", [False, True], ids=["pipe", "pty"])
 def test_a_typo_is_refused_before_anything_is_recorded(workspace: Path, args: list[str], says: str,
@@ -186,6 +189,8 @@ def test_show_events_and_runs_say_what_was_asked(tmp_path: Path) -> None:
     assert re.search(r"TestsFinished .*failed=2", events), events
     runs = kodr_script("runs", "-w", str(ws), cwd=tmp_path).out.splitlines()
     assert len(runs) == 2 and all(str(ws) in ln for ln in runs), runs
+    both = kodr_script("runs", "--limit", "1", "--all", "-w", str(ws), cwd=tmp_path)
+    assert both.code == exits.USAGE and "not both" in both.err
     one = kodr_script("runs", "--limit", "1", "-w", str(ws), cwd=tmp_path).out.splitlines()
     assert len(one) == 2 and "--all" in one[1], one
     assert len(kodr_script("runs", "--all", "--json", "-w", str(ws), cwd=tmp_path).out and json.loads(
