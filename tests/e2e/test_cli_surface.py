@@ -233,6 +233,10 @@ def test_readme_states_no_default_provider_for_run(workspace: Path) -> None:
     r = kodr_script("run", "-p", "x", cwd=workspace)
     assert r.code == exits.USAGE and "no model server: give --provider or --base-url" in r.err
     assert "`kodr probe` defaults to LM Studio" in text
+    probed = kodr_script("probe", "--json", "--timeout", "1", cwd=workspace)
+    assert probed.code in (0, exits.UNREACHABLE), probed
+    assert json.loads(probed.out)["provider"] == "lmstudio"
+    assert json.loads(probed.out)["base_url"] == "http://localhost:1234/v1"
 
 
 def test_readme_promises_what_the_demo_prints() -> None:
