@@ -334,7 +334,8 @@ def runs(ctx, ws, as_json):
 def show(ctx, run_ref, ws, as_json):
     """One run: state, outcome, settings and where its artifacts are."""
     app = _app(ctx, ws)
-    _, run = _load(app, run_ref)
+    run_id = app.store.resolve(run_ref)
+    run = fold(run_id, app.store.iter_events(run_id))  # streamed: bounded memory
     data = _summary(app, run) | {"task": run.task, "mode": run.mode, "workspace": run.workspace,
                                  "options": run.options, "created_at": run.created_at, "updated_at": run.updated_at}
     if as_json:
@@ -420,7 +421,8 @@ def replay(ctx, run_ref, ws, history_file, materialize_dir, at_seq, rerun_dir, a
     else:
         app = _app(ctx, ws)
         run_id = app.store.resolve(run_ref)
-        records = app.store.load(run_id)
+        # only --materialize/--rerun need the history in memory; a check streams it
+        records = app.store.load(run_id) if materialize_dir or rerun_dir else app.store.iter_events(run_id)
     report = rp.check(run_id, records)
     out: dict[str, Any] = {"run_id": run_id, "events": report.events, "ok": report.ok, "state": report.state,
                            "reason": report.reason, "illegal": report.illegal, "timeline": report.timeline}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from kodr_core import events as ev
 from kodr_core.aggregate import Run, apply, fold
@@ -31,12 +31,17 @@ class ReplayReport:
         return not self.illegal
 
 
-def check(run_id: str, records: Sequence[ev.RecordedEvent]) -> ReplayReport:
-    """Fold without side effects; every transition must be legal in today's machine."""
-    report = ReplayReport(run_id, len(records))
+def check(run_id: str, records: Iterable[ev.RecordedEvent]) -> ReplayReport:
+    """Fold without side effects; every transition must be legal in today's machine.
+
+    ``records`` may be a stream (``EventStore.iter_events``): one pass, nothing kept
+    but the fold and the timeline, so a long history replays in bounded memory.
+    """
+    report = ReplayReport(run_id, 0)
     run = Run(run_id=run_id)
     expected = 1
     for rec in records:
+        report.events += 1
         if rec.seq != expected:
             report.illegal.append({"seq": rec.seq, "error": f"seq gap: expected {expected}"})
         expected = rec.seq + 1
