@@ -59,7 +59,8 @@ def open_app(workspace: str | os.PathLike[str]) -> App:
         from kodr_core.errors import UsageError
 
         raise UsageError(f"workspace {str(root)!r} is not a directory")
-    return App(DiskWorkspace(root), open_store(database_url(root)))
+    # run heads are anchored beside the run's artifacts, outside the database (store.anchors)
+    return App(DiskWorkspace(root), open_store(database_url(root), anchor_dir=root / ".kodr" / "runs"))
 
 
 def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPort:
