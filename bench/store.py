@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,9 @@ from store.database import open_store, upgrade
 from store.event_store import EventStore, utc_iso
 from store.hashchain import GENESIS, canonical_bytes, chain_hash
 
-PG_URL = os.environ.get("KODR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "KODR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 RUN_EVENTS = 1000  # each run of the workload: a run this long appends as fast as a short one
 
 Transition = list[ev.Event]
@@ -50,8 +51,15 @@ Transition = list[ev.Event]
 
 
 def _result(ok: bool) -> dict[str, object]:
-    return {"ok": ok, "exitCode": 0 if ok else 1, "passed": 4, "failed": 0 if ok else 1,
-            "durationMs": 812, "command": "npm test", "failures": []}  # fmt: skip
+    return {
+        "ok": ok,
+        "exitCode": 0 if ok else 1,
+        "passed": 4,
+        "failed": 0 if ok else 1,
+        "durationMs": 812,
+        "command": "npm test",
+        "failures": [],
+    }
 
 
 def turn(k: int) -> list[Transition]:
@@ -60,19 +68,55 @@ def turn(k: int) -> list[Transition]:
     sha = f"{k:064x}"[-64:]
     files = [{"path": "src/slug.js", "sha256": sha, "bytes": 120}]
     return [
-        [ev.StateChanged(from_state="verifying", to_state="healing", trigger="heal", heal_turn=k,
-                         facts={"failed": 1})],  # fmt: skip
-        [ev.ModelCallStarted(purpose="repair", turn=k, attempt=1, key=f"model:{key}",
-                             request_blob=sha, allowed_paths=["src/slug.js"])],  # fmt: skip
-        [ev.ModelCallCompleted(purpose="repair", turn=k, attempt=1, key=f"model:{key}",
-                               response_blob=sha, duration_ms=900, usage={"prompt_tokens": 900}),
-         ev.ProposalAccepted(purpose="repair", turn=k, summary="fix the slug", files=files)],  # fmt: skip
-        [ev.WritesStarted(turn=k, attempt=1, key=f"writes:{key}", files=files),
-         ev.WritesApplied(turn=k, key=f"writes:{key}", files=files, manifest={"src/slug.js": sha})],  # fmt: skip
-        [ev.StateChanged(from_state="healing", to_state="installing", trigger="install", heal_turn=k),
-         ev.InstallStarted(turn=k, attempt=1, key=f"install:{key}", commands=[["npm", "ci"]])],  # fmt: skip
-        [ev.InstallFinished(turn=k, attempt=1, key=f"install:{key}", result=_result(True)),
-         ev.StateChanged(from_state="installing", to_state="verifying", trigger="verify", heal_turn=k)],  # fmt: skip
+        [
+            ev.StateChanged(
+                from_state="verifying",
+                to_state="healing",
+                trigger="heal",
+                heal_turn=k,
+                facts={"failed": 1},
+            )
+        ],
+        [
+            ev.ModelCallStarted(
+                purpose="repair",
+                turn=k,
+                attempt=1,
+                key=f"model:{key}",
+                request_blob=sha,
+                allowed_paths=["src/slug.js"],
+            )
+        ],
+        [
+            ev.ModelCallCompleted(
+                purpose="repair",
+                turn=k,
+                attempt=1,
+                key=f"model:{key}",
+                response_blob=sha,
+                duration_ms=900,
+                usage={"prompt_tokens": 900},
+            ),
+            ev.ProposalAccepted(purpose="repair", turn=k, summary="fix the slug", files=files),
+        ],
+        [
+            ev.WritesStarted(turn=k, attempt=1, key=f"writes:{key}", files=files),
+            ev.WritesApplied(
+                turn=k, key=f"writes:{key}", files=files, manifest={"src/slug.js": sha}
+            ),
+        ],
+        [
+            ev.StateChanged(
+                from_state="healing", to_state="installing", trigger="install", heal_turn=k
+            ),
+            ev.InstallStarted(turn=k, attempt=1, key=f"install:{key}", commands=[["npm", "ci"]]),
+        ],
+        [
+            ev.InstallFinished(turn=k, attempt=1, key=f"install:{key}", result=_result(True)),
+            ev.StateChanged(
+                from_state="installing", to_state="verifying", trigger="verify", heal_turn=k
+            ),
+        ],
         [ev.TestsStarted(turn=k, attempt=1, key=f"tests:{key}", command=["npm", "test"])],
         [ev.TestsFinished(turn=k, attempt=1, key=f"tests:{key}", result=_result(False))],
     ]
@@ -113,8 +157,18 @@ def _rows(rid: str, seq: int, events: Transition, at: str, prev: str) -> tuple[l
     for s, e in enumerate(events, start=seq + 1):
         body = canonical_bytes(rid, s, e.TYPE, e.VERSION, at, e.payload())
         prev_hash, prev = prev, chain_hash(prev, body)
-        rows.append({"run_id": rid, "seq": s, "type": e.TYPE, "schema_version": e.VERSION,
-                     "recorded_at": at, "body": body.decode(), "prev_hash": prev_hash, "hash": prev})  # fmt: skip
+        rows.append(
+            {
+                "run_id": rid,
+                "seq": s,
+                "type": e.TYPE,
+                "schema_version": e.VERSION,
+                "recorded_at": at,
+                "body": body.decode(),
+                "prev_hash": prev_hash,
+                "hash": prev,
+            }
+        )
     return rows, prev
 
 
@@ -135,14 +189,21 @@ def raw_sqlite_append(path: Path, appends: list[tuple[str, int, Transition]]) ->
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE IF NOT EXISTS raw_events (id INTEGER PRIMARY KEY, run_id TEXT, seq INT, "
-               "type TEXT, body TEXT, UNIQUE(run_id, seq))")  # fmt: skip
-    payloads = [(rid, seq, [(e.TYPE, json.dumps(e.payload())) for e in events]) for rid, seq, events in appends]
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS raw_events (id INTEGER PRIMARY KEY, run_id TEXT, seq INT, "
+        "type TEXT, body TEXT, UNIQUE(run_id, seq))"
+    )
+    payloads = [
+        (rid, seq, [(e.TYPE, json.dumps(e.payload())) for e in events])
+        for rid, seq, events in appends
+    ]
     t = time.perf_counter()
     for rid, seq, events in payloads:
         db.execute("BEGIN")
-        db.executemany("INSERT INTO raw_events (run_id, seq, type, body) VALUES (?, ?, ?, ?)",
-                       [(rid, seq + i, typ, body) for i, (typ, body) in enumerate(events, start=1)])  # fmt: skip
+        db.executemany(
+            "INSERT INTO raw_events (run_id, seq, type, body) VALUES (?, ?, ?, ?)",
+            [(rid, seq + i, typ, body) for i, (typ, body) in enumerate(events, start=1)],
+        )
         db.execute("COMMIT")
     dt = time.perf_counter() - t
     db.close()
@@ -155,16 +216,22 @@ def raw_pg_append(url: str, schema: str, appends: list[tuple[str, int, Transitio
 
     conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, options=f"-csearch_path={schema}") as conn:
-        conn.execute("CREATE TABLE raw_events (id BIGSERIAL PRIMARY KEY, run_id TEXT, seq INT, "
-                     "type TEXT, body TEXT, UNIQUE(run_id, seq))")  # fmt: skip
+        conn.execute(
+            "CREATE TABLE raw_events (id BIGSERIAL PRIMARY KEY, run_id TEXT, seq INT, "
+            "type TEXT, body TEXT, UNIQUE(run_id, seq))"
+        )
         conn.commit()
-        payloads = [(rid, seq, [(e.TYPE, json.dumps(e.payload())) for e in events])
-                    for rid, seq, events in appends]  # fmt: skip
+        payloads = [
+            (rid, seq, [(e.TYPE, json.dumps(e.payload())) for e in events])
+            for rid, seq, events in appends
+        ]
         t = time.perf_counter()
         for rid, seq, events in payloads:
             with conn.cursor() as cur:
-                cur.executemany("INSERT INTO raw_events (run_id, seq, type, body) VALUES (%s, %s, %s, %s)",
-                                [(rid, seq + i, typ, body) for i, (typ, body) in enumerate(events, start=1)])  # fmt: skip
+                cur.executemany(
+                    "INSERT INTO raw_events (run_id, seq, type, body) VALUES (%s, %s, %s, %s)",
+                    [(rid, seq + i, typ, body) for i, (typ, body) in enumerate(events, start=1)],
+                )
             conn.commit()
         return time.perf_counter() - t
 
@@ -176,9 +243,17 @@ def _stored(appends: list[tuple[str, int, Transition]]) -> list[list[object]]:
     out = []
     for rid, seq, events in appends:
         oid = ids.setdefault(rid, uuid.uuid4())
-        out.append([StoredEvent(originator_id=oid, originator_version=seq + i, topic=e.TYPE,
-                                state=json.dumps(e.payload()).encode())
-                    for i, e in enumerate(events, start=1)])  # fmt: skip
+        out.append(
+            [
+                StoredEvent(
+                    originator_id=oid,
+                    originator_version=seq + i,
+                    topic=e.TYPE,
+                    state=json.dumps(e.payload()).encode(),
+                )
+                for i, e in enumerate(events, start=1)
+            ]
+        )
     return out
 
 
@@ -198,8 +273,14 @@ def es_pg_append(url: str, schema: str, appends: list[tuple[str, int, Transition
     from eventsourcing.postgres import PostgresAggregateRecorder, PostgresDatastore
 
     u = sa.make_url(url)
-    ds = PostgresDatastore(dbname=u.database or "", host=u.host or "127.0.0.1", port=u.port or 5432,
-                           user=u.username or "", password=u.password or "", schema=schema)  # fmt: skip
+    ds = PostgresDatastore(
+        dbname=u.database or "",
+        host=u.host or "127.0.0.1",
+        port=u.port or 5432,
+        user=u.username or "",
+        password=u.password or "",
+        schema=schema,
+    )
     recorder = PostgresAggregateRecorder(ds)
     recorder.create_table()
     batches = _stored(appends)
@@ -253,8 +334,16 @@ def fill(store: EventStore, n: int) -> None:
             m = min(len(template), n - done)
             rows, last = _rows(rid, 0, template[:m], at, GENESIS)
             batch_rows += rows
-            run_rows.append({"run_id": rid, "state": "verifying", "last_seq": m, "last_hash": last,
-                             "created_at": at, "updated_at": at})  # fmt: skip
+            run_rows.append(
+                {
+                    "run_id": rid,
+                    "state": "verifying",
+                    "last_seq": m,
+                    "last_hash": last,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            )
             done += m
         with store.transaction(write=True) as conn:
             conn.execute(events_table.insert(), batch_rows)
@@ -286,9 +375,13 @@ def bench_append(name: str, n: int, repeats: int, tmp: Path, have_es: bool) -> d
             with open_store(url, anchor_dir=tmp / "runs") as s:
                 rates["kodr"].append(n / kodr_append(s, appends))
             if name == "sqlite":
-                rates["raw"].append(n / raw_sqlite_append(tmp / f"raw-{uuid.uuid4().hex[:6]}.db", appends))
+                rates["raw"].append(
+                    n / raw_sqlite_append(tmp / f"raw-{uuid.uuid4().hex[:6]}.db", appends)
+                )
                 if have_es:
-                    rates["eventsourcing"].append(n / es_sqlite_append(tmp / f"es-{uuid.uuid4().hex[:6]}.db", appends))
+                    rates["eventsourcing"].append(
+                        n / es_sqlite_append(tmp / f"es-{uuid.uuid4().hex[:6]}.db", appends)
+                    )
             else:
                 assert schema is not None
                 rates["raw"].append(n / raw_pg_append(url, schema, appends))
@@ -320,8 +413,11 @@ def bench_fold(n: int) -> dict[str, float]:
             recs.append(ev.RecordedEvent(rid, seq, e, "2026-11-26T00:00:00.000000Z"))
     t0, c0 = time.perf_counter(), time.process_time()
     fold(rid, recs)
-    return {"events": len(recs), "fold_per_s": len(recs) / (time.perf_counter() - t0),
-            "fold_cpu_per_s": len(recs) / (time.process_time() - c0)}  # fmt: skip
+    return {
+        "events": len(recs),
+        "fold_per_s": len(recs) / (time.perf_counter() - t0),
+        "fold_cpu_per_s": len(recs) / (time.process_time() - c0),
+    }
 
 
 _CHILD = r"""
@@ -383,13 +479,26 @@ def bench_replay(n: int, tmp: Path) -> dict[str, dict[str, float]]:
         with s.transaction(write=True) as conn:
             if batch:
                 conn.execute(events_table.insert(), batch)
-            conn.execute(runs_table.insert().values(run_id=rid, state="verifying", last_seq=seq, last_hash=prev,
-                                                    created_at=at, updated_at=at))  # fmt: skip
+            conn.execute(
+                runs_table.insert().values(
+                    run_id=rid,
+                    state="verifying",
+                    last_seq=seq,
+                    last_hash=prev,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
     out = {}
     root = str(Path(__file__).resolve().parent.parent)
     for mode in ("raw-reader", "kodr", "kodr-load"):
-        p = subprocess.run([sys.executable, "-c", _CHILD, mode, url, rid], capture_output=True, text=True,
-                           cwd=root, check=True)  # fmt: skip
+        p = subprocess.run(
+            [sys.executable, "-c", _CHILD, mode, url, rid],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            check=True,
+        )
         out[mode] = json.loads(p.stdout)
     return out
 
@@ -399,7 +508,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="every size / 10")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-postgres", action="store_true")
-    ap.add_argument("--sizes", default="0,100000,1000000", help="events already stored, for the flat test")
+    ap.add_argument(
+        "--sizes", default="0,100000,1000000", help="events already stored, for the flat test"
+    )
     args = ap.parse_args()
     div = 10 if args.quick else 1
     n = 10_000 // div
@@ -410,11 +521,15 @@ def main() -> None:
         have_es = True
     except ImportError:
         have_es = False
-        print("eventsourcing is not installed: its rows are skipped (uv pip install 'eventsourcing[postgres]')")
+        print(
+            "eventsourcing is not installed: its rows are skipped (uv pip install 'eventsourcing[postgres]')"
+        )
     backends = ["sqlite"] + ([] if args.no_postgres else ["postgres"])
     print(f"# kodr store bench — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpu, {platform.platform()}, Python {platform.python_version()}, "
-          f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cpu, {platform.platform()}, Python {platform.python_version()}, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory(prefix="kodr-bench-") as d:
         tmp = Path(d)
         for name in backends:
@@ -427,15 +542,22 @@ def main() -> None:
         for name in backends:
             flat = bench_flat(name, sizes, max(n // 5, 200), tmp)
             first = flat[sizes[0]]
-            cells = ", ".join(f"{size:,} stored: {rate:,.0f} ev/s ({rate / first:.2f}x)" for size, rate in flat.items())
+            cells = ", ".join(
+                f"{size:,} stored: {rate:,.0f} ev/s ({rate / first:.2f}x)"
+                for size, rate in flat.items()
+            )
             print(f"flat {name}: {cells}", flush=True)
         f = bench_fold(100_000 // div)
-        print(f"fold: {f['events']:,} events in memory, {f['fold_per_s']:,.0f} ev/s wall, "
-              f"{f['fold_cpu_per_s']:,.0f} ev/s of CPU")
+        print(
+            f"fold: {f['events']:,} events in memory, {f['fold_per_s']:,.0f} ev/s wall, "
+            f"{f['fold_cpu_per_s']:,.0f} ev/s of CPU"
+        )
         for mode, r in bench_replay(100_000 // div, tmp).items():
-            print(f"replay {mode}: {r['events']:,} events, {r['events'] / r['s']:,.0f} ev/s wall "
-                  f"({r['events'] / r['cpu_s']:,.0f} of CPU), {r['s']:.2f} s, "
-                  f"peak RSS {r['peak_mib']:.0f} MiB (+{r['growth_mib']:.0f} MiB while replaying)")
+            print(
+                f"replay {mode}: {r['events']:,} events, {r['events'] / r['s']:,.0f} ev/s wall "
+                f"({r['events'] / r['cpu_s']:,.0f} of CPU), {r['s']:.2f} s, "
+                f"peak RSS {r['peak_mib']:.0f} MiB (+{r['growth_mib']:.0f} MiB while replaying)"
+            )
 
 
 if __name__ == "__main__":

@@ -6,15 +6,15 @@ a run restored from the store is exactly the run that wrote them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections import ChainMap
-from typing import Any, Iterable, Mapping, TypeVar
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from kodr_core import events as ev
 from kodr_core.errors import IllegalTransition
 from kodr_core.machine import destination
 from kodr_core.states import State
-
 
 T = TypeVar("T")
 
@@ -127,7 +127,7 @@ class Run:
             return self.last_turn
         return self.earlier_turns[n] if n < len(self.earlier_turns) else Turn(n)
 
-    def with_turn(self, n: int, **changes: Any) -> "Run":
+    def with_turn(self, n: int, **changes: Any) -> Run:
         last = self.last_turn
         if last is not None and n == last.n:  # the common case: nothing but the last turn is copied
             return _evolve(self, last_turn=_evolve(last, **changes))
@@ -137,7 +137,7 @@ class Run:
         turns[n] = _evolve(turns[n], **changes)
         return _evolve(self, earlier_turns=tuple(turns[:-1]), last_turn=turns[-1])
 
-    def with_transition(self, e: ev.StateChanged) -> "Run":
+    def with_transition(self, e: ev.StateChanged) -> Run:
         chunks = self.transition_chunks
         if chunks and len(chunks[-1]) < _CHUNK:
             return _evolve(self, transition_chunks=chunks[:-1] + (chunks[-1] + (e,),))

@@ -46,16 +46,20 @@ def _mac(key: bytes, run_id: str, seq: int, digest: str) -> str:
 class HeadAnchors:
     """``head.json`` files under ``root``; ``required`` says every run must have one."""
 
-    def __init__(self, root: str | os.PathLike[str], *, key: bytes | None = None,
-                 required: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self, root: str | os.PathLike[str], *, key: bytes | None = None, required: bool = True
+    ) -> None:
         self.root = Path(root)
         self.key = key
         self.required = required
 
     def path(self, run_id: str) -> Path:
         """The run's directory name is its id when that is a safe name, else its sha256."""
-        name = run_id if _SAFE.fullmatch(run_id) and ".." not in run_id else (
-            "id-" + hashlib.sha256(run_id.encode()).hexdigest()[:32])  # fmt: skip
+        name = (
+            run_id
+            if _SAFE.fullmatch(run_id) and ".." not in run_id
+            else ("id-" + hashlib.sha256(run_id.encode()).hexdigest()[:32])
+        )
         return self.root / name / FILE
 
     def write(self, run_id: str, seq: int, digest: str) -> None:

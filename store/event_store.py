@@ -29,11 +29,16 @@ from store import leases as _leases
 from store.anchors import HeadAnchors
 from store.engine import DEFAULT_BUSY_TIMEOUT_MS, WRITE, make_engine
 from store.errors import BlobNotFound, mask_url, translated
-from store.hashchain import GENESIS, ChainReport, canonical_bytes, chain_hash, verify_chain
+from store.hashchain import (
+    GENESIS,
+    ChainReport,
+    canonical_bytes,
+    chain_hash,
+    verify_chain,
+)
 from store.leases import Lease
 from store.schema import PROJECTION_COLUMNS, blobs, runs
 from store.schema import events as event_rows
-
 
 #: Prepared once: an append is three statements, and building them costs more than running them.
 _SELECT_RUN = sa.select(runs).where(runs.c.run_id == sa.bindparam("run_id"))
@@ -41,8 +46,13 @@ _SET_ONCE = ("task", "workspace", "mode", "created_at")  # set by RunRequested o
 _ADVANCE_RUN = (
     runs.update()
     .where(runs.c.run_id == sa.bindparam("key"))
-    .values({c: sa.bindparam(c) for c in PROJECTION_COLUMNS + ("last_hash",)
-             if c != "run_id" and c not in _SET_ONCE})  # fmt: skip
+    .values(
+        {
+            c: sa.bindparam(c)
+            for c in PROJECTION_COLUMNS + ("last_hash",)
+            if c != "run_id" and c not in _SET_ONCE
+        }
+    )
 )
 
 
@@ -197,8 +207,10 @@ class EventStore:
                     f"run {run_id}: seq {expected_seq + 1} was appended by another writer; "
                     "this process no longer owns the run"
                 ) from exc
-            if has_row and stored is not None and all(
-                projection[k] == stored[k] for k in _SET_ONCE
+            if (
+                has_row
+                and stored is not None
+                and all(projection[k] == stored[k] for k in _SET_ONCE)
             ):
                 conn.execute(_ADVANCE_RUN, {**projection, "last_hash": prev, "key": run_id})
             else:
@@ -224,8 +236,12 @@ class EventStore:
             return None
         rebuilt = project(run_id, self._records(conn, run_id))
         lease = stored or {"lease_owner": None, "lease_epoch": 0}
-        return {**rebuilt, "last_hash": last.hash, "lease_owner": lease["lease_owner"],
-                "lease_epoch": lease["lease_epoch"]}  # fmt: skip
+        return {
+            **rebuilt,
+            "last_hash": last.hash,
+            "lease_owner": lease["lease_owner"],
+            "lease_epoch": lease["lease_epoch"],
+        }
 
     def load(self, run_id: str) -> list[RecordedEvent]:
         return list(self.iter_events(run_id))
@@ -325,15 +341,15 @@ class EventStore:
                     f"({self.anchors.path(run_id) if self.anchors else ''}) recorded seq "
                     f"{head.seq}: events were removed from the tail"
                 )
-            anchored = next(
-                (r for r in self._iter_rows(run_id, after=head.seq - 1, batch=1)), None
-            )
+            anchored = next((r for r in self._iter_rows(run_id, after=head.seq - 1, batch=1)), None)
             if anchored is None or anchored.hash != head.hash:
                 return ChainReport(
-                    False, head.seq - 1, head.seq,
+                    False,
+                    head.seq - 1,
+                    head.seq,
                     f"seq {head.seq}: hash differs from the run's head anchor: the history "
                     "was rewritten",
-                )  # fmt: skip
+                )
         elif self.anchors is not None and self.anchors.required and n:
             return broken(
                 f"the run's head anchor {self.anchors.path(run_id)} is missing: a cut tail "
@@ -367,7 +383,9 @@ class EventStore:
                 if hashlib.sha256(data).hexdigest() != row.sha256:
                     problems.append(f"blob {row.sha256}: content does not match its sha256")
                 elif len(data) != row.size:
-                    problems.append(f"blob {row.sha256}: size {row.size} recorded, {len(data)} held")
+                    problems.append(
+                        f"blob {row.sha256}: size {row.size} recorded, {len(data)} held"
+                    )
             if len(page) < batch:
                 return problems
             after = page[-1].sha256
@@ -424,9 +442,11 @@ class EventStore:
         with self.transaction(write=True) as conn:
             conn.execute(
                 self._insert(conn, blobs).on_conflict_do_nothing(index_elements=["sha256"]),
-                [{"sha256": k, "size": len(d), "data": d, "created_at": created}
-                 for k, d in unique.items()],
-            )  # fmt: skip
+                [
+                    {"sha256": k, "size": len(d), "data": d, "created_at": created}
+                    for k, d in unique.items()
+                ],
+            )
         return shas
 
     def get_blob(self, sha256: str) -> bytes:
