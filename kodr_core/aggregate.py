@@ -218,8 +218,9 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
             return run.with_turn(e.turn, refused=t.refused + (f"{e.path}: {e.why}",))
         case ev.InstallStarted():
             return _started(run, "install", e)
-        case ev.InstallFinished():
-            return _evolve(run.with_turn(e.turn, install=e.result), pending=None)
+        case ev.InstallFinished():  # files the install wrote in the workspace (lockfiles) are part of it
+            written = {w["path"]: w["sha256"] for w in e.result.get("written") or [] if w.get("sha256")}
+            return _evolve(run.with_turn(e.turn, install=e.result), pending=None, manifest={**run.manifest, **written})
         case ev.InstallSkipped():
             return run.with_turn(e.turn, install_skipped=e.why)
         case ev.TestsStarted():
@@ -232,8 +233,9 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
             return _evolve(run, plan=e.plan)
         case ev.RunResumed():
             return _evolve(run, options={**run.options, **e.overrides}, resumes=run.resumes + 1)
-        case ev.WorkspaceRestored():
-            return run
+        case ev.WorkspaceRestored():  # on resume the manifest is unchanged; a best-turn restore moves it back
+            restored = {f["path"]: f["sha256"] for f in e.files if f.get("sha256")}
+            return _evolve(run, manifest={**run.manifest, **restored})
     raise ValueError(f"the fold does not know {type(e).__name__}")
 
 

@@ -160,6 +160,7 @@ class InstallStarted(Event):
     attempt: int
     key: str
     commands: list[list[str]]
+    confinement: dict[str, Any] = Field(default_factory=dict)  # sandbox, mode, network, why
 
 
 class InstallFinished(Event):
@@ -184,6 +185,7 @@ class TestsStarted(Event):
     command: list[str]
     scope: str = "full"  # full | failing
     files: list[str] = Field(default_factory=list)
+    confinement: dict[str, Any] = Field(default_factory=dict)  # sandbox, mode, network, why
 
 
 class TestsFinished(Event):

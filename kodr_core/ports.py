@@ -160,6 +160,9 @@ class Toolchain(Protocol):
 
     def kill_orphans(self, step_key: str) -> int: ...
 
+    def confinement(self, step: str) -> dict[str, Any]:
+        """How the next ``install``/``tests`` step's processes are confined (recorded in its Started event)."""
+
 
 class ArtifactSink(Protocol):
     def refresh(self, run_id: str, records: Sequence[RecordedEvent]) -> None:

@@ -203,7 +203,8 @@ def test_audit_of_a_deleted_database_fails(tmp_path: Path) -> None:
 def test_audit_with_nothing_to_verify_is_a_store_error(tmp_path: Path) -> None:
     r = kodr("audit", "verify", cwd=tmp_path)
     assert r.code == 5
-    assert r.err.strip().endswith("holds no runs: nothing to verify (a new, emptied or missing database)")
+    assert r.err.strip().endswith("nothing to verify (a new, emptied or missing database)")
+    assert not (tmp_path / ".kodr").exists()  # a read-only command creates nothing
     assert "Traceback" not in r.err
 
 

@@ -6,7 +6,7 @@ test can set up the world, run the engine and look at what happened:
 * :class:`MemoryLog` - the event store (seq checks, ISO ``recorded_at``, blobs);
 * :class:`MemoryWorkspace` - a dict of files behind the real path checks;
 * :class:`FakeToolchain` - install and test results from a script, in the shapes
-  of ``install.json`` / ``tests.json`` (see ``kodr_core.test_report``);
+  of ``install.json`` / ``tests.json`` (see ``kodr_core.results``);
 * :class:`FakeModel` - scripted replies or :class:`ModelError` s.
 """
 
@@ -23,6 +23,7 @@ from kodr_core.aggregate import project_onto
 from kodr_core.envelope import check_relative_path
 from kodr_core.errors import ConcurrencyConflict, RefusedInput, StoreCorrupt
 from kodr_core.ports import ChatReply, ChatRequest, ModelError
+from kodr_core.results import InstallResult, TestResult
 from store.hashchain import GENESIS, canonical_bytes, chain_hash
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z: every fake clock starts here
@@ -206,14 +207,14 @@ def fake_tests_json(
     exit_code: int | None = None,
     error: str | None = None,
 ) -> dict[str, Any]:
-    """tests.json with the keys of kodr_core.test_report.build_tests_json."""
+    """tests.json with the keys of kodr_core.results.build_tests_json."""
     total = passed + failed + skipped
     if exit_code is None and not timed_out:
         exit_code = 1 if failed else 0
     ok = not timed_out and exit_code == 0 and total > 0 and failed == 0
     if error is None and not ok:
         error = "timed out" if timed_out else "no tests ran" if total == 0 else None
-    return {
+    return TestResult.of({
         "command": shlex.join(argv),
         "argv": list(argv),
         "exitCode": exit_code,
@@ -231,13 +232,13 @@ def fake_tests_json(
         "failures": [dict(f) for f in failures],
         "parser": "junit" if total else None,
         "error": error,
-    }
+    }).dump()
 
 
 def fake_install_json(
     commands: Sequence[Sequence[str]], *, ok: bool = True, timed_out: bool = False, stderr: str = ""
 ) -> dict[str, Any]:
-    """install.json with the keys of kodr_core.test_report.build_install_json."""
+    """install.json with the keys of kodr_core.results.build_install_json."""
     exit_code = None if timed_out else 0 if ok else 1
     step = {
         "command": shlex.join(commands[-1]) if commands else "",
@@ -252,7 +253,7 @@ def fake_install_json(
         "stderrTail": stderr,
         "error": None,
     }
-    return {
+    return InstallResult.of({
         "command": " && ".join(shlex.join(c) for c in commands),
         "commands": [list(c) for c in commands],
         "exitCode": exit_code,
@@ -265,7 +266,7 @@ def fake_install_json(
         "stderrTail": stderr,
         "steps": [step],
         "error": "timed out" if timed_out else None if ok else "exit code 1",
-    }
+    }).dump()
 
 
 def passing(n: int = 2) -> dict[str, Any]:
@@ -295,6 +296,9 @@ class FakeToolchain:
         self.installs_script = list(installs)
         self.calls: list[dict[str, Any]] = []
         self.killed: list[str] = []
+
+    def confinement(self, step):
+        return {"sandbox": "fake", "step": step}
 
     def install(self, commands, *, cwd, timeout_s, step_key):
         self.calls.append({"op": "install", "commands": [list(c) for c in commands], "cwd": cwd,
