@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from kodr_core import events as ev
-from kodr_core.aggregate import Run, apply, fold
+from kodr_core.aggregate import Run, fold, project, project_onto
 from kodr_core.errors import KodrError, UsageError
 from kodr_core.ports import ChatReply, ChatRequest, ModelError
 
@@ -32,13 +32,14 @@ class ReplayReport:
 
 
 def check(run_id: str, records: Iterable[ev.RecordedEvent]) -> ReplayReport:
-    """Fold without side effects; every transition must be legal in today's machine.
+    """Check without side effects; every transition must be legal in today's machine.
 
-    ``records`` may be a stream (``EventStore.iter_events``): one pass, nothing kept
-    but the fold and the timeline, so a long history replays in bounded memory.
+    ``records`` may be a stream (``EventStore.iter_events``): one pass that keeps only
+    the run's projection (the same transition check as the fold) and the timeline, so
+    a long history replays in bounded memory.
     """
     report = ReplayReport(run_id, 0)
-    run = Run(run_id=run_id)
+    projection = project(run_id, ())
     expected = 1
     for rec in records:
         report.events += 1
@@ -50,11 +51,11 @@ def check(run_id: str, records: Iterable[ev.RecordedEvent]) -> ReplayReport:
             report.timeline.append({"seq": rec.seq, "at": rec.recorded_at, "from": e.from_state,
                                     "to": e.to_state, "trigger": e.trigger, "reason": e.reason})
         try:
-            run = apply(run, rec)
+            projection = project_onto(projection, run_id, (rec,))
         except KodrError as exc:
             report.illegal.append({"seq": rec.seq, "type": rec.type, "error": exc.message})
             break
-    report.state, report.reason = run.state.value, run.reason
+    report.state, report.reason = projection["state"], projection["reason"]
     return report
 
 

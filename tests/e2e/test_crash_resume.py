@@ -198,6 +198,9 @@ class _Toolchain:
     def kill_orphans(self, step_key):
         return 0
 
+    def confinement(self, step):
+        return {"sandbox": "none (in-process test)", "step": step}
+
 
 _OPTIONS = {"test_command": "node --test", "install": True, "heal": True, "max_turns": 3}
 
