@@ -512,6 +512,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="every size / 10")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--only", choices=["append", "flat", "fold", "replay"], default=None)
     ap.add_argument(
         "--sizes", default="0,100000,1000000", help="events already stored, for the flat test"
     )
