@@ -132,7 +132,8 @@ def open_app(workspace: str | os.PathLike[str]) -> App:
     from store.database import open_store
 
     root = _root(workspace)
-    return App(DiskWorkspace(root), open_store(database_url(root)))
+    # run heads are anchored beside the run's artifacts, outside the database (store.anchors)
+    return App(DiskWorkspace(root), open_store(database_url(root), anchor_dir=root / ".kodr" / "runs"))
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -164,7 +165,13 @@ def open_reader(workspace: str | os.PathLike[str]) -> App | None:
     file = sqlite_file(url)
     if file is not None and not file.is_file():
         return None
-    return App(DiskWorkspace(root), EventStore.from_url(url))
+    import sqlalchemy as sa
+
+    from store.database import default_anchors
+
+    # no migration on the read path; run heads anchored beside the artifacts, as open_app has them
+    anchors = default_anchors(sa.make_url(url), root / ".kodr" / "runs")
+    return App(DiskWorkspace(root), EventStore.from_url(url, anchors=anchors))
 
 
 def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPort:

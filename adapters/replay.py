@@ -7,13 +7,12 @@ and runs the real install and tests, then reports where today's run diverges.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from kodr_core import events as ev
-from kodr_core.aggregate import Run, apply, fold
-from kodr_core.errors import KodrError, UsageError
+from kodr_core.aggregate import Run, fold
+from kodr_core.errors import UsageError
 from kodr_core.ports import ChatReply, ChatRequest, ModelError
 from kodr_core.replay import ReplayReport, check  # noqa: F401 - re-exported: the CLI and tests use them here
 

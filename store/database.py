@@ -190,8 +190,11 @@ def default_anchors(url: sa.URL, anchor_dir: str | Path | None) -> HeadAnchors |
     key = audit_key()
     if anchor_dir is not None:
         return HeadAnchors(anchor_dir, key=key, required=_is_sqlite(url))
-    if _is_sqlite(url) and url.database and url.database != ":memory:" and (
-        "mode=memory" not in str(url)
+    if (
+        _is_sqlite(url)
+        and url.database
+        and url.database != ":memory:"
+        and ("mode=memory" not in str(url))
     ):
         return HeadAnchors(Path(url.database).expanduser().resolve().parent / "runs", key=key)
     return None

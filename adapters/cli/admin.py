@@ -11,7 +11,7 @@ import click
 
 from adapters.cli import exits
 from adapters.cli.flags import json_flag, workspace_flag
-from adapters.cli.reading import load, no_store, reader, workspace_of
+from adapters.cli.reading import load, no_store, reader, stream, workspace_of
 from adapters.cli.root import cli
 
 
@@ -53,6 +53,8 @@ def replay(ctx: click.Context, run_ref: str | None, ws: str | None, history_file
             raise UsageError("--materialize and --rerun need the run's blobs: replay a RUN from the store")
         run_id, records = rp.records_from_file(history_file)
         app = None
+    elif not (materialize_dir or rerun_dir or at_seq is not None):  # a check only: streamed, bounded memory
+        app, run_id, records = stream(ctx, ws, run_ref or "")
     else:
         app, records, _ = load(ctx, ws, run_ref or "")
         run_id = records[0].run_id if records else str(run_ref)
