@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from kodr_core import events as ev
 from kodr_core.machine import destination
+from kodr_core.results import InstallResult, Scope, TestResult
 from kodr_core.states import State
 
 
@@ -34,19 +35,19 @@ class Turn:
     rejected: tuple[str, ...] = ()
     proposal: ev.ProposalAccepted | None = None
     writes: ev.WritesApplied | None = None
-    install: dict[str, Any] | None = None
+    install: InstallResult | None = None
     install_skipped: str | None = None
-    tests: tuple[dict[str, Any], ...] = ()  # every TestsFinished.result of this turn, in order
+    tests: tuple[TestResult, ...] = ()  # every TestsFinished.result of this turn, in order
     model_error: ev.ModelCallFailed | None = None
     allowed_paths: tuple[str, ...] = ()  # what a repair may touch (failing paths + context)
     manifest_before: dict[str, str] | None = None  # workspace when the turn's writes began
     refused: tuple[str, ...] = ()  # writes refused as unsafe, with why
 
     @property
-    def final_tests(self) -> dict[str, Any] | None:
+    def final_tests(self) -> TestResult | None:
         """The last full-suite result of the turn, or the last result if none was full."""
-        full = [t for t in self.tests if t.get("scope", "full") == "full"]
-        return (full or list(self.tests) or [None])[-1]
+        full = [t for t in self.tests if t.scope is Scope.FULL]
+        return (full or list(self.tests))[-1] if self.tests else None
 
 
 @dataclass(frozen=True)
@@ -154,14 +155,14 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
         case ev.InstallStarted():
             return _started(run, "install", e)
         case ev.InstallFinished():
-            return replace(run.with_turn(e.turn, install=e.result), pending=None)
+            return replace(run.with_turn(e.turn, install=InstallResult.of(e.result)), pending=None)
         case ev.InstallSkipped():
             return run.with_turn(e.turn, install_skipped=e.why)
         case ev.TestsStarted():
             return _started(run, "tests", e)
         case ev.TestsFinished():
             t = run.with_turn(e.turn).turns[e.turn]
-            result = dict(e.result, scope=e.scope)
+            result = TestResult.of(dict(e.result, scope=e.scope))  # a stored camelCase payload, any version
             return replace(run.with_turn(e.turn, tests=t.tests + (result,)), pending=None)
         case ev.PlanRecorded():
             return replace(run, plan=e.plan)
