@@ -3,6 +3,11 @@
 This is the heart of "one loop for run and resume": whatever process folds the
 events gets the same answer here, so a resumed run continues exactly where the
 history says it stopped. Pure: the clock is passed in.
+
+Whether the run ends is never decided here: at every step decide asks the rule
+book (:mod:`kodr_core.brakes`, one ordered list of every stop rule) at the
+checkpoint the run's state implies, and only chooses the next step when no rule
+fires.
 """
 
 from __future__ import annotations
