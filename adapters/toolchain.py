@@ -12,12 +12,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from adapters.processes import SubprocessRunner
 from kodr_core.ports import ProcessResult
 from kodr_core.test_command import TestCommand, plan_test_run
-from kodr_core.results import build_install_json, build_tests_json
+from kodr_core.results import InstallResult, TestResult, build_install_json, build_tests_json
 from kodr_core.runners import report_from_outputs
 
 
@@ -27,7 +27,7 @@ class ProcessToolchain:
 
     def install(
         self, commands: Sequence[Sequence[str]], *, cwd: str, timeout_s: float, step_key: str
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> tuple[InstallResult, bytes]:
         results: list[ProcessResult] = []
         remaining = timeout_s
         for argv in commands:
@@ -48,7 +48,7 @@ class ProcessToolchain:
         timeout_s: float,
         step_key: str,
         only_files: Sequence[str] = (),
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> tuple[TestResult, bytes]:
         tmp = tempfile.mkdtemp(prefix="kodr-junit-")
         try:
             junit = os.path.join(tmp, "junit.xml")

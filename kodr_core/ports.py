@@ -7,9 +7,12 @@ plain frozen dataclasses, so the core never sees an httpx response or a Popen.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from kodr_core.events import Event, RecordedEvent
+
+if TYPE_CHECKING:  # results builds on ProcessResult below
+    from kodr_core.results import InstallResult, TestResult
 
 # -- processes ---------------------------------------------------------------
 
@@ -133,11 +136,15 @@ class Workspace(Protocol):
 
 
 class Toolchain(Protocol):
-    """Runs the allowlisted install and test commands and returns their artifacts' dicts."""
+    """Runs the allowlisted install and test commands and returns their typed results.
+
+    A plain ``tests.json`` / ``install.json`` mapping is accepted too (fakes): the
+    engine validates it into the model.
+    """
 
     def install(
         self, commands: Sequence[Sequence[str]], *, cwd: str, timeout_s: float, step_key: str
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> "tuple[InstallResult | Mapping[str, Any], bytes]":
         """Run each command in turn, stopping at the first failure: (install.json, whole log)."""
 
     def test(
@@ -149,7 +156,7 @@ class Toolchain(Protocol):
         timeout_s: float,
         step_key: str,
         only_files: Sequence[str] = (),
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> "tuple[TestResult | Mapping[str, Any], bytes]":
         """Run the tests and parse them honestly: (tests.json, whole log)."""
 
     def kill_orphans(self, step_key: str) -> int: ...
