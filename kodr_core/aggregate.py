@@ -7,9 +7,10 @@ a run restored from the store is exactly the run that wrote them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from kodr_core import events as ev
+from kodr_core.errors import IllegalTransition
 from kodr_core.machine import destination
 from kodr_core.results import InstallResult, Scope, TestResult
 from kodr_core.states import State
@@ -85,6 +86,14 @@ class Run:
         return replace(self, turns=tuple(turns))
 
 
+def checked_move(state: str, e: ev.StateChanged) -> State:
+    """Where ``e`` takes a run in ``state``; raises IllegalTransition unless it is legal there."""
+    to = destination(state, e.trigger)
+    if to.value != e.to_state or state != e.from_state:
+        raise IllegalTransition(e.from_state, f"{e.trigger} (recorded as → {e.to_state})")
+    return to
+
+
 def _started(run: Run, kind: str, e: Any) -> Run:
     attempts = dict(run.attempts)
     attempts[e.key] = max(attempts.get(e.key, 0), e.attempt)
@@ -109,11 +118,7 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
                 turns=(Turn(0),),
             )
         case ev.StateChanged():
-            to = destination(run.state, e.trigger)
-            if to.value != e.to_state or run.state.value != e.from_state:
-                from kodr_core.errors import IllegalTransition
-
-                raise IllegalTransition(e.from_state, f"{e.trigger} (recorded as → {e.to_state})")
+            to = checked_move(run.state.value, e)
             run = replace(
                 run,
                 state=to,
@@ -154,8 +159,10 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
             return run.with_turn(e.turn, refused=t.refused + (f"{e.path}: {e.why}",))
         case ev.InstallStarted():
             return _started(run, "install", e)
-        case ev.InstallFinished():
-            return replace(run.with_turn(e.turn, install=InstallResult.of(e.result)), pending=None)
+        case ev.InstallFinished():  # files the install wrote in the workspace (lockfiles) are part of it
+            install = InstallResult.of(e.result)
+            written = {w.path: w.sha256 for w in install.written if w.sha256}
+            return replace(run.with_turn(e.turn, install=install), pending=None, manifest={**run.manifest, **written})
         case ev.InstallSkipped():
             return run.with_turn(e.turn, install_skipped=e.why)
         case ev.TestsStarted():
@@ -168,8 +175,9 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
             return replace(run, plan=e.plan)
         case ev.RunResumed():
             return replace(run, options={**run.options, **e.overrides}, resumes=run.resumes + 1)
-        case ev.WorkspaceRestored():
-            return run
+        case ev.WorkspaceRestored():  # on resume the manifest is unchanged; a best-turn restore moves it back
+            restored = {f["path"]: f["sha256"] for f in e.files if f.get("sha256")}
+            return replace(run, manifest={**run.manifest, **restored})
     raise ValueError(f"the fold does not know {type(e).__name__}")
 
 
@@ -182,7 +190,47 @@ def fold(run_id: str, records: Iterable[ev.RecordedEvent]) -> Run:
 
 def project(run_id: str, records: Iterable[ev.RecordedEvent]) -> dict[str, Any]:
     """The ``runs`` projection row, always rebuildable from the events."""
-    return projection_of(fold(run_id, records))
+    return project_onto(None, run_id, records)
+
+
+def project_onto(
+    stored: Mapping[str, Any] | None, run_id: str, records: Iterable[ev.RecordedEvent]
+) -> dict[str, Any]:
+    """The projection after ``records``, from the stored one: O(new events), not O(history).
+
+    The store calls this inside its append transaction with the ``runs`` row it holds,
+    so each StateChanged is checked against the stored state (the same check as
+    :func:`apply`) without re-reading and re-folding the run's history.
+    """
+    p: dict[str, Any] = (
+        {k: stored[k] for k in PROJECTION_KEYS}
+        if stored is not None
+        else projection_of(Run(run_id=run_id))
+    )
+    for rec in records:
+        e = rec.event
+        p["last_seq"], p["updated_at"] = rec.seq, rec.recorded_at
+        if isinstance(e, ev.RunRequested):
+            p.update(task=e.task, workspace=e.workspace, mode=e.mode, created_at=rec.recorded_at)
+        elif isinstance(e, ev.StateChanged):
+            to = checked_move(p["state"], e)
+            p.update(state=to.value, heal_turn=e.heal_turn, outcome=e.outcome, reason=e.reason)
+    return p
+
+
+PROJECTION_KEYS: tuple[str, ...] = (
+    "run_id",
+    "state",
+    "heal_turn",
+    "outcome",
+    "reason",
+    "last_seq",
+    "task",
+    "workspace",
+    "mode",
+    "created_at",
+    "updated_at",
+)
 
 
 def projection_of(run: Run) -> dict[str, Any]:

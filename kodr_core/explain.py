@@ -58,6 +58,9 @@ def explain(run: Run) -> dict[str, Any]:
             "rejected_outputs": list(t.rejected),
             "refused_writes": list(t.refused),
             "model_error": t.model_error.message if t.model_error else None,
+            "confinement": {k: r.confinement.model_dump() for k, r in (
+                ("install", t.install), ("tests", res))
+                if r is not None and r.confinement is not None},
         })
     last = run.transitions[-1] if run.transitions else None
     return {
@@ -103,6 +106,9 @@ def render_text(x: dict[str, Any]) -> str:
             lines.append(f"  refused write: {r}")
         if t["model_error"]:
             lines.append(f"  model error: {t['model_error']}")
+        for step, c in t.get("confinement", {}).items():
+            net = "" if c.get("sandbox") != "bwrap" else (", network on" if c.get("network") else ", network off")
+            lines.append(f"  confinement ({step}): {c.get('sandbox')} (--sandbox {c.get('mode')}{net})")
     if x["stop"]:
         ev = ", ".join(f"{k}={v}" for k, v in x["stop"]["evidence"].items() if k not in ("failures",))
         lines.append(f"stopped by: {x['stop']['rule']} (trigger {x['stop']['trigger']}){': ' + ev if ev else ''}")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from kodr_core.events import Event, RecordedEvent
 
-if TYPE_CHECKING:  # results builds on ProcessResult below
+if TYPE_CHECKING:
     from kodr_core.results import InstallResult, TestResult
 
 # -- processes ---------------------------------------------------------------
@@ -108,6 +108,12 @@ class EventLog(Protocol):
     def put_blob(self, data: bytes) -> str:
         """Store content-addressed bytes; returns the sha256 hex. Idempotent."""
 
+    def put_blobs(self, items: Sequence[bytes]) -> list[str]:
+        """Many blobs in one transaction; their sha256 hexes, in order."""
+
+    def check_intact(self, run_id: str) -> None:
+        """Raise StoreCorrupt unless the run's recorded history verifies (hash chain, tail)."""
+
     def get_blob(self, sha256: str) -> bytes: ...
 
 
@@ -144,7 +150,7 @@ class Toolchain(Protocol):
 
     def install(
         self, commands: Sequence[Sequence[str]], *, cwd: str, timeout_s: float, step_key: str
-    ) -> "tuple[InstallResult | Mapping[str, Any], bytes]":
+    ) -> tuple[InstallResult, bytes]:
         """Run each command in turn, stopping at the first failure: (install.json, whole log)."""
 
     def test(
@@ -156,10 +162,13 @@ class Toolchain(Protocol):
         timeout_s: float,
         step_key: str,
         only_files: Sequence[str] = (),
-    ) -> "tuple[TestResult | Mapping[str, Any], bytes]":
+    ) -> tuple[TestResult, bytes]:
         """Run the tests and parse them honestly: (tests.json, whole log)."""
 
     def kill_orphans(self, step_key: str) -> int: ...
+
+    def confinement(self, step: str) -> dict[str, Any]:
+        """How the next ``install``/``tests`` step's processes are confined (recorded in its Started event)."""
 
 
 class ArtifactSink(Protocol):

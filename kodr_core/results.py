@@ -95,6 +95,15 @@ class Failure(_Model):
     stack: str = ""
 
 
+class Confinement(_Model):
+    """What a step's processes ran in: the OS sandbox or kodr's fallback, and whether they had network."""
+
+    sandbox: str  # bwrap | none | unavailable
+    mode: str  # the --sandbox setting: auto | required | off
+    network: bool = False
+    why: str = ""
+
+
 class TestResult(_Model):
     """``tests.json``: one test run, its counts and failures, and why it is not ok."""
 
@@ -121,6 +130,7 @@ class TestResult(_Model):
     detail: str | None = None  # one human line for ``cause``
     scope: Scope = Scope.FULL
     log_blob: str | None = None
+    confinement: Confinement | None = None
 
     @field_validator("command", mode="before")
     @classmethod
@@ -165,6 +175,16 @@ class InstallStep(_Model):
     error: str | None = None
 
 
+class InstalledFile(_Model):
+    """A workspace file an install created or changed (a lockfile): recorded so replay and resume see it."""
+
+    path: str
+    change: str  # created | modified
+    bytes: int
+    sha256: str | None = None  # None: over the snapshot cap, listed without its content
+    why: str | None = None
+
+
 class InstallResult(_Model):
     """``install.json``: a plan's commands, run in order until the first failure."""
 
@@ -182,6 +202,8 @@ class InstallResult(_Model):
     error: str | None = None
     refused: list[str] | None = None
     log_blob: str | None = None
+    confinement: Confinement | None = None
+    written: list[InstalledFile] = []
 
     @classmethod
     def of(cls, payload: InstallResult | Mapping[str, Any]) -> InstallResult:

@@ -244,6 +244,7 @@ def _check_node_args(s: str, args: list[str]) -> None:
 
 
 def _check_pytest_args(s: str, args: list[str]) -> None:
+    _refuse_pytest_overrides(s, args)
     for i, a in enumerate(args):
         name = a.split("=", 1)[0]
         if name in PYTEST_REFUSED:
@@ -256,6 +257,36 @@ def _check_pytest_args(s: str, args: list[str]) -> None:
             value = args[i + 1] if a == "-p" and i + 1 < len(args) else a[2:]
             if not value.startswith("no:"):
                 raise _refuse(s, "pytest plugin loading ('-p <plugin>') is not allowed; '-p no:<plugin>' is")
+
+
+#: Long options that rewrite pytest's configuration or delete directories: refused in
+#: any spelling (``--opt=v``, ``--opt v``, an argparse abbreviation).
+PYTEST_CONFIG_REFUSED = ("--override-ini", "--config-file", "--basetemp", "--confcutdir", "--inifile")
+#: ini keys ``-o key=value`` may set: display only (``addopts`` would smuggle any option in).
+PYTEST_INI_ALLOWED = frozenset({"log_cli", "log_cli_level", "console_output_style", "xfail_strict", "junit_family"})
+_PYTEST_SHORT_VALUE = "kmocWrn"
+
+
+def _refuse_pytest_overrides(s: str, args: list[str]) -> None:
+    """``-o``/``--override-ini``, ``-c``, ``--basetemp``… and ``-p`` hidden in a short-option cluster."""
+    for i, a in enumerate(args):
+        if a.startswith("--") and len(a) > 3:
+            name = a.split("=", 1)[0]
+            hit = next((r for r in PYTEST_CONFIG_REFUSED if r.startswith(name) and len(name) >= 5), None)
+            if hit:
+                raise _refuse(s, f"pytest option {hit!r} rewrites pytest's configuration or empties a directory")
+        elif a.startswith("-") and len(a) > 1 and a != "-":
+            for j, c in enumerate(a[1:], 1):
+                if c not in _PYTEST_SHORT_VALUE and c != "p":
+                    continue
+                value = a[j + 1 :].lstrip("=") or (args[i + 1] if i + 1 < len(args) else "")
+                if c == "c":
+                    raise _refuse(s, "pytest option '-c' (another config file) is not allowed")
+                if c == "o" and value.split("=", 1)[0].strip() not in PYTEST_INI_ALLOWED:
+                    raise _refuse(s, f"pytest '-o {value}' is not allowed (only {', '.join(sorted(PYTEST_INI_ALLOWED))})")
+                if c == "p" and not value.startswith("no:"):
+                    raise _refuse(s, "pytest plugin loading ('-p <plugin>') is not allowed; '-p no:<plugin>' is")
+                break
 
 
 def _pytest_positionals(args: list[str]) -> list[int]:

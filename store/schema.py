@@ -57,6 +57,7 @@ runs = sa.Table(
     sa.Column("mode", sa.String(16), nullable=False, server_default="run"),
     sa.Column("created_at", sa.String(32)),
     sa.Column("updated_at", sa.String(32)),
+    sa.Column("last_hash", sa.CHAR(64)),  # hash of the event at last_seq (revision 0002)
     sa.Column("lease_owner", sa.String(255)),
     sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
     sa.Column("lease_expires_at", sa.Double),  # epoch seconds

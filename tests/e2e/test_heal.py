@@ -251,14 +251,18 @@ def test_budget_spent_fails_with_budget_exhausted(workspace: Path) -> None:
     assert len(requests) == 3
     records = events_of(workspace, out["run_id"])
     # npm scripts cannot be narrowed to the failing files: every verification is the full suite
-    assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + REPAIR + VERIFY_ONCE + ["StateChanged:fail"]
+    assert chain(records) == (FIRST_VERIFY + REPAIR + VERIFY_ONCE + REPAIR + VERIFY_ONCE
+                              + ["StateChanged:fail", "WorkspaceRestored"])
     assert {s.scope for s in of_type(records, "TestsStarted")} == {"full"}
     last = transitions(records)[-1]
     assert (last.from_state, last.to_state, last.outcome, last.reason) == ("verifying", "failed", "failed",
                                                                            "budget_exhausted")
     assert last.facts["max_turns"] == 2 and last.facts["failures_per_turn"] == [1, 2, 1]
     assert last.facts["best_turn"] == 0  # a tie goes to the earliest turn
-    assert (workspace / "calc.js").read_text() == node_impl("a - b - 0")
+    # the run stopped without passing: the workspace is back at the best turn (0), recorded
+    assert (workspace / "calc.js").read_text() == NODE_BUGGY
+    restored = of_type(records, "WorkspaceRestored")[-1].files
+    assert [(f["path"], f["why"]) for f in restored] == [("calc.js", "best turn 0")]
 
     text, x = explained(workspace, out["run_id"], "failed", "budget_exhausted", "fail")
     ev = x["stop"]["evidence"]
