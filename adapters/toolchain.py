@@ -30,7 +30,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from adapters.processes import SubprocessRunner, utc_now
 from kodr_core.ports import ProcessResult

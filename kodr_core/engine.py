@@ -302,7 +302,8 @@ class Engine:
         if step.purpose != "repair":
             files = sorted(run.manifest)
             return proposal_messages(run.task, files, read, plan=o.plan), None
-        prev = run.turns[step.turn - 1].final_tests or {}
+        final = run.turns[step.turn - 1].final_tests
+        prev = final.dump() if final is not None else {}  # the repair context reads tests.json's shape
         log = b""
         if prev.get("logBlob"):
             try:

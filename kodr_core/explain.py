@@ -10,12 +10,11 @@ from typing import Any
 
 from kodr_core.aggregate import Run, Turn
 from kodr_core.brakes import best_turn, failure_count, history_from_run
-from kodr_core.results import InstallResult, TestResult
+from kodr_core.results import TestResult
 
 
 def _final(t: Turn | None) -> TestResult | None:
-    res = t.final_tests if t else None
-    return TestResult.of(res) if res is not None else None
+    return t.final_tests if t else None
 
 
 def _failing(t: Turn | None) -> list[str] | None:
@@ -28,7 +27,7 @@ def _failing(t: Turn | None) -> list[str] | None:
 
 def _install(t: Turn, install_requested: bool) -> str:
     if t.install is not None:
-        r = InstallResult.of(t.install)
+        r = t.install
         return f"ran `{r.command}`: exit {r.exit_code} in {r.duration_ms} ms"
     if t.install_skipped:
         return f"skipped: {t.install_skipped}"
@@ -60,7 +59,7 @@ def explain(run: Run) -> dict[str, Any]:
             "refused_writes": list(t.refused),
             "model_error": t.model_error.message if t.model_error else None,
             "confinement": {k: r.confinement.model_dump() for k, r in (
-                ("install", InstallResult.of(t.install) if t.install is not None else None), ("tests", res))
+                ("install", t.install), ("tests", res))
                 if r is not None and r.confinement is not None},
         })
     last = run.transitions[-1] if run.transitions else None

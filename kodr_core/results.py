@@ -20,9 +20,10 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from kodr_core.errors import StoreUnavailable
 from kodr_core.ports import ProcessResult
 
 if TYPE_CHECKING:
@@ -72,6 +73,16 @@ class _Model(BaseModel):
     def dump(self) -> dict[str, Any]:
         """The documented camelCase JSON shape (what events store and artifacts show)."""
         return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def _stored(cls, payload: Mapping[str, Any]) -> Any:
+        """Validate a stored payload; one that does not read is a store problem, said in one line."""
+        try:
+            return cls.model_validate(dict(payload))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "?"
+            raise StoreUnavailable(f"a stored {cls.__name__} does not read: {where}: {first.get('msg')}") from None
 
 
 class Failure(_Model):
@@ -136,7 +147,7 @@ class TestResult(_Model):
     @classmethod
     def of(cls, payload: TestResult | Mapping[str, Any]) -> TestResult:
         """A stored payload (camelCase dict, any version) as a model."""
-        return payload if isinstance(payload, TestResult) else cls.model_validate(dict(payload))
+        return payload if isinstance(payload, TestResult) else cls._stored(payload)
 
     @property
     def telling(self) -> bool:
@@ -197,7 +208,7 @@ class InstallResult(_Model):
     @classmethod
     def of(cls, payload: InstallResult | Mapping[str, Any]) -> InstallResult:
         """A stored payload (camelCase dict, any version) as a model."""
-        return payload if isinstance(payload, InstallResult) else cls.model_validate(dict(payload))
+        return payload if isinstance(payload, InstallResult) else cls._stored(payload)
 
     def first_error_line(self) -> str:
         """The first non-blank stderr line of the failing step: the one line a user needs."""
