@@ -299,8 +299,9 @@ PACKAGES: list[Package] = [
              'path = os.path.expanduser("~/.local/shared")  # noqa: PTH111')),
     Package("pluggy", "1.6.0", "pypi", "7dcc130b76258d33b90f61b658791dede3486c3e6bfb003ee5c9bfb396dd22f3",
             "pytest", "uv", "src/ layout, PEP 735 [dependency-groups]", "uv run pytest testing",
-            ("src/pluggy/_callers.py", "            result = results[0] if results else None",
-             "            result = results[-1] if results else None"),
+            # not the hook-calling core: pytest itself runs on the pluggy under test
+            ("src/pluggy/_tracing.py", 'lines = ["{}{} [{}]\\n".format(indent, content, ":".join(tags))]',
+             'lines = ["{}{} [{}]\\n".format(indent, content, "/".join(tags))]'),
             pyproject_edit=("[project.optional-dependencies]\ndev = [\"pre-commit\", \"tox\"]\ntesting = [\"pytest\", \"pytest-benchmark\", \"coverage\"]",
                             "[dependency-groups]\ntesting = [\"pytest\", \"pytest-benchmark\", \"coverage\"]\n\n[project.optional-dependencies]\ndev = [\"pre-commit\", \"tox\"]"),
             prep="testing extra moved to [dependency-groups]"),
