@@ -24,13 +24,18 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from adapters.processes import SubprocessRunner, utc_now
 from kodr_core.ports import ProcessResult
 from kodr_core.test_command import TestCommand, plan_test_run
-from kodr_core.test_report import build_install_json, build_tests_json, report_from_outputs
+from kodr_core.test_report import (
+    build_install_json,
+    build_tests_json,
+    report_from_outputs,
+)
 
 
 def find_uv() -> str | None:

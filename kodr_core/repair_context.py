@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterable
+from typing import Any
 
 from kodr_core.failures import failures_from, is_test_path, short_stack
 from kodr_core.import_graph import Closure, import_closure, own_package_name
@@ -251,12 +252,14 @@ class RepairContext:
         out += [
             "",
             "## Answer",
-            "Answer with the envelope only, listing only the files that need to change. For a file "
-            "shown whole, give its complete new content in `files`, or search/replace hunks in "
-            "`edits`. A file shown truncated, cut or as an excerpt can only be changed with `edits`: "
-            "each hunk's `search` is text copied exactly from the lines shown, long enough to occur "
-            "once in the file, and `replace` is what it becomes. Keep to the files named above and "
-            "the modules they import: edits elsewhere can stop the repair loop.",
+            (
+                "Answer with the envelope only, listing only the files that need to change. For a file "
+                "shown whole, give its complete new content in `files`, or search/replace hunks in "
+                "`edits`. A file shown truncated, cut or as an excerpt can only be changed with `edits`: "
+                "each hunk's `search` is text copied exactly from the lines shown, long enough to occur "
+                "once in the file, and `replace` is what it becomes. Keep to the files named above and "
+                "the modules they import: edits elsewhere can stop the repair loop."
+            ),
         ]
         if envelope_hint:
             out.append(envelope_hint)
