@@ -14,9 +14,9 @@ from typing import Any
 
 import click
 
-from adapters.openai_client import OpenAIChatClient
 from adapters.providers import PRESETS, resolve_provider
 from kodr_core.errors import UsageError
+from adapters.cli.exits import exit_code_for
 
 EXIT_UNREACHABLE = 7
 
@@ -73,7 +73,9 @@ def probe(provider: str | None, base_url: str | None, model_name: str | None, ti
         config = resolve_provider(provider, base_url, model_name)
     except UsageError as exc:
         click.echo(f"kodr: {exc.message}", err=True)
-        sys.exit(exc.exit_code)
+        sys.exit(exit_code_for(exc))
+    from adapters.openai_client import OpenAIChatClient
+
     with OpenAIChatClient(config, stall_timeout_s=timeout_s, max_retries=0) as client:
         raw = client.probe(timeout_s=timeout_s)
     result = {**raw, "api": raw.get("protocol"), "local": config.local}

@@ -15,42 +15,7 @@ from kodr_core import events as ev
 from kodr_core.aggregate import Run, apply, fold
 from kodr_core.errors import KodrError, UsageError
 from kodr_core.ports import ChatReply, ChatRequest, ModelError
-
-
-@dataclass
-class ReplayReport:
-    run_id: str
-    events: int
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-    illegal: list[dict[str, Any]] = field(default_factory=list)
-    state: str | None = None
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.illegal
-
-
-def check(run_id: str, records: Sequence[ev.RecordedEvent]) -> ReplayReport:
-    """Fold without side effects; every transition must be legal in today's machine."""
-    report = ReplayReport(run_id, len(records))
-    run = Run(run_id=run_id)
-    expected = 1
-    for rec in records:
-        if rec.seq != expected:
-            report.illegal.append({"seq": rec.seq, "error": f"seq gap: expected {expected}"})
-        expected = rec.seq + 1
-        e = rec.event
-        if isinstance(e, ev.StateChanged):
-            report.timeline.append({"seq": rec.seq, "at": rec.recorded_at, "from": e.from_state,
-                                    "to": e.to_state, "trigger": e.trigger, "reason": e.reason})
-        try:
-            run = apply(run, rec)
-        except KodrError as exc:
-            report.illegal.append({"seq": rec.seq, "type": rec.type, "error": exc.message})
-            break
-    report.state, report.reason = run.state.value, run.reason
-    return report
+from kodr_core.replay import ReplayReport, check  # noqa: F401 - re-exported: the CLI and tests use them here
 
 
 def records_from_file(path: str | Path) -> tuple[str, list[ev.RecordedEvent]]:

@@ -7,9 +7,10 @@ a run restored from the store is exactly the run that wrote them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from kodr_core import events as ev
+from kodr_core.errors import IllegalTransition
 from kodr_core.machine import destination
 from kodr_core.states import State
 
@@ -84,6 +85,14 @@ class Run:
         return replace(self, turns=tuple(turns))
 
 
+def checked_move(state: str, e: ev.StateChanged) -> State:
+    """Where ``e`` takes a run in ``state``; raises IllegalTransition unless it is legal there."""
+    to = destination(state, e.trigger)
+    if to.value != e.to_state or state != e.from_state:
+        raise IllegalTransition(e.from_state, f"{e.trigger} (recorded as → {e.to_state})")
+    return to
+
+
 def _started(run: Run, kind: str, e: Any) -> Run:
     attempts = dict(run.attempts)
     attempts[e.key] = max(attempts.get(e.key, 0), e.attempt)
@@ -108,11 +117,7 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
                 turns=(Turn(0),),
             )
         case ev.StateChanged():
-            to = destination(run.state, e.trigger)
-            if to.value != e.to_state or run.state.value != e.from_state:
-                from kodr_core.errors import IllegalTransition
-
-                raise IllegalTransition(e.from_state, f"{e.trigger} (recorded as → {e.to_state})")
+            to = checked_move(run.state.value, e)
             run = replace(
                 run,
                 state=to,
@@ -183,7 +188,47 @@ def fold(run_id: str, records: Iterable[ev.RecordedEvent]) -> Run:
 
 def project(run_id: str, records: Iterable[ev.RecordedEvent]) -> dict[str, Any]:
     """The ``runs`` projection row, always rebuildable from the events."""
-    return projection_of(fold(run_id, records))
+    return project_onto(None, run_id, records)
+
+
+def project_onto(
+    stored: Mapping[str, Any] | None, run_id: str, records: Iterable[ev.RecordedEvent]
+) -> dict[str, Any]:
+    """The projection after ``records``, from the stored one: O(new events), not O(history).
+
+    The store calls this inside its append transaction with the ``runs`` row it holds,
+    so each StateChanged is checked against the stored state (the same check as
+    :func:`apply`) without re-reading and re-folding the run's history.
+    """
+    p: dict[str, Any] = (
+        {k: stored[k] for k in PROJECTION_KEYS}
+        if stored is not None
+        else projection_of(Run(run_id=run_id))
+    )
+    for rec in records:
+        e = rec.event
+        p["last_seq"], p["updated_at"] = rec.seq, rec.recorded_at
+        if isinstance(e, ev.RunRequested):
+            p.update(task=e.task, workspace=e.workspace, mode=e.mode, created_at=rec.recorded_at)
+        elif isinstance(e, ev.StateChanged):
+            to = checked_move(p["state"], e)
+            p.update(state=to.value, heal_turn=e.heal_turn, outcome=e.outcome, reason=e.reason)
+    return p
+
+
+PROJECTION_KEYS: tuple[str, ...] = (
+    "run_id",
+    "state",
+    "heal_turn",
+    "outcome",
+    "reason",
+    "last_seq",
+    "task",
+    "workspace",
+    "mode",
+    "created_at",
+    "updated_at",
+)
 
 
 def projection_of(run: Run) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 import uuid
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from kodr_core import brakes
@@ -33,7 +34,8 @@ from kodr_core.decide import (
 from kodr_core.envelope import InvalidProposal, proposal_json_schema
 from kodr_core.errors import KodrError
 from kodr_core.failures import failing_paths
-from kodr_core.install_plan import check_manifests, manifests_changed, plan_install, stale_locks
+from kodr_core.install_plan import manifests_changed, plan_install, stale_locks
+from kodr_core.sources import DEFAULT_SOURCES, DependencySources, check_manifests
 from kodr_core.machine import destination
 from kodr_core.model_output import CUT_OFF, envelope_from_reply, strip_thinking
 from kodr_core.options import RunOptions
@@ -50,15 +52,46 @@ from kodr_core.ports import (
 )
 from kodr_core.prompts import plan_messages, proposal_messages, repair_messages, with_retry_note
 from kodr_core.repair_context import build_repair_context
+from kodr_core.results import InstalledFile, InstallResult, Scope, TestResult, build_install_json, build_tests_json
 from kodr_core.states import TERMINAL, State
 from kodr_core.test_command import detect_test_command, parse_test_command
-from kodr_core.test_report import build_install_json, build_tests_json
 
 #: Base snapshot caps: bigger files are recorded as skipped, not stored.
 SNAPSHOT_FILE_CAP = 1 << 20
 SNAPSHOT_TOTAL_CAP = 64 << 20
 
 Observer = Callable[[ev.RecordedEvent], None]
+
+
+#: Prompt sizing against a context window: a token is taken as 3 bytes (code and prose run
+#: 3.5-4), at least a quarter of the window (and 512 tokens) stays free for the answer, and the
+#: tool loop's schemas and hint take about 1500 tokens.
+BYTES_PER_TOKEN = 3
+ANSWER_TOKENS_MIN = 512
+TOOL_TOKENS = 1500
+PROMPT_BYTES_MIN = 2000
+
+
+def _size(messages: list[dict[str, Any]]) -> int:
+    return sum(len(str(m.get("content") or "").encode()) for m in messages)
+
+
+def _nothing(_path: str) -> bytes | None:
+    return None
+
+
+def _budgeted(read: Callable[[str], bytes | None], allowance: int) -> Callable[[str], bytes | None]:
+    """``read`` that shows files while ``allowance`` bytes last; later files are listed by name only."""
+    left = [allowance]
+
+    def reader(path: str) -> bytes | None:
+        data = read(path)
+        if data is None or len(data) > left[0]:
+            return None
+        left[0] -= len(data)
+        return data
+
+    return reader
 
 
 def new_run_id() -> str:
@@ -80,6 +113,7 @@ class Engine:
         artifacts: ArtifactSink | None = None,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
+        sources: DependencySources = DEFAULT_SOURCES,
     ) -> None:
         self.log = log
         self.workspace = workspace
@@ -88,13 +122,14 @@ class Engine:
         self.artifacts = artifacts
         self.observer = observer
         self.clock = clock
+        self.sources = sources
         self._records: list[ev.RecordedEvent] = []
 
     # -- entry points -------------------------------------------------------
     def request(self, task: str, options: RunOptions, *, mode: str = "run", run_id: str | None = None) -> str:
         """Record a new run with the workspace's base snapshot (content-addressed blobs)."""
         run_id = run_id or new_run_id()
-        snapshot: dict[str, str] = {}
+        kept: dict[str, bytes] = {}
         skipped: list[dict[str, Any]] = []
         total = 0
         for path in self.workspace.files():
@@ -105,7 +140,13 @@ class Engine:
                 skipped.append({"path": path, "bytes": len(data), "why": "over the snapshot size cap"})
                 continue
             total += len(data)
-            snapshot[path] = self.log.put_blob(data)
+            kept[path] = data
+        snapshot: dict[str, str] = {}
+        for (path, data), sha in zip(kept.items(), self.log.put_blobs(list(kept.values()))):  # one transaction
+            if sha != hashlib.sha256(data).hexdigest():  # the store scrubbed a secret value out of it
+                skipped.append({"path": path, "bytes": len(data), "why": "holds a secret value"})
+                continue
+            snapshot[path] = sha
         event = ev.RunRequested(
             task=task,
             workspace=self.workspace.root,
@@ -123,6 +164,7 @@ class Engine:
         run = fold(run_id, self._records)
         if run.state in TERMINAL:
             return run
+        self.log.check_intact(run_id)  # never append after a cut or edited history
         interrupted = run.pending.key if run.pending else None
         run = self._append(run, [ev.RunResumed(owner=owner, overrides=overrides or {}, interrupted=interrupted)])
         restored = []
@@ -232,13 +274,34 @@ class Engine:
         return self._append(run, [event])
 
     # -- the model --------------------------------------------------------------
-    def _messages(self, run: Run, step: CallModel) -> tuple[list[dict], dict[str, Any] | None]:
+    def _prompt_bytes(self, o: RunOptions) -> int | None:
+        """Bytes the prompt may take: the context window less room for the answer (None: no window known)."""
+        window = o.context_tokens
+        if window is None:
+            ask = getattr(self.model, "context_tokens", None)
+            window = ask() if callable(ask) else None
+        if not window:
+            return None
+        answer = max(ANSWER_TOKENS_MIN, window // 4)
+        tools = TOOL_TOKENS if o.tools else 0
+        return max(PROMPT_BYTES_MIN, (window - answer - tools) * BYTES_PER_TOKEN)
+
+    def _messages(
+        self, run: Run, step: CallModel, prompt_bytes: int | None = None
+    ) -> tuple[list[dict], dict[str, Any] | None]:
+        """The step's messages; with ``prompt_bytes``, file contents and the repair context are cut to fit."""
         o = RunOptions.of(run.options)
+        read = self.workspace.read
+        if step.purpose != "repair" and prompt_bytes is not None:
+            names = sorted(run.manifest)
+            bare = (plan_messages(run.task, names, _nothing) if step.purpose == "plan"
+                    else proposal_messages(run.task, names, _nothing, plan=o.plan))
+            read = _budgeted(read, prompt_bytes - _size(bare))
         if step.purpose == "plan":
-            return plan_messages(run.task, sorted(run.manifest), self.workspace.read), None
+            return plan_messages(run.task, sorted(run.manifest), read), None
         if step.purpose != "repair":
             files = sorted(run.manifest)
-            return proposal_messages(run.task, files, self.workspace.read, plan=o.plan), None
+            return proposal_messages(run.task, files, read, plan=o.plan), None
         prev = run.turns[step.turn - 1].final_tests or {}
         log = b""
         if prev.get("logBlob"):
@@ -249,15 +312,19 @@ class Engine:
         raw = log.decode("utf-8", "replace") or (prev.get("stdoutTail", "") + "\n" + prev.get("stderrTail", ""))
         files = set(run.manifest)
         paths = failing_paths(prev, raw, self.workspace.root, files)
+        budget = o.context_budget_bytes
+        if prompt_bytes is not None:
+            budget = max(PROMPT_BYTES_MIN // 2, min(budget, prompt_bytes - _size(repair_messages(run.task, ""))))
         ctx = build_repair_context(
-            prev, paths, files, self.workspace.read, o.plan, budget_bytes=o.context_budget_bytes,
+            prev, paths, files, self.workspace.read, o.plan, budget_bytes=budget,
             workspace_root=self.workspace.root,
         )
         return repair_messages(run.task, ctx.to_prompt()), ctx.to_json()
 
     def _call_model(self, run: Run, step: CallModel) -> Run:
         o = RunOptions.of(run.options)
-        messages, context = self._messages(run, step)
+        prompt_bytes = self._prompt_bytes(o)
+        messages, context = self._messages(run, step, prompt_bytes)
         messages = with_retry_note(messages, step.errors)
         schema = None if step.purpose == "plan" else proposal_json_schema()
         request = ChatRequest(messages=messages, response_schema=schema)
@@ -273,14 +340,41 @@ class Engine:
             raise KodrError("no model is configured for this run (give --base-url or --provider)")
         timeout = o.repair_timeout_s if step.purpose == "repair" else o.model_timeout_s
         started = time.monotonic()
-        try:
-            reply = self.model.complete(request, deadline_s=timeout)
-        except ModelError as exc:
-            return self._append(run, [ev.ModelCallFailed(
-                purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key, error=exc.kind,
-                message=exc.message, duration_ms=exc.duration_ms or int((time.monotonic() - started) * 1000),
-                retries=exc.retries,
-            )])
+        shrunk: list[dict[str, Any]] = []
+        while True:
+            try:
+                left = timeout - (time.monotonic() - started) if shrunk else timeout
+                reply = self.model.complete(request, deadline_s=left)
+                break
+            except ModelError as exc:
+                if exc.kind == "context_overflow" and not shrunk:
+                    # Shrink once: to what the error says fits, else to half; then ask again.
+                    before = _size(messages)
+                    window, prompt = getattr(exc, "window", None), getattr(exc, "prompt", None)
+                    target = before // 2
+                    if window and prompt and prompt > 0:
+                        target = min(target, int(before * (window - max(ANSWER_TOKENS_MIN, window // 4)) / prompt))
+                    target = max(PROMPT_BYTES_MIN // 2, target)
+                    messages, _ctx = self._messages(run, step, target)
+                    messages = with_retry_note(messages, step.errors)
+                    request = ChatRequest(messages=messages, response_schema=schema)
+                    shrunk.append({"context_overflow": exc.message[:300], "prompt_bytes": before,
+                                   "shrunk_to_bytes": _size(messages), "duration_ms": exc.duration_ms})
+                    continue
+                message = exc.message
+                if shrunk:
+                    message += f" (after shrinking the prompt from {shrunk[0]['prompt_bytes']} to " \
+                               f"{shrunk[0]['shrunk_to_bytes']} bytes)"
+                return self._append(run, [ev.ModelCallFailed(
+                    purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key, error=exc.kind,
+                    message=message,
+                    duration_ms=(exc.duration_ms + sum(x["duration_ms"] for x in shrunk))
+                    or int((time.monotonic() - started) * 1000),
+                    retries=shrunk + exc.retries, capabilities=exc.capabilities,
+                )])
+        if shrunk:
+            reply = replace(reply, retries=shrunk + reply.retries,
+                            duration_ms=int((time.monotonic() - started) * 1000))
         response_blob = self.log.put_blob(_json_bytes({
             "request": reply.request_body, "response": reply.raw, "content": reply.content,
             "reasoning": reply.reasoning, "finish_reason": reply.finish_reason,
@@ -288,7 +382,7 @@ class Engine:
         done = ev.ModelCallCompleted(
             purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key,
             response_blob=response_blob, duration_ms=reply.duration_ms, usage=reply.usage,
-            finish_reason=reply.finish_reason, retries=reply.retries,
+            finish_reason=reply.finish_reason, retries=reply.retries, capabilities=reply.capabilities,
         )
         if step.purpose == "plan":
             plan = strip_thinking(reply.content or "").strip()
@@ -356,7 +450,7 @@ class Engine:
         key = step_key(run, "install", step.turn)
         self._reap_interrupted(run, key)
         commands = [list(c) for c in step.commands]
-        problems = check_manifests(self.workspace.read)
+        problems = check_manifests(self.workspace.read, self.workspace.files(), self.sources)
         try:  # the full plan needs the manifests' texts (extras, groups, pytest plugins): decide has names only
             turn = run.turns[step.turn]
             before = turn.manifest_before
@@ -365,20 +459,26 @@ class Engine:
         except KodrError as exc:
             problems = [*problems, exc.message]
         if problems:  # a hostile manifest is refused before anything runs; the files stay for a repair
-            refused = build_install_json([], commands) | {
-                "refused": problems, "error": "manifest refused: " + "; ".join(problems)}
-            return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=refused)])
-        run = self._append(run, [ev.InstallStarted(turn=step.turn, attempt=step.attempt, key=key, commands=commands)])
+            refused = InstallResult.of(build_install_json([], commands)).model_copy(
+                update={"refused": problems, "error": "manifest refused: " + "; ".join(problems)})
+            return self._append(run, [ev.InstallFinished(
+                turn=step.turn, attempt=step.attempt, key=key, result=refused.dump())])
+        run = self._append(run, [ev.InstallStarted(
+            turn=step.turn, attempt=step.attempt, key=key, commands=commands,
+            confinement=self.toolchain.confinement("install"),
+        )])
         before = self.workspace.snapshot()
         result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=o.install_timeout_s, step_key=key)
-        result = dict(result, logBlob=self.log.put_blob(log), written=self._install_written(before))
-        return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=result)])
+        typed = InstallResult.of(result).model_copy(
+            update={"log_blob": self.log.put_blob(log), "written": self._install_written(before)})
+        return self._append(run, [ev.InstallFinished(
+            turn=step.turn, attempt=step.attempt, key=key, result=typed.dump())])
 
-    def _install_written(self, before: dict[str, str]) -> list[dict[str, Any]]:
+    def _install_written(self, before: dict[str, str]) -> list[InstalledFile]:
         """Files the install created or changed in the workspace (lockfiles, egg-info), as blobs,
         so replay and resume reproduce what the tests saw. node_modules/ and .venv/ are not
         workspace files; a file over the snapshot cap is listed without its content."""
-        written: list[dict[str, Any]] = []
+        written: list[InstalledFile] = []
         for path, sha in sorted(self.workspace.snapshot().items()):
             if before.get(path) == sha:
                 continue
@@ -387,9 +487,9 @@ class Engine:
                 continue
             change = "created" if path not in before else "modified"
             if len(data) > SNAPSHOT_FILE_CAP:
-                written.append({"path": path, "bytes": len(data), "change": change, "why": "over the snapshot size cap"})
+                written.append(InstalledFile(path=path, bytes=len(data), change=change, why="over the snapshot size cap"))
                 continue
-            written.append({"path": path, "sha256": self.log.put_blob(data), "bytes": len(data), "change": change})
+            written.append(InstalledFile(path=path, sha256=self.log.put_blob(data), bytes=len(data), change=change))
         return written
 
     def _test_command(self, o: RunOptions) -> tuple[list[str], str] | None:
@@ -414,6 +514,7 @@ class Engine:
         argv = found[0] if found else []
         run = self._append(run, [ev.TestsStarted(
             turn=step.turn, attempt=step.attempt, key=key, command=argv, scope=step.scope, files=list(step.files),
+            confinement=self.toolchain.confinement("tests"),
         )])
         if found is None:
             nothing = ProcessResult(
@@ -427,7 +528,7 @@ class Engine:
                 found[0], found[1], cwd=self.workspace.root, timeout_s=o.test_timeout_s,
                 step_key=key, only_files=step.files,
             )
-        result = dict(result, logBlob=self.log.put_blob(log))
+        typed = TestResult.of(result).model_copy(update={"log_blob": self.log.put_blob(log), "scope": Scope(step.scope)})
         return self._append(run, [ev.TestsFinished(
-            turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=result,
+            turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=typed.dump(),
         )])

@@ -637,3 +637,58 @@ def test_repair_that_deletes_the_failing_test_does_not_pass(workspace: Path) -> 
     assert (out["state"], out["reason"]) == ("failed", "tests_removed"), out
     assert out["facts"]["total_before"] == 2 and out["facts"]["total"] == 1
     assert r.code == 10
+
+
+# -- a real mocha project (mocha from the registry, its default spec reporter) -------------
+
+MOCHA_PKG = json.dumps({"name": "calc-mocha", "version": "1.0.0", "private": True,
+                        "scripts": {"test": "mocha"}, "devDependencies": {"mocha": "12.0.3"}}, indent=2) + "\n"
+MOCHA_TEST = """const assert = require('assert');
+const { add, sub } = require('../src/calc');
+describe('calc', () => {
+  it('adds', () => { assert.strictEqual(add(2, 3), 5); });
+  it('subtracts', () => { assert.strictEqual(sub(5, 2), 3); });
+  describe('edge cases', () => {
+    it('adds zero', () => { assert.strictEqual(add(4, 0), 4); });
+    it.skip('subtracts big numbers', () => {});
+  });
+});
+"""
+MOCHA_BUGGY = "exports.add = (a, b) => a + b;\nexports.sub = (a, b) => a + b;\n"
+MOCHA_FIXED = "exports.add = (a, b) => a + b;\nexports.sub = (a, b) => a - b;\n"
+MOCHA_FILES = {"package.json": MOCHA_PKG, "src/calc.js": MOCHA_BUGGY, "test/calc.test.js": MOCHA_TEST}
+
+
+@pytest.mark.slow
+def test_heal_a_real_mocha_project_reaches_the_model_and_passes(workspace: Path) -> None:
+    """issue 9: mocha as published (``npm test`` → ``mocha``, spec reporter) read as 2 passing, 1 failing,
+    1 pending, the failure named and located, the model called with it, and the fix verified."""
+    r, requests = _heal_existing(workspace, MOCHA_FILES, {"src/calc.js": MOCHA_FIXED}, ("--install", *NPM_RUN))
+    out = summary(r)
+    assert r.code == 0, r.err
+    assert (out["state"], out["reason"], out["heal_turn"]) == ("passed", "verification_passed", 1)
+    records = events_of(workspace, out["run_id"])
+    results = [t.result for t in of_type(records, "TestsFinished")]
+    first, last = results[0], results[-1]
+    assert (first["parser"], first["passed"], first["failed"], first["skipped"], first["total"]) == (
+        "mocha-text", 2, 1, 1, 4)
+    [f] = first["failures"]
+    assert (f["name"], f["file"], f["line"]) == ("calc > subtracts", "test/calc.test.js", 5)
+    assert "7 !== 3" in f["message"]
+    assert (last["parser"], last["passed"], last["failed"], last["total"], last["ok"]) == ("mocha-text", 3, 0, 4, True)
+    assert len(requests) == 1
+    prompt = requests[0]["body"]["messages"][-1]["content"]
+    assert "calc > subtracts" in prompt and "src/calc.js" in prompt
+    assert (workspace / "src" / "calc.js").read_text() == MOCHA_FIXED
+
+
+def test_mocha_not_installed_is_no_verification_with_its_cause(workspace: Path) -> None:
+    """Without --install, ``npm test`` finds no mocha: the run says so in its one line and its facts."""
+    r, requests = _heal_existing(workspace, MOCHA_FILES, {"src/calc.js": MOCHA_FIXED}, NPM_RUN)
+    out = summary(r)
+    assert (out["state"], out["reason"]) == ("failed", "no_verification")
+    assert requests == []  # nothing to repair: the model is never called
+    records = events_of(workspace, out["run_id"])
+    facts = transitions(records)[-1].facts
+    assert facts["cause"] == "runner_missing"
+    assert facts["detail"].startswith("mocha not installed in the project (") and "not found" in facts["detail"]

@@ -72,6 +72,6 @@ def test_files_an_install_writes_are_recorded_with_the_step_and_in_the_manifest(
     done, = w.log.of_type(run_id, ev.InstallFinished)
     lock = b'{"lockfileVersion": 3}\n'
     assert done.result["written"] == [{"path": "package-lock.json", "sha256": sha(lock), "bytes": len(lock),
-                                       "change": "created"}]
+                                       "change": "created", "why": None}]
     assert w.log.get_blob(sha(lock)) == lock
     assert fold(run_id, w.log.load(run_id)).manifest["package-lock.json"] == sha(lock)

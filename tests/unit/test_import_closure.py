@@ -109,7 +109,11 @@ def test_a_large_implementation_is_shown_around_the_failing_line():
 
 
 def test_a_fix_to_a_closure_file_left_out_by_the_budget_is_not_off_target():
-    from kodr_core.brakes import TurnRecord, decide_after_verification
+    from kodr_core.brakes import Checkpoint, Situation, TurnRecord, first_brake
+    from kodr_core.results import TestResult
+
+    def after(turn: TurnRecord):
+        return first_brake(Situation(Checkpoint.VERIFICATION, (TurnRecord(0), turn), max_turns=3))
 
     impl = "module.exports = (s) => s.trim()\n" * 400  # 13 KB: does not fit the 2 KB budget
     contents = {"package.json": json.dumps({"name": "p", "main": "lib/impl.js"}),
@@ -119,11 +123,11 @@ def test_a_fix_to_a_closure_file_left_out_by_the_budget_is_not_off_target():
     ctx = build_repair_context(tests, ["test/t.test.js"], set(contents), reader(contents), None, 1_500)
     assert "lib/impl.js" not in {f.path for f in ctx.files}
     assert "lib/impl.js" in ctx.to_json()["onTarget"]
-    failing = {"total": 2, "failed": 1, "exitCode": 1, "failures": [{"name": "t"}]}
+    failing = TestResult.of({"total": 2, "failed": 1, "exitCode": 1, "failures": [{"name": "t"}]})
     turn = TurnRecord(n=1, manifest_before={"lib/impl.js": "a"}, manifest_after={"lib/impl.js": "b"},
                       written=("lib/impl.js",), tests_after=failing, allowed=ctx.allowed_paths)
-    brake = decide_after_verification([turn], max_turns=3)
+    brake = after(turn)
     assert brake is None  # the engine records ctx.to_json()["allowed_paths"] as the brake's map
     outside = TurnRecord(n=1, manifest_before={"x.js": "a"}, manifest_after={"x.js": "b"}, written=("x.js",),
                          tests_after=failing, allowed=ctx.allowed_paths)
-    assert decide_after_verification([outside], max_turns=3).reason.value == "off_target_edit"
+    assert after(outside).reason.value == "off_target_edit"
