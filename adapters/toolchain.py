@@ -29,8 +29,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from adapters.processes import SubprocessRunner, utc_now
 from kodr_core.ports import ProcessResult

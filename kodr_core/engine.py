@@ -34,7 +34,7 @@ from kodr_core.decide import (
 from kodr_core.envelope import InvalidProposal, proposal_json_schema
 from kodr_core.errors import KodrError
 from kodr_core.failures import failing_paths
-from kodr_core.install_plan import plan_install
+from kodr_core.install_plan import manifests_changed, plan_install, stale_locks
 from kodr_core.sources import DEFAULT_SOURCES, DependencySources, check_manifests
 from kodr_core.machine import destination
 from kodr_core.model_output import CUT_OFF, envelope_from_reply, strip_thinking
@@ -453,7 +453,10 @@ class Engine:
         commands = [list(c) for c in step.commands]
         problems = check_manifests(self.workspace.read, self.workspace.files(), self.sources)
         try:  # the full plan needs the manifests' texts (extras, groups, pytest plugins): decide has names only
-            commands = plan_install(set(run.manifest), self.workspace.read).commands
+            turn = run.turns[step.turn]
+            before = turn.manifest_before
+            stale = stale_locks(manifests_changed(before, run.manifest)) if step.turn and before is not None else set()
+            commands = plan_install(set(run.manifest) - stale, self.workspace.read).commands
         except KodrError as exc:
             problems = [*problems, exc.message]
         if problems:  # a hostile manifest is refused before anything runs; the files stay for a repair
