@@ -116,3 +116,25 @@ def from_ollama_show(data: Any) -> int | None:
         if m:
             return _int(m.group(1))
     return OLLAMA_DEFAULT_CTX
+
+
+#: Where each server kind tells its window: (method, path beside /v1, relative to the root?, reader).
+SERVER_ASKS: dict[str, tuple[str, str, bool, Any]] = {
+    "llamacpp": ("GET", "/props", True, from_props),
+    "lmstudio": ("GET", "/api/v0/models/{model}", True, from_lmstudio),
+    "ollama": ("POST", "/api/show", True, from_ollama_show),
+}
+
+#: ``owned_by`` values in /v1/models, per server kind.
+_OWNERS = {"llamacpp": "llamacpp", "organization_owner": "lmstudio", "library": "ollama", "ollama": "ollama",
+           "vllm": "vllm"}
+
+
+def server_kind(listing: Any) -> str | None:
+    """Which server a /v1/models listing comes from, by its ``owned_by`` (None: unknown)."""
+    items = listing.get("data") if isinstance(listing, dict) else None
+    for item in items if isinstance(items, list) else []:
+        owner = item.get("owned_by") if isinstance(item, dict) else None
+        if isinstance(owner, str) and owner.lower() in _OWNERS:
+            return _OWNERS[owner.lower()]
+    return None

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 from kodr_core import events as ev
 from kodr_core.aggregate import Run, apply, fold
+from kodr_core.deadline import step_time
 from kodr_core.decide import (
     ApplyWrites,
     CallModel,
@@ -224,12 +225,12 @@ class Engine:
         return self._append(run, [event])
 
     # -- the model --------------------------------------------------------------
-    def _prompt_bytes(self, o: RunOptions) -> int | None:
+    def _prompt_bytes(self, o: RunOptions, time_s: float = 10.0) -> int | None:
         """Bytes the prompt may take: the context window less room for the answer (None: no window known)."""
         window = o.context_tokens
         if window is None:
             ask = getattr(self.model, "context_tokens", None)
-            window = ask() if callable(ask) else None
+            window = ask(timeout_s=min(10.0, time_s)) if callable(ask) else None
         if not window:
             return None
         answer = max(ANSWER_TOKENS_MIN, window // 4)
@@ -273,7 +274,7 @@ class Engine:
 
     def _call_model(self, run: Run, step: CallModel) -> Run:
         o = RunOptions.of(run.options)
-        prompt_bytes = self._prompt_bytes(o)
+        prompt_bytes = self._prompt_bytes(o, step_time(run, self.clock(), 10.0).timeout_s)
         messages, context = self._messages(run, step, prompt_bytes)
         messages = with_retry_note(messages, step.errors)
         schema = None if step.purpose == "plan" else proposal_json_schema()
@@ -288,7 +289,8 @@ class Engine:
         )])
         if self.model is None:
             raise KodrError("no model is configured for this run (give --base-url or --provider)")
-        timeout = o.repair_timeout_s if step.purpose == "repair" else o.model_timeout_s
+        given = step_time(run, self.clock(), o.repair_timeout_s if step.purpose == "repair" else o.model_timeout_s)
+        timeout = given.timeout_s
         started = time.monotonic()
         shrunk: list[dict[str, Any]] = []
         while True:
@@ -312,6 +314,9 @@ class Engine:
                                    "shrunk_to_bytes": _size(messages), "duration_ms": exc.duration_ms})
                     continue
                 message = exc.message
+                if given.cut and exc.kind == "timeout":
+                    message += f" (cut to {given.timeout_s:.1f}s by the run deadline; its own timeout is " \
+                               f"{given.own_timeout_s:g}s)"
                 if shrunk:
                     message += f" (after shrinking the prompt from {shrunk[0]['prompt_bytes']} to " \
                                f"{shrunk[0]['shrunk_to_bytes']} bytes)"
@@ -405,8 +410,9 @@ class Engine:
                 "refused": problems, "error": "manifest refused: " + "; ".join(problems)}
             return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=refused)])
         run = self._append(run, [ev.InstallStarted(turn=step.turn, attempt=step.attempt, key=key, commands=commands)])
-        result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=o.install_timeout_s, step_key=key)
-        result = dict(result, logBlob=self.log.put_blob(log))
+        given = step_time(run, self.clock(), o.install_timeout_s)
+        result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=given.timeout_s, step_key=key)
+        result = dict(result, logBlob=self.log.put_blob(log), **({"deadline": given.facts()} if given.cut else {}))
         return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=result)])
 
     def _test_command(self, o: RunOptions) -> tuple[list[str], str] | None:
@@ -440,10 +446,12 @@ class Engine:
             )
             result, log = build_tests_json(nothing, None, []), b""
         else:
+            given = step_time(run, self.clock(), o.test_timeout_s)
             result, log = self.toolchain.test(
-                found[0], found[1], cwd=self.workspace.root, timeout_s=o.test_timeout_s,
+                found[0], found[1], cwd=self.workspace.root, timeout_s=given.timeout_s,
                 step_key=key, only_files=step.files,
             )
+            result = dict(result, **({"deadline": given.facts()} if given.cut else {}))
         result = dict(result, logBlob=self.log.put_blob(log))
         return self._append(run, [ev.TestsFinished(
             turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=result,

@@ -29,6 +29,7 @@ pytest.importorskip("llmock")
 
 from llmock.chaos import ChaosSettings, StreamChaos  # noqa: E402
 from llmock.pytest_plugin import LLMock  # noqa: E402
+from llmock.scenarios import Delay, Fail, Match  # noqa: E402
 from llmock.testing import LLMockServer  # noqa: E402
 
 from tests.e2e.conftest import envelope, events_of, kodr, kodr_env  # noqa: E402
@@ -53,16 +54,21 @@ def verdict(mock: LLMock) -> tuple[int, str, dict[str, Any]]:
     return text.returncode, text.stdout + text.stderr, json.loads(data.stdout)
 
 
+CHAT = Match(path="*/chat/completions")
+
+#: One fault per call. HTTP faults are aimed at the chat call: a run also asks /models and the
+#: server's own context-window endpoints first, and those are retried the same way.
 FAULTS: dict[str, Callable[[LLMock], object]] = {
-    "429 with Retry-After": lambda m: m.rate_limit(retry_after=0.6),
-    "503": lambda m: m.fail(503),
-    "500 twice": lambda m: m.fail(500, times=2),
+    "429 with Retry-After": lambda m: m.add(Fail(429, retry_after=0.6, match=CHAT)),
+    "503": lambda m: m.add(Fail(503, match=CHAT)),
+    "500 twice": lambda m: m.add(Fail(500, times=2, match=CHAT)),
+    "503 on GET /models": lambda m: m.add(Fail(503, match=Match(path="*/models"))),
     "disconnect mid-stream": lambda m: m.disconnect(after_chunks=2),
     "truncated stream (no finish_reason)": lambda m: m.truncate(after_chunks=2),
     "malformed chunk": lambda m: m.corrupt(after_chunks=1),
     "stall mid-stream": lambda m: m.stall(after_chunks=1, seconds=3),
     "slow first token": lambda m: m.slow_first_token(0.5),
-    "delay": lambda m: m.delay(0.5),
+    "delay": lambda m: m.add(Delay(0.5, match=CHAT)),
 }
 
 
@@ -79,11 +85,13 @@ def test_scripted_session_one_fault_per_call_lands_every_run(tmp_path: Path) -> 
             outcomes[name] = (out["state"], out["reason"])
             records = events_of(ws, out["run_id"])
             done = [r.event for r in records if r.type == "ModelCallCompleted"]
-            assert done and done[0].retries or name in ("slow first token", "delay"), (name, done)
+            assert done and done[0].retries or name in ("slow first token", "delay", "503 on GET /models"), (
+                name, done)
         # a 400 is surfaced, never retried with the same body
         ws = tmp_path / "context_overflow"
         ws.mkdir()
-        mock.context_overflow()
+        mock.add(Fail(400, code="context_length_exceeded", match=CHAT, times=2,
+                      message="This model's maximum context length was exceeded."))
         overflow = dry_run(ws, mock)
         code, text, data = verdict(mock)
     assert all(v == ("proposed", "dry_run") for v in outcomes.values()), outcomes
