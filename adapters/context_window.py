@@ -22,7 +22,8 @@ OLLAMA_DEFAULT_CTX = 4096
 
 _OVERFLOW = [
     # llama.cpp: {"error": {"type": "exceed_context_size_error", "n_prompt_tokens": N, "n_ctx": M}}
-    re.compile(r"exceed_context_size_error|exceeds the available context size", re.IGNORECASE),
+    re.compile(r"exceed_context_size_error|exceeds the available context size|context size has been exceeded",
+               re.IGNORECASE),
     # vLLM / OpenAI: "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens"
     re.compile(r"maximum context length|context_length_exceeded|context length exceeded", re.IGNORECASE),
     # LM Studio: "... the model is loaded with context length of only 4096 tokens"
@@ -34,6 +35,9 @@ _OVERFLOW = [
 _NUMBERS = [
     re.compile(r"maximum context length is (?P<window>\d+) tokens.*?requested (?P<prompt>\d+) tokens", re.S | re.I),
     re.compile(r"context length of only (?P<window>\d+)", re.I),
+    re.compile(r"request \((?P<prompt>\d+) tokens\) exceeds the available context size \((?P<window>\d+) tokens", re.I),
+    re.compile(r"maximum context length is (?P<window>\d+) tokens", re.I),
+    re.compile(r"prompt contains at least (?P<prompt>\d+) input tokens", re.I),
     re.compile(r"n_prompt_tokens\D{1,5}(?P<prompt>\d+).*?n_ctx\D{1,5}(?P<window>\d+)", re.S | re.I),
     re.compile(r"n_ctx\D{1,5}(?P<window>\d+).*?n_prompt_tokens\D{1,5}(?P<prompt>\d+)", re.S | re.I),
 ]

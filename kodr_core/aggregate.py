@@ -41,6 +41,7 @@ class Turn:
     allowed_paths: tuple[str, ...] = ()  # what a repair may touch (failing paths + context)
     manifest_before: dict[str, str] | None = None  # workspace when the turn's writes began
     refused: tuple[str, ...] = ()  # writes refused as unsafe, with why
+    model_capabilities: dict[str, Any] | None = None  # what the server accepted on the last call, what was learned
 
     @property
     def final_tests(self) -> dict[str, Any] | None:
@@ -130,11 +131,13 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
             return _started(run, "model", e)
         case ev.ModelCallCompleted():
             t = run.with_turn(e.turn).turns[e.turn]
-            run = run.with_turn(e.turn, model_ms=e.duration_ms, model_attempts=t.model_attempts + 1)
+            run = run.with_turn(e.turn, model_ms=e.duration_ms, model_attempts=t.model_attempts + 1,
+                                model_capabilities=e.capabilities or t.model_capabilities)
             return replace(run, pending=None)
         case ev.ModelCallFailed():
             t = run.with_turn(e.turn).turns[e.turn]
-            run = run.with_turn(e.turn, model_error=e, model_attempts=t.model_attempts + 1)
+            run = run.with_turn(e.turn, model_error=e, model_attempts=t.model_attempts + 1,
+                                model_capabilities=e.capabilities or t.model_capabilities)
             return replace(run, pending=None)
         case ev.ProposalRejected():
             t = run.with_turn(e.turn).turns[e.turn]

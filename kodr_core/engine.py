@@ -307,19 +307,23 @@ class Engine:
                     if window and prompt and prompt > 0:
                         target = min(target, int(before * (window - max(ANSWER_TOKENS_MIN, window // 4)) / prompt))
                     target = max(PROMPT_BYTES_MIN // 2, target)
-                    messages, _ctx = self._messages(run, step, target)
-                    messages = with_retry_note(messages, step.errors)
-                    request = ChatRequest(messages=messages, response_schema=schema)
+                    smaller, _ctx = self._messages(run, step, target)
+                    smaller = with_retry_note(smaller, step.errors)
                     shrunk.append({"context_overflow": exc.message[:300], "prompt_bytes": before,
-                                   "shrunk_to_bytes": _size(messages), "duration_ms": exc.duration_ms})
-                    continue
+                                   "shrunk_to_bytes": _size(smaller), "duration_ms": exc.duration_ms})
+                    if _size(smaller) < before:  # the same request again would fail the same way
+                        messages, request = smaller, ChatRequest(messages=smaller, response_schema=schema)
+                        continue
                 message = exc.message
                 if given.cut and exc.kind == "timeout":
                     message += f" (cut to {given.timeout_s:.1f}s by the run deadline; its own timeout is " \
                                f"{given.own_timeout_s:g}s)"
-                if shrunk:
+                if shrunk and shrunk[0]["shrunk_to_bytes"] < shrunk[0]["prompt_bytes"]:
                     message += f" (after shrinking the prompt from {shrunk[0]['prompt_bytes']} to " \
                                f"{shrunk[0]['shrunk_to_bytes']} bytes)"
+                elif shrunk:
+                    message += f" (the prompt, {shrunk[0]['prompt_bytes']} bytes, has nothing left to cut)"
+                    shrunk[0]["duration_ms"] = 0  # the one call is exc's own
                 return self._append(run, [ev.ModelCallFailed(
                     purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key, error=exc.kind,
                     message=message,

@@ -48,6 +48,7 @@ def explain(run: Run) -> dict[str, Any]:
             "rejected_outputs": list(t.rejected),
             "refused_writes": list(t.refused),
             "model_error": t.model_error.message if t.model_error else None,
+            "model_server": t.model_capabilities,
         })
     last = run.transitions[-1] if run.transitions else None
     return {
@@ -93,6 +94,11 @@ def render_text(x: dict[str, Any]) -> str:
             lines.append(f"  refused write: {r}")
         if t["model_error"]:
             lines.append(f"  model error: {t['model_error']}")
+        caps = t.get("model_server") or {}
+        for f in caps.get("learned") or []:
+            lines.append(f"  server fallback: {f['parameter']} {f['from']} -> {f['to']} ({f['message'][:100]})")
+        if caps.get("tools") in ("refused", "offered without response_format") and caps.get("learned") is not None:
+            lines.append(f"  server tools: {caps['tools']}")
     if x["stop"]:
         ev = ", ".join(f"{k}={v}" for k, v in x["stop"]["evidence"].items() if k not in ("failures",))
         lines.append(f"stopped by: {x['stop']['rule']} (trigger {x['stop']['trigger']}){': ' + ev if ev else ''}")

@@ -76,6 +76,9 @@ def test_scripted_session_one_fault_per_call_lands_every_run(tmp_path: Path) -> 
     with LLMockServer() as server:
         mock = LLMock(server)
         mock.reply(ENV_TEXT, times=None)
+        # Chunks paced like a model generating: a client that stops reading at a bad chunk is then seen
+        # to stop (llmock cannot tell a retry from a new call when the whole stream was already sent).
+        mock.pace(20)
         outcomes = {}
         for name, fault in FAULTS.items():
             ws = tmp_path / name.replace(" ", "_").replace("/", "_")
@@ -95,7 +98,7 @@ def test_scripted_session_one_fault_per_call_lands_every_run(tmp_path: Path) -> 
         overflow = dry_run(ws, mock)
         code, text, data = verdict(mock)
     assert all(v == ("proposed", "dry_run") for v in outcomes.values()), outcomes
-    assert overflow["state"] == "failed", overflow
+    assert (overflow["state"], overflow["reason"]) == ("failed", "context_overflow"), overflow
     assert code == 0, text
     assert data["passed"] and not data["errors"] and not data["warnings"], text
     assert "FAIL" not in text and "WARN" not in text, text
@@ -108,7 +111,7 @@ def test_seeded_chaos_session_has_a_clean_verdict(tmp_path: Path) -> None:
     with LLMockServer(chaos=chaos) as server:
         server.state.stream_chaos = StreamChaos(
             fault_rates=(("disconnect", 0.1), ("truncate", 0.1), ("malformed", 0.1), ("stall", 0.05)),
-            stall_seconds=2.0, max_after_chunks=3,
+            stall_seconds=2.0, max_after_chunks=3, chunk_delay_ms=20,
         ).validated()
         mock = LLMock(server)
         mock.reply(ENV_TEXT, times=None)

@@ -88,6 +88,9 @@ def test_3_json_schema_refused_falls_back_to_json_object_then_prompt_only(ws: Pa
     assert [r.get("refused") for r in done.retries] == ["response_format", "response_format"]
     learned = done.capabilities["learned"]
     assert [(f["from"], f["to"]) for f in learned] == [("json_schema", "json_object"), ("json_object", "none")]
+    shown = kodr("explain", out["run_id"], cwd=ws, timeout=60)
+    assert "server fallback: response_format json_schema -> json_object" in shown.out + shown.err, shown.out
+    assert "server fallback: response_format json_object -> none" in shown.out + shown.err
 
 
 def test_3_stream_options_refused_is_omitted(ws: Path) -> None:
