@@ -33,13 +33,13 @@ _OVERFLOW = [
     re.compile(r"prompt is too long|too many tokens|input is too long|context window", re.IGNORECASE),
 ]
 _NUMBERS = [
-    re.compile(r"maximum context length is (?P<window>\d+) tokens.*?requested (?P<prompt>\d+) tokens", re.S | re.I),
-    re.compile(r"context length of only (?P<window>\d+)", re.I),
-    re.compile(r"request \((?P<prompt>\d+) tokens\) exceeds the available context size \((?P<window>\d+) tokens", re.I),
-    re.compile(r"maximum context length is (?P<window>\d+) tokens", re.I),
-    re.compile(r"prompt contains at least (?P<prompt>\d+) input tokens", re.I),
-    re.compile(r"n_prompt_tokens\D{1,5}(?P<prompt>\d+).*?n_ctx\D{1,5}(?P<window>\d+)", re.S | re.I),
-    re.compile(r"n_ctx\D{1,5}(?P<window>\d+).*?n_prompt_tokens\D{1,5}(?P<prompt>\d+)", re.S | re.I),
+    re.compile(r"maximum context length is (?P<window>\d+) tokens.*?requested (?P<prompt>\d+) tokens", re.DOTALL | re.IGNORECASE),
+    re.compile(r"context length of only (?P<window>\d+)", re.IGNORECASE),
+    re.compile(r"request \((?P<prompt>\d+) tokens\) exceeds the available context size \((?P<window>\d+) tokens", re.IGNORECASE),
+    re.compile(r"maximum context length is (?P<window>\d+) tokens", re.IGNORECASE),
+    re.compile(r"prompt contains at least (?P<prompt>\d+) input tokens", re.IGNORECASE),
+    re.compile(r"n_prompt_tokens\D{1,5}(?P<prompt>\d+).*?n_ctx\D{1,5}(?P<window>\d+)", re.DOTALL | re.IGNORECASE),
+    re.compile(r"n_ctx\D{1,5}(?P<window>\d+).*?n_prompt_tokens\D{1,5}(?P<prompt>\d+)", re.DOTALL | re.IGNORECASE),
 ]
 
 
@@ -116,7 +116,7 @@ def from_ollama_show(data: Any) -> int | None:
         return None
     params = data.get("parameters")
     if isinstance(params, str):
-        m = re.search(r"^\s*num_ctx\s+(\d+)", params, re.M)
+        m = re.search(r"^\s*num_ctx\s+(\d+)", params, re.MULTILINE)
         if m:
             return _int(m.group(1))
     return OLLAMA_DEFAULT_CTX

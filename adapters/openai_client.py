@@ -37,8 +37,8 @@ import re
 import socket
 import threading
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -375,8 +375,8 @@ class OpenAIChatClient:
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return retry_after if self.retry_after_cap_s is None else min(retry_after, self.retry_after_cap_s)
-        base = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return base * (0.5 + random.random() / 2)
+        base = min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (attempt - 1))
+        return float(base * (0.5 + random.random() / 2))
 
     # -- one bounded exchange ----------------------------------------------------
 
