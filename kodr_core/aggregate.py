@@ -63,6 +63,7 @@ class Turn:
     manifest_before: dict[str, str] | None = None  # workspace when the turn's writes began
     refused: tuple[str, ...] = ()  # writes refused as unsafe, with why
     attempts: dict[str, int] = field(default_factory=dict)  # this turn's step key -> attempts started
+    model_capabilities: dict[str, Any] | None = None  # what the server accepted on the last call, what was learned
 
     @property
     def final_tests(self) -> TestResult | None:
@@ -196,11 +197,13 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
             return _started(run, "model", e)
         case ev.ModelCallCompleted():
             t = run.turn_at(e.turn)
-            run = run.with_turn(e.turn, model_ms=e.duration_ms, model_attempts=t.model_attempts + 1)
+            run = run.with_turn(e.turn, model_ms=e.duration_ms, model_attempts=t.model_attempts + 1,
+                                model_capabilities=e.capabilities or t.model_capabilities)
             return _evolve(run, pending=None)
         case ev.ModelCallFailed():
             t = run.turn_at(e.turn)
-            run = run.with_turn(e.turn, model_error=e, model_attempts=t.model_attempts + 1)
+            run = run.with_turn(e.turn, model_error=e, model_attempts=t.model_attempts + 1,
+                                model_capabilities=e.capabilities or t.model_capabilities)
             return _evolve(run, pending=None)
         case ev.ProposalRejected():
             t = run.turn_at(e.turn)

@@ -61,6 +61,7 @@ def explain(run: Run) -> dict[str, Any]:
             "confinement": {k: r.confinement.model_dump() for k, r in (
                 ("install", t.install), ("tests", res))
                 if r is not None and r.confinement is not None},
+            "model_server": t.model_capabilities,
         })
     last = run.transitions[-1] if run.transitions else None
     return {
@@ -109,6 +110,11 @@ def render_text(x: dict[str, Any]) -> str:
         for step, c in t.get("confinement", {}).items():
             net = "" if c.get("sandbox") != "bwrap" else (", network on" if c.get("network") else ", network off")
             lines.append(f"  confinement ({step}): {c.get('sandbox')} (--sandbox {c.get('mode')}{net})")
+        caps = t.get("model_server") or {}
+        for f in caps.get("learned") or []:
+            lines.append(f"  server fallback: {f['parameter']} {f['from']} -> {f['to']} ({f['message'][:100]})")
+        if caps.get("tools") in ("refused", "offered without response_format") and caps.get("learned") is not None:
+            lines.append(f"  server tools: {caps['tools']}")
     if x["stop"]:
         ev = ", ".join(f"{k}={v}" for k, v in x["stop"]["evidence"].items() if k not in ("failures",))
         lines.append(f"stopped by: {x['stop']['rule']} (trigger {x['stop']['trigger']}){': ' + ev if ev else ''}")

@@ -95,6 +95,15 @@ class Failure(_Model):
     stack: str = ""
 
 
+class StepDeadline(_Model):
+    """A step given less than its own timeout because the run's ``--deadline`` was near."""
+
+    cut_by_run_deadline: bool
+    own_timeout_s: float
+    given_s: float
+    run_time_left_s: float | None = None
+
+
 class Confinement(_Model):
     """What a step's processes ran in: the OS sandbox or kodr's fallback, and whether they had network."""
 
@@ -131,6 +140,7 @@ class TestResult(_Model):
     scope: Scope = Scope.FULL
     log_blob: str | None = None
     confinement: Confinement | None = None
+    deadline: StepDeadline | None = None
 
     @field_validator("command", mode="before")
     @classmethod
@@ -203,6 +213,7 @@ class InstallResult(_Model):
     refused: list[str] | None = None
     log_blob: str | None = None
     confinement: Confinement | None = None
+    deadline: StepDeadline | None = None
     written: list[InstalledFile] = []
 
     @classmethod
