@@ -215,6 +215,7 @@ TESTS_JSON_KEYS = {
     "command", "argv", "exitCode", "ok", "timedOut", "durationMs", "startedAt", "finishedAt",
     "stdoutTail", "stderrTail", "passed", "failed", "skipped", "total", "failures", "parser", "error",
     "cause", "detail", "scope", "logBlob", "confinement",  # why no test told anything; which tests ran; the whole log; the sandbox
+    "deadline",  # a step cut short by the run's --deadline
 }  # fmt: skip
 
 
