@@ -20,7 +20,13 @@ from kodr_core.runners.junit import parse_junit
 from kodr_core.runners.mocha import parse_mocha_text
 from kodr_core.runners.node import parse_node_text
 from kodr_core.runners.pytest import parse_pytest_text
-from kodr_core.runners.report import TestReport, failure, path_of, strip_ansi
+from kodr_core.runners.report import (
+    TestReport,
+    bounded_lines,
+    failure,
+    path_of,
+    strip_ansi,
+)
 from kodr_core.runners.tape import parse_tape_text
 from kodr_core.runners.unittest import parse_unittest_text
 from kodr_core.runners.vitest import parse_vitest_text
@@ -55,7 +61,7 @@ def report_from_outputs(
     For Node, failures the junit left without a location take it from the text.
     ``root`` (the workspace) makes absolute failure paths relative to it.
     """
-    text = f"{stdout}\n{stderr}"
+    text = bounded_lines(f"{stdout}\n{stderr}")
     text_parsers: list[Callable[[str], TestReport | None]]
     if kind in PYTHON_KINDS:
         text_parsers = [parse_pytest_text, parse_unittest_text]

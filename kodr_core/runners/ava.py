@@ -20,9 +20,9 @@ from kodr_core.runners.report import (
     strip_ansi,
 )
 
-_PASS = re.compile(r"^\s*✔ (?!\[)(.+?)(?: \(\d+(?:\.\d+)?m?s\))?\s*$")
-_FAIL = re.compile(r"^\s*✘ (?:\[(?:fail|timeout|exit)\]: )?(.+?)\s*$")
-_SKIP = re.compile(r"^\s*- \[(?:skip|todo)\]: (.+?)\s*$")
+_PASS = re.compile(r"^ *✔ (?!\[)(.+?)(?: \(\d+(?:\.\d+)?m?s\))?$")  # lines come right-stripped
+_FAIL = re.compile(r"^ *✘ (?:\[(?:fail|timeout|exit)\]: )?(.+)$")
+_SKIP = re.compile(r"^ *- \[(?:skip|todo)\]: (.+)$")
 _SUMMARY = re.compile(r"^\s*\d+ (?:tests? (?:passed|failed|skipped|todo)|known failures?|uncaught exceptions?"
                       r"|unhandled rejections?)\s*$")  # fmt: skip
 _RULE = re.compile(r"^\s*─+\s*$")

@@ -18,6 +18,7 @@ from kodr_core.runners.report import (
     js_location,
     path_of,
     strip_ansi,
+    tap_directive,
 )
 
 _SUMMARY = re.compile(r"^(?:#|ℹ)\s+(tests|pass|fail|cancelled|skipped|todo)\s+(\d+)\s*$")
@@ -52,7 +53,7 @@ def parse_node_text(text: str) -> TestReport | None:
 
 
 _TAP_SUBTEST = re.compile(r"^(\s*)# Subtest: (.*)$")
-_TAP_NOT_OK = re.compile(r"^(\s*)not ok \d+ - (.*?)(?:\s+#\s+(?:TODO|SKIP)\b.*)?$")
+_TAP_NOT_OK = re.compile(r"^( *)not ok \d+ - (.*)$")
 
 
 def _tap_failures(lines: list[str]) -> list[Failure]:
@@ -66,7 +67,10 @@ def _tap_failures(lines: list[str]) -> list[Failure]:
             parents = parents[:depth] + [m[2]]
             continue
         m = _TAP_NOT_OK.match(line)
-        if not m or re.search(r"#\s+TODO\b", line):
+        if not m:
+            continue
+        description, directive = tap_directive(m[2])
+        if directive == "TODO":
             continue
         depth = len(m[1]) // 4
         yaml = _tap_yaml(lines, i + 1, len(m[1]))
@@ -78,7 +82,7 @@ def _tap_failures(lines: list[str]) -> list[Failure]:
         if line_no is None and loc:
             file, line_no = path_of(loc[1]), int(loc[2])
         message = yaml.get("error", "")
-        name = " > ".join([*parents[:depth], m[2]])
+        name = " > ".join([*parents[:depth], description])
         out.append(failure(name, file, line_no, message,
                            f"{message}\n{stack}"))  # fmt: skip
     return out

@@ -18,6 +18,7 @@ from kodr_core.results import Failure, Parser
 
 STACK_CHARS = 4000
 MESSAGE_CHARS = 1000
+LINE_CHARS = 2000  # no reader needs more of one line; longer lines are hostile or noise
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,29 @@ class TestReport:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def bounded_lines(text: str, limit: int = LINE_CHARS) -> str:
+    """Each line cut to ``limit`` characters and stripped of trailing blanks.
+
+    The output comes from code kodr runs: this keeps every reader's regular
+    expressions linear in practice, whatever one line holds.
+    """
+    return "\n".join(line[:limit].rstrip() for line in text.split("\n"))
+
+
+def tap_directive(description: str) -> tuple[str, str | None]:
+    """A TAP description without its ``# TODO`` / ``# SKIP`` directive, and the directive.
+
+    Plain string search, not a regular expression: descriptions come from the
+    workspace and may hold long runs of blanks.
+    """
+    upper = description.upper()
+    for directive in ("TODO", "SKIP"):
+        k = upper.rfind("# " + directive)
+        if k >= 0 and (k == 0 or description[k - 1].isspace()):
+            return description[:k].rstrip(), directive
+    return description.rstrip(), None
 
 
 def strip_ansi(text: str) -> str:

@@ -21,9 +21,10 @@ from kodr_core.runners.report import (
     js_location,
     path_of,
     strip_ansi,
+    tap_directive,
 )
 
-_ASSERT = re.compile(r"^(not ok|ok) \d+(?: -)?(?: (?P<msg>.*?))?(?:\s+#\s+(?P<dir>SKIP|TODO)\b.*)?$")
+_ASSERT = re.compile(r"^(not ok|ok) \d+(?: -)?(?: (?P<rest>.*))?$")
 _PLAN = re.compile(r"^1\.\.\d+$")
 _SUMMARY = re.compile(r"^# (?:tests|pass|fail|todo|skip) +\d+$|^# ok$")
 _AT = re.compile(r"^\s+at: (?P<at>.+)$")
@@ -63,10 +64,11 @@ def parse_tape_text(text: str) -> TestReport | None:
         elif (m := _ASSERT.match(line)) and tests:
             t = tests[-1]
             t.asserts += 1
-            if m["dir"] == "SKIP":
+            message, directive = tap_directive(m["rest"] or "")
+            if directive == "SKIP":
                 t.skipped += 1
-            elif m[1] == "not ok" and m["dir"] != "TODO" and t.first_failure is None:
-                t.first_failure = _assertion_failure(t.name, m["msg"] or "", _yaml_block(lines, i + 1))
+            elif m[1] == "not ok" and directive != "TODO" and t.first_failure is None:
+                t.first_failure = _assertion_failure(t.name, message, _yaml_block(lines, i + 1))
         i += 1
     if not tests:
         return None

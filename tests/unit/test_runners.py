@@ -203,3 +203,35 @@ def test_a_test_file_that_cannot_run_is_a_failure(name, counts, failing, needle)
     assert (r.passed, r.failed, r.skipped, r.total) == counts
     assert [(f.name, f.file, f.line) for f in r.failures] == failing
     assert needle in r.failures[0].message and r.ok is False
+
+
+HOSTILE = {
+    "blank run in a tape assertion": "TAP version 13\n# t\nok 1 " + " " * 32_768 + "x\n",
+    "blank run in a node TAP failure": "TAP version 13\n# Subtest: a\nnot ok 1 - a" + " " * 32_768 + "x\n# tests 1\n",
+    "blank run in a mocha title": "  1 passing (1ms)\n  1 failing\n  1) " + " " * 32_768 + "\n",
+    "blank run in an ava line": "  ✔ " + " " * 32_768 + "x\n  1 test passed\n",
+    "one endless line": "x" * 65_536,
+    "thousands of not-ok lines": "not ok 1 x\n" * 3_000,
+    "thousands of load-error headers": "/a/b.js:1\n" * 3_000,
+}
+
+
+@pytest.mark.timeout(30)  # a hang guard (catastrophic backtracking), not a speed target
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_output_never_hangs_a_reader(name: str) -> None:
+    from kodr_core.runners import (
+        parse_ava_text, parse_jest_text, parse_mocha_text, parse_node_text, parse_pytest_text, parse_vitest_text,
+    )  # fmt: skip
+
+    text = HOSTILE[name]
+    for kind in ("npm", "pytest"):
+        report_from_outputs(kind, text, text, None)
+    for parse in (parse_tape_text, parse_ava_text, parse_node_text, parse_mocha_text, parse_jest_text,
+                  parse_vitest_text, parse_pytest_text, parse_unittest_text):  # fmt: skip
+        parse(text)
+
+
+def test_tap_directives_are_read_without_cutting_names_at_hashes() -> None:
+    r = parse_tape_text("TAP version 13\n# issue #12\nnot ok 1 handles #12\n# later\nok 2 x # skip soon\n1..2\n")
+    assert r is not None and (r.passed, r.failed, r.skipped, r.total) == (0, 1, 1, 2)
+    assert r.failures[0].name == "issue #12" and r.failures[0].message.startswith("handles #12")
