@@ -180,6 +180,11 @@ class Worker:
                 handed.append(hold.fenced.lease.run_id)
                 hold.close(release=True)
                 hold.lose("handed back at shutdown")
+        for run_id in handed:  # wake an idle worker now rather than at its next poll
+            try:
+                self.queue.announce(run_id)
+            except KodrError:
+                pass
         return handed
 
     def run(self, stop: threading.Event, drain_s: float = 60.0) -> list[str]:
