@@ -132,8 +132,19 @@ def open_app(workspace: str | os.PathLike[str]) -> App:
     from store.database import open_store
 
     root = _root(workspace)
-    # run heads are anchored beside the run's artifacts, outside the database (store.anchors)
-    return App(DiskWorkspace(root), open_store(database_url(root), anchor_dir=root / ".kodr" / "runs"))
+    url = database_url(root)
+    return App(DiskWorkspace(root), open_store(url, anchor_dir=anchor_dir(root, url)))
+
+
+def anchor_dir(root: Path, url: str) -> Path | None:
+    """Where run heads are kept outside the database (:mod:`store.anchors`).
+
+    A SQLite store keeps them in ``runs/`` beside its file (``.kodr/runs/`` for the default
+    store, the run's artifacts folder), so every workspace sharing one file sees the same
+    heads and a run rebound to another workspace still verifies. A server database anchors
+    in the workspace, where runs of other workspaces are not required to have a head.
+    """
+    return None if sqlite_file(url) is not None else root / ".kodr" / "runs"
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -169,8 +180,7 @@ def open_reader(workspace: str | os.PathLike[str]) -> App | None:
 
     from store.database import default_anchors
 
-    # no migration on the read path; run heads anchored beside the artifacts, as open_app has them
-    anchors = default_anchors(sa.make_url(url), root / ".kodr" / "runs")
+    anchors = default_anchors(sa.make_url(url), anchor_dir(root, url))  # no migration on the read path
     return App(DiskWorkspace(root), EventStore.from_url(url, anchors=anchors))
 
 
