@@ -36,7 +36,7 @@ from typing import Any
 from adapters.processes import SubprocessRunner, utc_now
 from kodr_core.ports import ProcessResult
 from kodr_core.sources import DEFAULT_SOURCES, DependencySources
-from kodr_core.test_command import TestCommand, plan_test_run
+from kodr_core.test_command import TestCommand, plan_test_run, script_name
 from kodr_core.results import Confinement, InstallResult, TestResult, build_install_json, build_tests_json
 from kodr_core.runners import report_from_outputs
 
@@ -174,7 +174,8 @@ class ProcessToolchain:
             script = None
             if kind == "npm":
                 try:
-                    script = json.loads(Path(cwd, "package.json").read_text()).get("scripts", {}).get("test")
+                    script = json.loads(Path(cwd, "package.json").read_text()).get("scripts", {}).get(
+                        script_name(TestCommand(list(argv), kind)))  # the script this command runs
                 except (OSError, ValueError, AttributeError):
                     script = None
             run_argv, env = plan_test_run(

@@ -184,6 +184,13 @@ def parse_test_command(s: str) -> TestCommand:
     return TestCommand(argv, kind)  # type: ignore[arg-type]
 
 
+def script_name(cmd: TestCommand) -> str | None:
+    """The package.json script an npm/yarn/pnpm command runs (``test`` or ``run <name>``), else None."""
+    if cmd.kind != "npm":
+        return None
+    return cmd.argv[2] if cmd.argv[1:2] == ["run"] and len(cmd.argv) > 2 else "test"
+
+
 def _script_args(s: str, argv: list[str]) -> list[str]:
     """The extra arguments of ``npm|yarn|pnpm test`` / ``… run <script>``, checked; refuses anything else."""
     pm = argv[0]

@@ -244,3 +244,22 @@ def test_python_unittest_through_the_toolchain(tmp_path):
     [f] = r["failures"]
     assert (f["name"], f["file"], f["line"]) == ("test_calc.CalcTest.test_add", "test_calc.py", 7)
     assert f["message"] == "AssertionError: -1 != 3"
+
+
+@needs_node
+def test_npm_run_of_a_named_script_with_its_own_reporter(node_project):
+    """``npm run spec`` is planned from the ``spec`` script (its own --test-reporter: no NODE_OPTIONS)."""
+    pj = {"name": "p", "version": "1.0.0", "scripts": {"test": "node --test", "spec": "node --test --test-reporter=tap"}}
+    (node_project / "package.json").write_text(json.dumps(pj))
+    cmd = parse_test_command("npm run spec")
+    result, _ = ProcessToolchain().test(cmd.argv, cmd.kind, cwd=str(node_project), timeout_s=120, step_key=None)
+    assert_node_result(result.dump(), parser="node-text")
+
+
+def test_script_name_of_package_manager_commands():
+    from kodr_core.test_command import script_name
+
+    names = {c: script_name(parse_test_command(c)) for c in ("npm test", "npm run spec -- --bail", "yarn test",
+                                                            "pnpm run test:unit", "npx mocha", "pytest")}  # fmt: skip
+    assert names == {"npm test": "test", "npm run spec -- --bail": "spec", "yarn test": "test",
+                     "pnpm run test:unit": "test:unit", "npx mocha": None, "pytest": None}  # fmt: skip
