@@ -17,6 +17,7 @@ from kodr_core.runners.report import (
     dedent,
     failure,
     js_location,
+    path_of,
     strip_ansi,
 )
 
@@ -38,9 +39,34 @@ def parse_ava_text(text: str) -> TestReport | None:
     passed = sum(1 for line in lines if _PASS.match(line))
     failed_names = [m[1] for line in lines if (m := _FAIL.match(line))]
     skipped = sum(1 for line in lines if _SKIP.match(line))
-    failures = _details(lines, failed_names)
+    failures = _uncaught(lines) + _details(lines, failed_names)
     failed = max(len(failed_names), len(failures))
     return TestReport(passed, failed, skipped, passed + failed + skipped, failures, Parser.AVA_TEXT)
+
+
+_UNCAUGHT = re.compile(r"^ *Uncaught exception in (?P<file>\S+)$")
+_ORIGIN = re.compile(r"^ *(?P<path>(?:file://)?/\S+?|\S+\.[cm]?[jt]sx?):(?P<line>\d+)$")
+
+
+def _uncaught(lines: list[str]) -> list[Failure]:
+    """A test file that threw outside any test (e.g. a syntax error in what it imports): one
+    failure named by the file, at the error's origin when ava printed one."""
+    out: list[Failure] = []
+    for i, line in enumerate(lines):
+        m = _UNCAUGHT.match(line)
+        if not m:
+            continue
+        body: list[str] = []
+        for nxt in lines[i + 1 :]:
+            if _PASS.match(nxt) or _FAIL.match(nxt) or _UNCAUGHT.match(nxt) or _RULE.match(nxt):
+                break
+            body.append(nxt)
+        origins = [o for o in (_ORIGIN.match(b) for b in body) if o]
+        origin = origins[-1] if origins else None  # the last: where the error was thrown
+        error = next((b.strip() for b in body if _ERROR.match(b.strip())), "uncaught exception")
+        file, at = (path_of(origin["path"]), int(origin["line"])) if origin else (m["file"], None)
+        out.append(failure(m["file"], file, at, error, dedent(body).strip()))
+    return out
 
 
 def _details(lines: list[str], failed_names: list[str]) -> list[Failure]:

@@ -196,6 +196,8 @@ def test_pytest_subtests_from_the_text_alone() -> None:
         # jest counts no test for a file that cannot run: kodr counts it, at the syntax error
         ("jest-load-error", (1, 1, 0, 2), [("test/calc.test.js", "src/calc.js", 2)], "SyntaxError: Unexpected token"),
         ("vitest-load-error", (1, 1, 0, 2), [("test/calc.test.js", "src/calc.js", 1)], "Failed to parse source"),
+        # ava: "Uncaught exception in test/calc.js" before the list; the origin line names src/calc.js:2
+        ("ava-load-error", (1, 1, 0, 2), [("test/calc.js", "src/calc.js", 2)], "SyntaxError: Unexpected end of input"),
     ],
 )
 def test_a_test_file_that_cannot_run_is_a_failure(name, counts, failing, needle) -> None:
