@@ -40,20 +40,47 @@ from store.leases import Lease
 from store.schema import PROJECTION_COLUMNS, blobs, runs
 from store.schema import events as event_rows
 
-#: Prepared once: an append is three statements, and building them costs more than running them.
-_SELECT_RUN = sa.select(runs).where(runs.c.run_id == sa.bindparam("run_id"))
 _SET_ONCE = ("task", "workspace", "mode", "created_at")  # set by RunRequested only
-_ADVANCE_RUN = (
-    runs.update()
-    .where(runs.c.run_id == sa.bindparam("key"))
-    .values(
-        {
-            c: sa.bindparam(c)
-            for c in PROJECTION_COLUMNS + ("last_hash",)
-            if c != "run_id" and c not in _SET_ONCE
-        }
+#: The hot path of an append is three statements on the driver's cursor: SQLAlchemy's
+#: statement machinery cost ~0.5 ms of CPU per append, more than the statements.
+_HOT_COLUMNS = (*PROJECTION_COLUMNS, "last_hash", "lease_owner", "lease_epoch")
+_ADVANCED = tuple(c for c in PROJECTION_COLUMNS if c != "run_id" and c not in _SET_ONCE)
+_EVENT_COLUMNS = ("run_id", "seq", "type", "schema_version", "recorded_at", "body", "prev_hash", "hash")
+
+
+@dataclass(frozen=True)
+class _HotSQL:
+    select: str
+    insert: str
+    advance: str
+
+
+def _hot_sql(mark: str) -> _HotSQL:
+    return _HotSQL(
+        select=f"SELECT {', '.join(_HOT_COLUMNS)} FROM runs WHERE run_id = {mark}",
+        insert=f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})",
+        advance=f"UPDATE runs SET {', '.join(f'{c} = {mark}' for c in _ADVANCED)}, "
+        f"last_hash = {mark} WHERE run_id = {mark}",
     )
-)
+
+
+@contextmanager
+def _driver_errors(statement: str) -> Iterator[None]:
+    """Driver exceptions as SQLAlchemy's (IntegrityError, OperationalError…), so the store's
+    conflict handling and :func:`store.errors.translated` treat them as on any other path."""
+    try:
+        yield
+    except Exception as exc:
+        module = type(exc).__module__.split(".")[0]
+        if module not in ("sqlite3", "psycopg"):
+            raise
+        base = __import__(module).Error
+        if not isinstance(exc, base):
+            raise
+        raise sa_exc.DBAPIError.instance(statement, None, exc, base) from exc
+
+
 
 
 def utc_iso(dt: datetime) -> str:
@@ -100,6 +127,7 @@ class EventStore:
         self.busy_timeout_ms = busy_timeout_ms
         self._clock = clock
         self.audit_key = audit_key or None
+        self._sql: _HotSQL | None = None
         self.anchors = anchors
 
     @classmethod
@@ -119,6 +147,11 @@ class EventStore:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    def _hot_sql(self, conn: sa.Connection) -> _HotSQL:
+        if self._sql is None:
+            self._sql = _hot_sql("?" if conn.dialect.paramstyle == "qmark" else "%s")
+        return self._sql
 
     @contextmanager
     def transaction(self, write: bool = False) -> Iterator[sa.Connection]:
@@ -156,9 +189,13 @@ class EventStore:
             return []
         recorded_at = utc_iso(self._clock())
         with self.transaction(write=True) as conn:
-            row = conn.execute(_SELECT_RUN, {"run_id": run_id}).first()
+            sql = self._hot_sql(conn)
+            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            with _driver_errors(sql.select):
+                cur.execute(sql.select, (run_id,))
+                row = cur.fetchone()
             has_row = row is not None
-            stored = dict(row._mapping) if row is not None else None
+            stored = dict(zip(_HOT_COLUMNS, row, strict=True)) if row is not None else None
             if stored is None or stored["last_hash"] is None:  # no or an old projection row
                 stored = self._rebuilt_row(conn, run_id, stored)
             last_seq = stored["last_seq"] if stored else 0
@@ -199,7 +236,8 @@ class EventStore:
                 prev = digest
             projection = project_onto(stored, run_id, records)  # raises on an illegal move
             try:
-                conn.execute(event_rows.insert(), rows)
+                with _driver_errors(sql.insert):
+                    cur.executemany(sql.insert, [tuple(r.values()) for r in rows])
             except sa_exc.IntegrityError as exc:
                 if not _is_unique_violation(exc):
                     raise
@@ -212,9 +250,11 @@ class EventStore:
                 and stored is not None
                 and all(projection[k] == stored[k] for k in _SET_ONCE)
             ):
-                conn.execute(_ADVANCE_RUN, {**projection, "last_hash": prev, "key": run_id})
+                with _driver_errors(sql.advance):
+                    cur.execute(sql.advance, (*(projection[c] for c in _ADVANCED), prev, run_id))
             else:
                 self._upsert_projection(conn, projection, prev)
+            cur.close()
         if self.anchors is not None:
             self.anchors.write(run_id, records[-1].seq, prev)
         return records
