@@ -67,7 +67,8 @@ class Turn:
     def final_tests(self) -> dict[str, Any] | None:
         """The last full-suite result of the turn, or the last result if none was full."""
         full = [t for t in self.tests if t.get("scope", "full") == "full"]
-        return (full or list(self.tests) or [None])[-1]
+        chosen = full or list(self.tests)
+        return chosen[-1] if chosen else None
 
 
 _CHUNK = 64  # transitions are kept in chunks, so recording one copies at most this many

@@ -549,7 +549,7 @@ class EventStore:
             newest = self.runs(limit=1)
             if not newest:
                 raise RunNotFound(f"there are no runs yet in {self.display_url}")
-            return newest[0]["run_id"]
+            return str(newest[0]["run_id"])
         escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         with self.transaction() as conn:
             if conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == ref)).first():
@@ -569,7 +569,7 @@ class EventStore:
             raise RunNotFound(
                 f"run prefix {ref!r} is ambiguous: it matches {shown}; give more characters"
             )
-        return matches[0]
+        return str(matches[0])
 
     def rebuild_projection(self, run_id: str) -> dict[str, Any]:
         """Recompute the run's projection from its events and store it (leases kept)."""
