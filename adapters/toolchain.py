@@ -29,14 +29,15 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from adapters.processes import SubprocessRunner, utc_now
 from kodr_core.ports import ProcessResult
 from kodr_core.sources import DEFAULT_SOURCES, DependencySources
 from kodr_core.test_command import TestCommand, plan_test_run
-from kodr_core.results import build_install_json, build_tests_json
+from kodr_core.results import Confinement, InstallResult, TestResult, build_install_json, build_tests_json
 from kodr_core.runners import report_from_outputs
 
 
@@ -136,7 +137,7 @@ class ProcessToolchain:
 
     def install(
         self, commands: Sequence[Sequence[str]], *, cwd: str, timeout_s: float, step_key: str
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> tuple[InstallResult, bytes]:
         results: list[ProcessResult] = []
         remaining = timeout_s
         for planned in commands:
@@ -154,7 +155,8 @@ class ProcessToolchain:
             if res.exit_code != 0 or res.timed_out:
                 break
         log = b"".join(r.log for r in results)
-        return build_install_json(results, [list(c) for c in commands]) | {"confinement": self.confinement("install")}, log
+        confined = Confinement.model_validate(self.confinement("install"))
+        return build_install_json(results, [list(c) for c in commands]).model_copy(update={"confinement": confined}), log
 
     def test(
         self,
@@ -165,7 +167,7 @@ class ProcessToolchain:
         timeout_s: float,
         step_key: str,
         only_files: Sequence[str] = (),
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> tuple[TestResult, bytes]:
         tmp = tempfile.mkdtemp(prefix="kodr-junit-")
         try:
             junit = os.path.join(tmp, "junit.xml")
@@ -195,7 +197,8 @@ class ProcessToolchain:
             )
             xml = Path(junit).read_text(errors="replace") if Path(junit).is_file() else None
             report = report_from_outputs(kind, res.stdout, res.stderr, xml, root=cwd)
-            return build_tests_json(res, report, list(argv)) | {"confinement": self.confinement("tests")}, res.log
+            confined = Confinement.model_validate(self.confinement("tests"))
+            return build_tests_json(res, report, list(argv)).model_copy(update={"confinement": confined}), res.log
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from kodr_core import events as ev
 from kodr_core.errors import IllegalTransition
 from kodr_core.machine import destination
+from kodr_core.results import InstallResult, Scope, TestResult
 from kodr_core.states import State
 
 T = TypeVar("T")
@@ -54,21 +55,21 @@ class Turn:
     rejected: tuple[str, ...] = ()
     proposal: ev.ProposalAccepted | None = None
     writes: ev.WritesApplied | None = None
-    install: dict[str, Any] | None = None
+    install: InstallResult | None = None
     install_skipped: str | None = None
-    tests: tuple[dict[str, Any], ...] = ()  # every TestsFinished.result of this turn, in order
+    tests: tuple[TestResult, ...] = ()  # every TestsFinished.result of this turn, in order
     model_error: ev.ModelCallFailed | None = None
     allowed_paths: tuple[str, ...] = ()  # what a repair may touch (failing paths + context)
     manifest_before: dict[str, str] | None = None  # workspace when the turn's writes began
     refused: tuple[str, ...] = ()  # writes refused as unsafe, with why
     attempts: dict[str, int] = field(default_factory=dict)  # this turn's step key -> attempts started
+    model_capabilities: dict[str, Any] | None = None  # what the server accepted on the last call, what was learned
 
     @property
-    def final_tests(self) -> dict[str, Any] | None:
+    def final_tests(self) -> TestResult | None:
         """The last full-suite result of the turn, or the last result if none was full."""
-        full = [t for t in self.tests if t.get("scope", "full") == "full"]
-        chosen = full or list(self.tests)
-        return chosen[-1] if chosen else None
+        full = [t for t in self.tests if t.scope is Scope.FULL]
+        return (full or list(self.tests))[-1] if self.tests else None
 
 
 _CHUNK = 64  # transitions are kept in chunks, so recording one copies at most this many
@@ -196,11 +197,13 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
             return _started(run, "model", e)
         case ev.ModelCallCompleted():
             t = run.turn_at(e.turn)
-            run = run.with_turn(e.turn, model_ms=e.duration_ms, model_attempts=t.model_attempts + 1)
+            run = run.with_turn(e.turn, model_ms=e.duration_ms, model_attempts=t.model_attempts + 1,
+                                model_capabilities=e.capabilities or t.model_capabilities)
             return _evolve(run, pending=None)
         case ev.ModelCallFailed():
             t = run.turn_at(e.turn)
-            run = run.with_turn(e.turn, model_error=e, model_attempts=t.model_attempts + 1)
+            run = run.with_turn(e.turn, model_error=e, model_attempts=t.model_attempts + 1,
+                                model_capabilities=e.capabilities or t.model_capabilities)
             return _evolve(run, pending=None)
         case ev.ProposalRejected():
             t = run.turn_at(e.turn)
@@ -220,15 +223,16 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
         case ev.InstallStarted():
             return _started(run, "install", e)
         case ev.InstallFinished():  # files the install wrote in the workspace (lockfiles) are part of it
-            written = {w["path"]: w["sha256"] for w in e.result.get("written") or [] if w.get("sha256")}
-            return _evolve(run.with_turn(e.turn, install=e.result), pending=None, manifest={**run.manifest, **written})
+            install = InstallResult.of(e.result)
+            written = {w.path: w.sha256 for w in install.written if w.sha256}
+            return _evolve(run.with_turn(e.turn, install=install), pending=None, manifest={**run.manifest, **written})
         case ev.InstallSkipped():
             return run.with_turn(e.turn, install_skipped=e.why)
         case ev.TestsStarted():
             return _started(run, "tests", e)
         case ev.TestsFinished():
             t = run.turn_at(e.turn)
-            result = dict(e.result, scope=e.scope)
+            result = TestResult.of(dict(e.result, scope=e.scope))  # a stored camelCase payload, any version
             return _evolve(run.with_turn(e.turn, tests=t.tests + (result,)), pending=None)
         case ev.PlanRecorded():
             return _evolve(run, plan=e.plan)

@@ -96,6 +96,7 @@ class ModelCallCompleted(Event):
     usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     retries: list[dict[str, Any]] = Field(default_factory=list)
+    capabilities: dict[str, Any] = Field(default_factory=dict)  # what the server accepts, and what was learned
 
 
 class ModelCallFailed(Event):
@@ -108,6 +109,7 @@ class ModelCallFailed(Event):
     message: str
     duration_ms: int
     retries: list[dict[str, Any]] = Field(default_factory=list)
+    capabilities: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProposalRejected(Event):

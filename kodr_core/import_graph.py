@@ -36,8 +36,9 @@ import functools
 import json
 import posixpath
 import re
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Iterable
+from typing import Any
 
 Read = Callable[[str], bytes | None]
 
@@ -49,8 +50,8 @@ _JS_SPEC = re.compile(
     r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*|\bexport\s*\*\s*from\s*)(['"`])(?P<spec>[^'"`\n]+)\1"""
 )
 _SOURCE_MAP = re.compile(r"[#@]\s*sourceMappingURL=(?P<url>[^\s'\"*]+)\s*(?:\*/)?\s*$")
-_PY_FROM = re.compile(r"^\s*from\s+(?P<dots>\.*)(?P<mod>[\w.]*)\s+import\s+\(?(?P<names>[\w\s,]+)", re.M)
-_PY_IMPORT = re.compile(r"^\s*import\s+(?P<mods>[\w.]+(?:\s*,\s*[\w.]+)*)", re.M)
+_PY_FROM = re.compile(r"^\s*from\s+(?P<dots>\.*)(?P<mod>[\w.]*)\s+import\s+\(?(?P<names>[\w\s,]+)", re.MULTILINE)
+_PY_IMPORT = re.compile(r"^\s*import\s+(?P<mods>[\w.]+(?:\s*,\s*[\w.]+)*)", re.MULTILINE)
 
 
 def is_dependency_path(path: str) -> bool:
@@ -80,7 +81,7 @@ def _norm(path: str) -> str | None:
     p = posixpath.normpath(path)
     if p == ".":
         return ""
-    return None if p == ".." or p.startswith("../") or p.startswith("/") else p
+    return None if p == ".." or p.startswith(("../", "/")) else p
 
 
 def _join(d: str, rel: str) -> str | None:

@@ -32,7 +32,7 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Callable, Literal, Mapping
+from typing import Callable, Collection, Literal, Mapping
 
 from kodr_core.errors import RefusedInput
 from kodr_core.python_env import python_env
@@ -110,6 +110,18 @@ def plan_install(files: set[str], read: Callable[[str], bytes | None] | None = N
             + " at the workspace's top level"
         )
     return InstallPlan(commands=commands, kind=kind, manifests=manifests, why="; ".join(whys))  # type: ignore[arg-type]
+
+
+#: Lockfiles, by the manifest whose change makes them stale.
+LOCKS_OF = {"package.json": ("package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock"),
+            "pyproject.toml": ("uv.lock",)}  # fmt: skip
+
+
+def stale_locks(changed: Collection[str]) -> set[str]:
+    """Lockfiles a repair left behind its manifest: it changed package.json (pyproject.toml)
+    and not the lockfile. A frozen install from them would fail; the plan ignores them, so
+    the package manager refreshes the lock (and the install records the new one)."""
+    return {lock for m, locks in LOCKS_OF.items() if m in changed for lock in locks if lock not in changed}
 
 
 def manifests_changed(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:

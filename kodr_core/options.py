@@ -38,6 +38,9 @@ class RunOptions(BaseModel):
     sandbox: Literal["auto", "required", "off"] = "auto"  # the OS sandbox around installs and tests
     test_network: bool = False  # tests reach the network (inside the sandbox they get loopback only)
     allow_secret_files: bool = False  # .env*, *.pem, id_*… in snapshots and prompts
+    local: bool | None = None  # the server is treated as local (None: guessed from the preset/host)
+    locality: str | None = None  # why it was judged local or remote, recorded with the run
+    context_tokens: int | None = None  # the server's context window, when the user knows it
 
     @classmethod
     def of(cls, raw: dict[str, Any]) -> "RunOptions":

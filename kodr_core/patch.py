@@ -8,7 +8,8 @@ the lines it changes.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 BlobReader = Callable[[str], bytes]
 

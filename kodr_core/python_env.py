@@ -35,8 +35,9 @@ import posixpath
 import re
 import shlex
 import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from kodr_core.errors import RefusedInput
 

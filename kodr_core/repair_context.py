@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterable
+from typing import Any
 
 from kodr_core.failures import failures_from, is_test_path, short_stack
 from kodr_core.import_graph import Closure, import_closure, own_package_name
@@ -251,12 +252,14 @@ class RepairContext:
         out += [
             "",
             "## Answer",
-            "Answer with the envelope only, listing only the files that need to change. For a file "
-            "shown whole, give its complete new content in `files`, or search/replace hunks in "
-            "`edits`. A file shown truncated, cut or as an excerpt can only be changed with `edits`: "
-            "each hunk's `search` is text copied exactly from the lines shown, long enough to occur "
-            "once in the file, and `replace` is what it becomes. Keep to the files named above and "
-            "the modules they import: edits elsewhere can stop the repair loop.",
+            (
+                "Answer with the envelope only, listing only the files that need to change. For a file "
+                "shown whole, give its complete new content in `files`, or search/replace hunks in "
+                "`edits`. A file shown truncated, cut or as an excerpt can only be changed with `edits`: "
+                "each hunk's `search` is text copied exactly from the lines shown, long enough to occur "
+                "once in the file, and `replace` is what it becomes. Keep to the files named above and "
+                "the modules they import: edits elsewhere can stop the repair loop."
+            ),
         ]
         if envelope_hint:
             out.append(envelope_hint)
@@ -285,10 +288,15 @@ def _cut(data: bytes, limit: int) -> bytes:
 
 #: A failing test file bigger than this share of the budget is cut to its failing tests.
 TEST_SHARE = 0.25
+#: A file in failing frames bigger than this share of the budget is shown around its frame lines.
+FRAME_SHARE = 0.25
+#: A cut test file may always use this much, however many failing test files share the budget.
+TEST_CUT_MIN = 4096
 #: Lines kept around each evidence line of an excerpt, and from a file's head.
 EXCERPT_RADIUS = 30
 EXCERPT_HEAD = 40
 _LOCATION = re.compile(r"(?P<path>[\w./@+-]+\.[A-Za-z]{1,4}):(?P<line>\d+)")
+_PY_LOCATION = re.compile(r"""(?P<path>[\w./@+-]+\.py)"?,? line (?P<line>\d+)""")
 
 
 def _evidence_lines(failures: list[dict[str, Any]], files: Collection[str]) -> dict[str, list[int]]:
@@ -298,7 +306,7 @@ def _evidence_lines(failures: list[dict[str, Any]], files: Collection[str]) -> d
         if f.get("file") in files and isinstance(f.get("line"), int):
             out.setdefault(f["file"], []).append(f["line"])
         for ln in f.get("stack") or []:
-            for m in _LOCATION.finditer(str(ln)):
+            for m in [*_LOCATION.finditer(str(ln)), *_PY_LOCATION.finditer(str(ln))]:
                 if m["path"] in files:
                     out.setdefault(m["path"], []).append(int(m["line"]))
     return out
@@ -343,8 +351,9 @@ def build_repair_context(
 
     Ranked by evidence: implementation files in failing frames; the failing test
     files (one bigger than :data:`TEST_SHARE` of the budget is cut to its failing
-    tests); their siblings; their import closure, breadth first (see
-    :mod:`kodr_core.import_graph`); the frames' siblings. A file that does not fit
+    tests, and the cut to that share); their siblings; their import closure (see
+    :mod:`kodr_core.import_graph`): the files the tests import directly, then the
+    rest, smallest first; the frames' siblings. A file that does not fit
     is shown as an excerpt around its failing lines, or its head, when enough room
     is left, and omitted otherwise; every cut and omission is recorded with why.
     """
@@ -358,7 +367,8 @@ def build_repair_context(
     failing_tests = [p for p in failing if p in named or is_test_path(p)]
     frames = [p for p in failing if p not in failing_tests]
     names = [str(c.get("name") or "") for c in compact]
-    evidence = _evidence_lines(shown, files)
+    evidence = _evidence_lines(
+        [dict(c, stack=short_stack(r.get("stack"), 200, workspace_root)) for c, r in zip(compact, raw)], files)
 
     test_siblings = [s for p in failing_tests for s in siblings_of(p, files)]
     closure: Closure = import_closure([*failing_tests, *test_siblings, *frames], files, read)
@@ -380,13 +390,23 @@ def build_repair_context(
             return
         texts[path] = text
         is_test = path in failing_tests
+        frame_share = int(budget * FRAME_SHARE)
+        if not is_test and evidence.get(path) and len(data) > frame_share and room >= MIN_TRUNCATED_BYTES:
+            # A large file in failing frames: the lines around the frames, leaving room for the rest.
+            part_text = _excerpt(text, evidence[path], min(room, frame_share), "#" if path.endswith(".py") else "//")
+            if part_text is not None:
+                chosen.append(ContextFile(path, role, len(part_text.encode()), len(data), True, part_text, "excerpt"))
+                return
         if len(data) <= room and not (is_test and len(data) > test_share):
             chosen.append(ContextFile(path, role, len(data), len(data), False, text))
             return
         if is_test:
             cut = cut_to_failing(path, text, names)
-            if cut is not None and len(cut.encode()) <= room:
-                chosen.append(ContextFile(path, role, len(cut.encode()), len(data), True, cut, "failing-tests"))
+            limit = min(room, max(test_share, TEST_CUT_MIN))
+            cut_bytes = _cut(cut.encode(), limit) if cut is not None else b""
+            if cut_bytes.strip():
+                chosen.append(ContextFile(path, role, len(cut_bytes), len(data), True, cut_bytes.decode(),
+                                          "failing-tests"))  # fmt: skip
                 return
             if len(data) <= room:
                 chosen.append(ContextFile(path, role, len(data), len(data), False, text))
@@ -405,7 +425,11 @@ def build_repair_context(
     order: list[tuple[str, str]] = [(p, "failing") for p in frames]
     order += [(p, "failing") for p in failing_tests]
     order += [(s, "sibling") for s in test_siblings]
-    order += [(p, "source" if via == "source" else "import") for p, _depth, via in closure.order]
+    # The closure: what the tests name directly first, then what runs beneath, smallest first,
+    # so one large module cannot crowd out the others (a file that does not fit is cut).
+    sizes = {p: len(read(p) or b"") for p in closure.paths}
+    ranked = sorted(closure.order, key=lambda c: (c[1] > 1, sizes.get(c[0], 0)))
+    order += [(p, "source" if via == "source" else "import") for p, _depth, via in ranked]
     order += [(s, "sibling") for p in frames for s in siblings_of(p, files)]
     seen: set[str] = set()
     for path, role in order:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import ast
 import functools
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 _TEST_CALLS = {"it", "test", "specify", "xit", "fit"}
 _SUITE_CALLS = {"describe", "suite", "context"}
@@ -84,7 +85,7 @@ def _python_lines(text: str, names: list[str]) -> set[int] | None:
     return keep if hit else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ts_parser(kind: str) -> Any | None:
     try:
         import tree_sitter
@@ -96,7 +97,7 @@ def _ts_parser(kind: str) -> Any | None:
         else:
             import tree_sitter_typescript as mod  # type: ignore[no-redef]
 
-            lang = mod.language_tsx() if kind == "tsx" else mod.language_typescript()
+            lang = mod.language_tsx() if kind == "tsx" else mod.language_typescript()  # type: ignore[attr-defined]
         return tree_sitter.Parser(tree_sitter.Language(lang))
     except (ImportError, AttributeError, TypeError, ValueError):
         return None
@@ -106,7 +107,7 @@ def _callee(node: Any) -> str:
     fn = node.child_by_field_name("function")
     while fn is not None and fn.type == "member_expression":  # it.only, test.skip, describe.each
         fn = fn.child_by_field_name("object")
-    return fn.text.decode("utf-8", "replace") if fn is not None and fn.type == "identifier" else ""
+    return str(fn.text.decode("utf-8", "replace")) if fn is not None and fn.type == "identifier" else ""
 
 
 def _title(node: Any) -> str | None:
@@ -115,7 +116,7 @@ def _title(node: Any) -> str | None:
         return None
     first = args.named_children[0]
     if first.type in ("string", "template_string"):
-        return first.text.decode("utf-8", "replace")[1:-1]
+        return str(first.text.decode("utf-8", "replace"))[1:-1]
     return None
 
 

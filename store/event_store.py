@@ -45,7 +45,8 @@ _SET_ONCE = ("task", "workspace", "mode", "created_at")  # set by RunRequested o
 #: statement machinery cost ~0.5 ms of CPU per append, more than the statements.
 _HOT_COLUMNS = (*PROJECTION_COLUMNS, "last_hash", "lease_owner", "lease_epoch")
 _ADVANCED = tuple(c for c in PROJECTION_COLUMNS if c != "run_id" and c not in _SET_ONCE)
-_EVENT_COLUMNS = ("run_id", "seq", "type", "schema_version", "recorded_at", "body", "prev_hash", "hash")
+#: Every column an append writes (``writer`` and ``lease_epoch`` since revision 0003).
+_EVENT_COLUMNS = tuple(c.name for c in event_rows.columns if c.name != "id")
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,12 @@ class EventStore:
         self.anchors = anchors
 
     @classmethod
-    def from_url(cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> EventStore:
+    def from_url(
+        cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, anchors: HeadAnchors | None = None
+    ) -> EventStore:
         """A store on ``url`` without any schema check; prefer :func:`store.database.open_store`."""
         with translated(url):
-            return cls(make_engine(url, busy_timeout_ms), busy_timeout_ms=busy_timeout_ms)
+            return cls(make_engine(url, busy_timeout_ms), busy_timeout_ms=busy_timeout_ms, anchors=anchors)
 
     def __repr__(self) -> str:
         return f"EventStore({self.display_url})"
@@ -230,6 +233,8 @@ class EventStore:
                         "body": body.decode("utf-8"),
                         "prev_hash": prev,
                         "hash": digest,
+                        "writer": lease.owner if lease is not None else None,
+                        "lease_epoch": lease.epoch if lease is not None else None,
                     }
                 )
                 records.append(RecordedEvent(run_id, seq, event, recorded_at, prev, digest))
@@ -237,7 +242,7 @@ class EventStore:
             projection = project_onto(stored, run_id, records)  # raises on an illegal move
             try:
                 with _driver_errors(sql.insert):
-                    cur.executemany(sql.insert, [tuple(r.values()) for r in rows])
+                    cur.executemany(sql.insert, [tuple(r[c] for c in _EVENT_COLUMNS) for r in rows])
             except sa_exc.IntegrityError as exc:
                 if not _is_unique_violation(exc):
                     raise

@@ -31,6 +31,8 @@ events = sa.Table(
     sa.Column("body", sa.Text, nullable=False),  # canonical JSON, exactly as hashed
     sa.Column("prev_hash", sa.CHAR(64), nullable=False),
     sa.Column("hash", sa.CHAR(64), nullable=False),
+    sa.Column("writer", sa.String(255)),  # the lease owner that appended it (0002)
+    sa.Column("lease_epoch", sa.Integer),  # the lease epoch it held (0002)
     sa.UniqueConstraint("run_id", "seq", name="uq_events_run_seq"),
 )
 

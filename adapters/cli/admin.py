@@ -126,7 +126,8 @@ def db() -> None:
 @click.pass_context
 def upgrade(ctx: click.Context, ws: str | None) -> None:
     """Migrate the database (KODR_DATABASE_URL, or the workspace's SQLite file) to the latest schema."""
-    from store.database import database_url, upgrade as do_upgrade
+    from store.database import database_url
+    from store.database import upgrade as do_upgrade
 
     do_upgrade(database_url(Path(workspace_of(ctx, ws)).resolve()))
     click.echo("database is at the latest schema")

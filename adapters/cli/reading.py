@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 #: Payload fields that are plumbing, not facts: left out of `kodr events`.
 _PLUMBING = {"key", "request_blob", "response_blob", "context_blob", "log_blob", "manifest", "base_snapshot",
-             "idempotency_key", "prev_hash", "hash"}
+             "idempotency_key", "prev_hash", "hash", "logBlob", "startedAt", "finishedAt", "snapshot_skipped"}
 
 
 def workspace_of(ctx: click.Context, ws: str | None) -> str:
@@ -75,6 +75,10 @@ def stream(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[App, str, 
 @click.pass_context
 def runs(ctx: click.Context, ws: str | None, limit: int, all_runs: bool, as_json: bool) -> None:
     """List the runs in the store, newest first, with their workspace."""
+    from kodr_core.errors import UsageError
+
+    if all_runs and ctx.get_parameter_source("limit") is click.core.ParameterSource.COMMANDLINE:
+        raise UsageError("give --limit N or --all, not both")
     app = reader(ctx, ws)
     rows = [] if app is None else app.store.runs(limit=None if all_runs else limit + 1)
     more = not all_runs and len(rows) > limit
@@ -123,7 +127,10 @@ def show(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> Non
     for k in ("run_id", "state", "reason", "detail", "mode", "task", "workspace", "heal_turn", "last_seq",
               "created_at", "updated_at", "artifacts", "next"):
         click.echo(f"{k:>11}: {data[k]}")
-    click.echo(f"{'settings':>11}: " + "\n             ".join(_settings(run.options)))
+    import textwrap
+
+    lines = textwrap.wrap(" ".join(_settings(run.options)), width=100, break_long_words=False) or ["-"]
+    click.echo(f"{'settings':>11}: " + "\n             ".join(lines))
 
 
 def key_facts(rec: RecordedEvent) -> str:
@@ -137,7 +144,8 @@ def key_facts(rec: RecordedEvent) -> str:
         if k in _PLUMBING or v in (None, [], {}, ""):
             continue
         if isinstance(v, dict):
-            v = {kk: vv for kk, vv in v.items() if isinstance(vv, (int, float, str, bool)) and vv != ""}
+            v = {kk: vv for kk, vv in v.items()
+                 if isinstance(vv, (int, float, str, bool)) and vv != "" and kk not in _PLUMBING}
             shown = " ".join(f"{kk}={_short(vv)}" for kk, vv in list(v.items())[:8])
             parts.append(f"{k}{{{shown}}}")
         elif isinstance(v, list):
@@ -166,6 +174,7 @@ def events(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> N
                  "hash": r.hash} for r in records]
         click.echo(json.dumps(rows, indent=2, default=str))
         return
+    click.echo(f"run {records[0].run_id if records else run_ref}: {len(records)} events")
     for r in records:
         click.echo(f"{r.seq:>4}  {r.recorded_at}  {r.type:<18} {key_facts(r)}")
 

@@ -328,7 +328,8 @@ def test_repair_editing_an_unrelated_file_stalls_with_off_target_edit(workspace:
     assert len(requests) == 2
     records = events_of(workspace, out["run_id"])
     # the failing file is run first; it still fails, so the brake judges that result
-    assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + ["StateChanged:stall"]
+    assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + ["StateChanged:stall", "WorkspaceRestored"]
+    assert (workspace / "format.js").read_text() == NODE_FORMAT  # back at the best turn (0)
     allowed = of_type(records, "ModelCallStarted")[1].allowed_paths
     assert {"calc.js", "calc.test.js"} <= set(allowed) and "format.js" not in allowed
     last = transitions(records)[-1]
@@ -615,7 +616,8 @@ def test_repair_that_makes_the_tests_hang_times_out_and_is_not_the_best_turn(wor
     assert (out["state"], out["reason"], out["heal_turn"]) == ("timed_out", "test_timeout", 1)
     assert took < 30 and tagged_processes(out["run_id"]) == []
     records = events_of(workspace, out["run_id"])
-    assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + ["StateChanged:time_out"]
+    assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + ["StateChanged:time_out", "WorkspaceRestored"]
+    assert (workspace / "calc.js").read_text() == NODE_BUGGY  # the hanging repair is not left behind
     assert of_type(records, "TestsFinished")[-1].result["timedOut"] is True
 
     text, x = explained(workspace, out["run_id"], "timed_out", "test_timeout", "time_out")

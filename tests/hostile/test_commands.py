@@ -27,9 +27,9 @@ COMMANDS = [
 def test_smuggling_test_command_is_refused(workspace: Path, sibling: Path, command: str) -> None:
     command = command.replace("{sibling}", str(sibling))
     o = hostile_run(workspace, sibling, {"a.txt": "x"}, test=command)
-    assert (o.state, o.reason) == ("failed", "test_command_refused"), o.result.err
-    assert "refused" in o.json["facts"]["why"]
-    assert [r.type for r in o.events()] == ["RunRequested", "StateChanged"]  # no model call, nothing ran
+    # Refused as a usage error before anything is recorded: no run, no model call, nothing ran.
+    assert o.result.code == 2 and "refused" in o.result.err, o.result.err
+    assert not (workspace / ".kodr").exists()
     assert not (workspace / "a.txt").exists()
 
 

@@ -22,8 +22,8 @@ def test_a_missing_uv_names_itself(monkeypatch):
     monkeypatch.setattr(uv_pkg, "find_uv_bin", gone)
     monkeypatch.setenv("PATH", "/nonexistent")
     result, _ = ProcessToolchain().install([["uv", "sync"]], cwd="/tmp", timeout_s=5, step_key="k")
-    assert not result["ok"]
-    assert "uv not found" in result["error"]
+    assert not result.ok
+    assert "uv not found" in result.error
 
 
 def test_pytest_runs_in_the_project_venv_or_says_it_is_missing(tmp_path):
@@ -35,7 +35,7 @@ def test_pytest_runs_in_the_project_venv_or_says_it_is_missing(tmp_path):
     assert argv[:4] == ["uv", "run", "--no-sync", "--active"] and env["UV_NO_SYNC"] == "1"
     assert problem == "pytest not installed in the project environment (.venv): run with --install"
     result, _ = ProcessToolchain().test(["python", "-m", "pytest"], "pytest", cwd=str(tmp_path), timeout_s=30, step_key="t")
-    assert result["error"].startswith("pytest not installed in the project environment")
-    assert not result["total"]
+    assert result.error.startswith("pytest not installed in the project environment")
+    assert not result.total
     argv, _, _ = in_project_env(["pytest", "-x"], str(tmp_path))
     assert argv == [str(tmp_path / ".venv" / "bin" / "pytest"), "-x"]

@@ -26,6 +26,7 @@ from store.database import (
     database_url,
     default_url,
     downgrade,
+    head_revision,
     normalise_url,
     open_store,
     status,
@@ -460,7 +461,7 @@ def test_fresh_sqlite_workspace_is_migrated_on_first_use(tmp_path):
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     assert (ws / ".kodr" / "kodr.db").is_file()
     assert (ws / ".kodr" / ".gitignore").read_text() == "*\n"
-    assert status(url) == {"url": url, "current": ["0002"], "head": "0002", "up_to_date": True}
+    assert status(url) == {"url": url, "current": [head_revision()], "head": head_revision(), "up_to_date": True}
 
 
 def test_sqlite_behind_head_is_migrated_on_open(tmp_path):

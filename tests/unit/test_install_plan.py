@@ -282,3 +282,11 @@ def test_pyproject_plain_dependencies_pass():
 
     text = '[project]\nname = "a"\nversion = "0"\ndependencies = ["pytest>=8"]\n[tool.uv.sources]\nlib = { path = "libs/lib" }\n'
     assert check_pyproject_toml(text) == []
+
+
+def test_a_lockfile_left_behind_a_changed_manifest_is_stale():
+    from kodr_core.install_plan import stale_locks
+
+    assert stale_locks(["package.json"]) == {"package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock"}
+    assert stale_locks(["package.json", "package-lock.json"]) == {"npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock"}
+    assert stale_locks(["pyproject.toml"]) == {"uv.lock"} and stale_locks(["index.js"]) == set()
