@@ -133,11 +133,27 @@ class EventStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, anchors: HeadAnchors | None = None
+        cls,
+        url: str,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        anchors: HeadAnchors | None = None,
+        audit_key: bytes | None = None,
     ) -> EventStore:
-        """A store on ``url`` without any schema check; prefer :func:`store.database.open_store`."""
+        """A store on ``url`` without any schema check; prefer :func:`store.database.open_store`.
+
+        The audit key defaults to ``KODR_AUDIT_KEY`` as with ``open_store``: a reader
+        without it would report every keyed run as edited.
+        """
+        from store.database import audit_key as env_audit_key
+
         with translated(url):
-            return cls(make_engine(url, busy_timeout_ms), busy_timeout_ms=busy_timeout_ms, anchors=anchors)
+            return cls(
+                make_engine(url, busy_timeout_ms),
+                busy_timeout_ms=busy_timeout_ms,
+                anchors=anchors,
+                audit_key=audit_key or env_audit_key(),
+            )
 
     def __repr__(self) -> str:
         return f"EventStore({self.display_url})"
