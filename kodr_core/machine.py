@@ -32,7 +32,7 @@ TRANSITIONS: list[tuple[str, list[str], str]] = [
 TRIGGERS: frozenset[str] = frozenset(t for t, _, _ in TRANSITIONS)
 
 
-def _spec() -> list[dict]:
+def _spec() -> list[dict[str, object]]:
     return [
         {"trigger": t, "source": [str(s) for s in src], "dest": str(dst)}
         for t, src, dst in TRANSITIONS
@@ -116,7 +116,7 @@ def mermaid() -> str:
         graph_engine="mermaid",
         show_conditions=False,
     )
-    return graph.get_graph().draw(None)
+    return str(graph.get_graph().draw(None))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
+from kodr_core.errors import StoreUnavailable
+
 #: Execution option that makes a connection's next BEGIN an IMMEDIATE one on SQLite.
 WRITE = "kodr_write"
 
@@ -34,7 +36,10 @@ def make_engine(url: str | sa.URL, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_M
         return _sqlite_engine(url, busy_timeout_ms)
     if url.get_backend_name() == "postgresql":
         return _postgres_engine(url, busy_timeout_ms)
-    return sa.create_engine(url)
+    raise StoreUnavailable(
+        f"unsupported database URL {url.render_as_string(hide_password=True)}: kodr keeps its "
+        "store in SQLite (sqlite:///PATH) or PostgreSQL (postgresql://...)"
+    )
 
 
 def _sqlite_engine(url: sa.URL, busy_timeout_ms: int) -> sa.Engine:

@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -98,7 +99,7 @@ def _take(
     return Lease(run_id, owner, seen + 1, expires) if result.rowcount == 1 else None
 
 
-def _lease_cols():
+def _lease_cols() -> sa.Select[Any]:
     return sa.select(runs.c.run_id, runs.c.lease_owner, runs.c.lease_epoch, runs.c.lease_expires_at)
 
 
@@ -130,7 +131,7 @@ def _lost(conn: sa.Connection, lease: Lease) -> RunLocked:
     )
 
 
-def _mine(lease: Lease):
+def _mine(lease: Lease) -> tuple[sa.ColumnElement[bool], ...]:
     return (
         runs.c.run_id == lease.run_id,
         runs.c.lease_epoch == lease.epoch,
