@@ -146,7 +146,7 @@ def test_network_in_tests_only_with_test_network(workspace: Path, sibling: Path,
     finally:
         srv.close()
     assert o.state == ("failed" if allow else "passed"), o.result.err
-    started = [r.event for r in o.events() if r.type == "TestsStarted"][0]
+    started = next(r.event for r in o.events() if r.type == "TestsStarted")
     assert started.confinement["sandbox"] == "bwrap" and started.confinement["network"] is allow
     assert bool(o.json.get("options", {}).get("test_network", allow)) is allow
 
@@ -155,5 +155,5 @@ def test_sandbox_off_says_so_in_the_events(workspace: Path, sibling: Path) -> No
     o = hostile_run(workspace, sibling, {"package.json": PKG, "a.test.js": node_test("")}, test="node --test",
                     sandbox="off")
     assert o.state == "passed", o.result.err
-    started = [r.event for r in o.events() if r.type == "TestsStarted"][0]
+    started = next(r.event for r in o.events() if r.type == "TestsStarted")
     assert started.confinement["sandbox"] == "none" and started.confinement["mode"] == "off"
