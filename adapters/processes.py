@@ -275,12 +275,11 @@ class SubprocessRunner:
         base = os.environ if self._base_env is None else self._base_env
         from adapters.sandbox import SandboxUnavailable
 
+        refused: str | None = None
         try:
-            confined = self.confinement(network=network)
+            confined: Confinement | None = self.confinement(network=network)
         except SandboxUnavailable as e:  # --sandbox required on a machine without it
             confined, refused = None, str(e)
-        else:
-            refused = None
         sandboxed = confined is not None and confined.sandbox == "bwrap"
         if sandboxed:
             from adapters.sandbox import package_caches, sandbox_env

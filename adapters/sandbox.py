@@ -34,9 +34,10 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 from adapters.processes import is_secret_name
 from kodr_core.errors import UsageError
@@ -103,7 +104,7 @@ def probe(bwrap: str | None) -> str | None:
         argv = [bwrap, *_namespace_flags(network=False), "--ro-bind", "/", "/", "--proc", "/proc",
                 "--dev", "/dev", "--tmpfs", "/tmp", "--", "/bin/true"]
         try:
-            p = subprocess.run(argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+            p = subprocess.run(argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL, check=False)
             why = None if p.returncode == 0 else (
                 f"bwrap failed here (exit {p.returncode}): {p.stderr.decode(errors='replace').strip()[:300]}")
         except (OSError, subprocess.SubprocessError) as e:

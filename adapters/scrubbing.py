@@ -8,8 +8,9 @@ through, so they can sit on top of a fenced log or an HTTP client.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
 from kodr_core import events as ev
 from kodr_core.ports import ChatReply, ChatRequest, EventLog, ModelPort

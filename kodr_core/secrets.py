@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 #: kodr's own key variables, scrubbed whatever their name says.
 KEY_VARIABLES = ("KODR_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "ANTHROPIC_API_KEY", "KODR_AUDIT_KEY")
-SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_SECRET)$|PASSWORD|^KODR_API_KEY$", re.I)
+SECRET_NAME = re.compile(r"(_KEY|_TOKEN|_SECRET)$|PASSWORD|^KODR_API_KEY$", re.IGNORECASE)
 MIN_SECRET_LEN = 8
 URL_VARIABLES = ("KODR_DATABASE_URL", "DATABASE_URL")
 
@@ -64,7 +64,7 @@ class Scrubber:
         self._bytes = re.compile(b"|".join(re.escape(v.encode()) for v in ordered)) if ordered else None
 
     @classmethod
-    def of_env(cls, env: Mapping[str, str]) -> "Scrubber":
+    def of_env(cls, env: Mapping[str, str]) -> Scrubber:
         return cls(secrets_in(env))
 
     def __bool__(self) -> bool:
@@ -86,7 +86,7 @@ NO_SECRETS = Scrubber({})
 _SECRET_FILE = re.compile(
     r"(^|/)(\.env(\..*)?|[^/]*\.(pem|key|p12|pfx)|id_(rsa|dsa|ecdsa|ed25519)[^/]*|\.netrc|\.pypirc|\.git-credentials)$"
 )
-_NPM_AUTH = re.compile(r"^\s*(//|[^=]*(_auth|_authToken|_password|username|email)\s*=)", re.M)
+_NPM_AUTH = re.compile(r"^\s*(//|[^=]*(_auth|_authToken|_password|username|email)\s*=)", re.MULTILINE)
 
 
 def looks_secret(path: str, read: Callable[[str], bytes | None] | None = None) -> bool:

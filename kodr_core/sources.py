@@ -31,8 +31,9 @@ import json
 import posixpath
 import re
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 NPM_REGISTRY = "https://registry.npmjs.org/"
@@ -55,7 +56,7 @@ class DependencySources:
     pypi_index: str = PYPI_INDEX
 
     @classmethod
-    def of(cls, env: Mapping[str, str]) -> "DependencySources":
+    def of(cls, env: Mapping[str, str]) -> DependencySources:
         """From kodr's configuration (``KODR_NPM_REGISTRY``, ``KODR_PYPI_INDEX``), else the defaults."""
         npm = (env.get("KODR_NPM_REGISTRY") or "").strip() or NPM_REGISTRY
         pypi = (env.get("KODR_PYPI_INDEX") or "").strip() or PYPI_INDEX
@@ -82,7 +83,7 @@ DEPENDENCY_FIELDS = (
     "optionalDependencies",
     "peerDependencies",
 )
-_REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|[\w.-]+@[\w.-]+:)", re.I)
+_REMOTE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
 _GITHUB_SHORTHAND = re.compile(r"^[\w.-]+/[\w.-]+(?:#.*)?$")
 _LOCAL_PREFIXES = ("file:", "link:")
 
@@ -271,30 +272,30 @@ def check_package_lock(text: str, sources: DependencySources = DEFAULT_SOURCES, 
 
     packages = data.get("packages")
     if isinstance(packages, dict):
-        for key, e in packages.items():
+        for key, item in packages.items():
             if key == "":
                 continue
-            if isinstance(e, dict) and not key.startswith("node_modules/") and "/node_modules/" not in key:
+            if isinstance(item, dict) and not key.startswith("node_modules/") and "/node_modules/" not in key:
                 if path_leaves(str(key)):  # a workspace folder
                     problems.append(f"{name} {key!r}: points outside the workspace")
                 continue
-            entry(repr(key), e)
+            entry(repr(key), item)
 
     def legacy(deps: object, trail: str) -> None:
         if not isinstance(deps, dict):
             return
-        for dep, e in deps.items():
+        for dep, item in deps.items():
             where = f"{trail}{dep}"
-            entry(repr(where), e)
-            if isinstance(e, dict):
-                legacy(e.get("dependencies"), where + " > ")
+            entry(repr(where), item)
+            if isinstance(item, dict):
+                legacy(item.get("dependencies"), where + " > ")
 
     if not isinstance(packages, dict):
         legacy(data.get("dependencies"), "")
     return problems
 
 
-_YARN_RESOLVED = re.compile(r'^\s+resolved\s+"?([^"\s]+)"?', re.M)
+_YARN_RESOLVED = re.compile(r'^\s+resolved\s+"?([^"\s]+)"?', re.MULTILINE)
 
 
 def check_yarn_lock(text: str, sources: DependencySources = DEFAULT_SOURCES, name: str = "yarn.lock") -> list[str]:
@@ -313,7 +314,7 @@ def check_yarn_lock(text: str, sources: DependencySources = DEFAULT_SOURCES, nam
             continue
         if not m.group(1).startswith(prefixes):
             problems.append(f"{name} {head[:80]!r}: resolved {m.group(1)[:120]!r} is not on the configured registry")
-        if not re.search(r"^\s+integrity\s+\S", block, re.M):
+        if not re.search(r"^\s+integrity\s+\S", block, re.MULTILINE):
             problems.append(f"{name} {head[:80]!r}: no integrity hash")
     return problems
 
@@ -381,7 +382,7 @@ def check_uv_lock(text: str, sources: DependencySources = DEFAULT_SOURCES, name:
 #: pip/uv options that change where code comes from, or read more files.
 _REQ_REFUSED_OPTIONS = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host",
                         "-e", "--editable", "-r", "--requirement", "-c", "--constraint", "--no-index")
-_REQ_REMOTE = re.compile(r"(^|@\s*|\s)(git\+|hg\+|svn\+|bzr\+|https?://|ftp://|file:)", re.I)
+_REQ_REMOTE = re.compile(r"(^|@\s*|\s)(git\+|hg\+|svn\+|bzr\+|https?://|ftp://|file:)", re.IGNORECASE)
 #: ``name[extras] @ target``: a PEP 508 direct reference.
 _DIRECT_REF = re.compile(r"^\s*[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@\s*(\S+)")
 
@@ -434,6 +435,11 @@ TOOL_UV_ALLOWED = frozenset({
 })
 
 
+def _table(value: object) -> dict[str, Any]:
+    """A TOML table, or an empty one when the model wrote something else there."""
+    return value if isinstance(value, dict) else {}
+
+
 def check_pyproject_toml(text: str) -> list[str]:
     """Problems that make kodr refuse a pyproject.toml for ``uv sync`` ([] when fine).
 
@@ -448,12 +454,11 @@ def check_pyproject_toml(text: str) -> list[str]:
     except tomllib.TOMLDecodeError as e:
         return [f"pyproject.toml is not valid TOML: {e}"]
     problems: list[str] = []
-    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
-    uv = tool.get("uv") if isinstance(tool.get("uv"), dict) else {}
+    tool = _table(data.get("tool"))
+    uv = _table(tool.get("uv"))
     for key in sorted(set(uv) - TOOL_UV_ALLOWED):
         problems.append(f"[tool.uv] {key} is refused: sources and settings are kodr's, not the project's")
-    sources = uv.get("sources") if isinstance(uv.get("sources"), dict) else {}
-    for name, source in sources.items():
+    for name, source in _table(uv.get("sources")).items():
         for s in source if isinstance(source, list) else [source]:
             if not isinstance(s, dict):
                 continue
@@ -461,28 +466,29 @@ def check_pyproject_toml(text: str) -> list[str]:
                 problems.append(f"[tool.uv.sources] {name}: git/URL sources (and named indexes) are refused")
             if "path" in s and path_leaves(str(s["path"])):
                 problems.append(f"[tool.uv.sources] {name}: path {s['path']!r} points outside the workspace")
-    members = (uv.get("workspace") or {}).get("members") if isinstance(uv.get("workspace"), dict) else None
+    members = _table(uv.get("workspace")).get("members")
     for m in members if isinstance(members, list) else []:
         if isinstance(m, str) and path_leaves(m):
             problems.append(f"[tool.uv.workspace] member {m!r} points outside the workspace")
 
     lists: list[tuple[str, object]] = []
-    project = data.get("project") if isinstance(data.get("project"), dict) else {}
+    project = _table(data.get("project"))
     lists.append(("[project] dependencies", project.get("dependencies")))
-    for extra, deps in (project.get("optional-dependencies") or {}).items():
+    for extra, deps in _table(project.get("optional-dependencies")).items():
         lists.append((f"[project.optional-dependencies] {extra}", deps))
-    for group, deps in (data.get("dependency-groups") or {}).items():
+    for group, deps in _table(data.get("dependency-groups")).items():
         lists.append((f"[dependency-groups] {group}", deps))
     for key in ("dev-dependencies", "override-dependencies", "constraint-dependencies"):
         lists.append((f"[tool.uv] {key}", uv.get(key)))
-    build = data.get("build-system") if isinstance(data.get("build-system"), dict) else {}
+    build = _table(data.get("build-system"))
     lists.append(("[build-system] requires", build.get("requires")))
     for where, deps in lists:
         for dep in deps if isinstance(deps, list) else []:
             why = requirement_problem(dep) if isinstance(dep, str) else None
             if why:
                 problems.append(f"{where}: {dep!r} {why}")
-    for p in build.get("backend-path") or []:
+    backend_path = build.get("backend-path")
+    for p in backend_path if isinstance(backend_path, list) else []:
         if isinstance(p, str) and path_leaves(p):
             problems.append(f"[build-system] backend-path {p!r} points outside the workspace")
     return problems

@@ -74,9 +74,9 @@ def test_two_resumers_race_exactly_one_proceeds(tmp_path: Path, db_env: dict[str
     assert [r.type for r in records].count("TestsFinished") == 1
 
 
-def _run_until_tests_start(ws: Path, srv: ScriptedServer):
+def _run_until_tests_start(ws: Path, srv: ScriptedServer, *extra: str):
     """Start `kodr run` on a minute-long test and return once its test process is running."""
-    proc = _popen(["run", "-p", "slow", "--base-url", srv.base_url, *ARGS], ws, {"KODR_SLOW": "60000"})
+    proc = _popen(["run", "-p", "slow", "--base-url", srv.base_url, *ARGS, *extra], ws, {"KODR_SLOW": "60000"})
     store = open_store(default_url(ws))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -93,7 +93,8 @@ def test_resume_kills_the_orphans_of_an_interrupted_step(tmp_path: Path) -> None
     ws = tmp_path / "ws"
     ws.mkdir()
     with ScriptedServer(responder=_model) as srv:
-        proc, store, run_id = _run_until_tests_start(ws, srv)
+        # without the OS sandbox: in it, the namespace dies with kodr and leaves no orphan to reap
+        proc, store, run_id = _run_until_tests_start(ws, srv, "--sandbox", "off")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         orphans = tagged_processes(run_id)

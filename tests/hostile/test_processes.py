@@ -146,7 +146,7 @@ def test_network_in_tests_only_with_test_network(workspace: Path, sibling: Path,
     finally:
         srv.close()
     assert o.state == ("failed" if allow else "passed"), o.result.err
-    started = [r.event for r in o.events() if r.type == "TestsStarted"][0]
+    started = next(r.event for r in o.events() if r.type == "TestsStarted")
     assert started.confinement["sandbox"] == "bwrap" and started.confinement["network"] is allow
     assert bool(o.json.get("options", {}).get("test_network", allow)) is allow
 
@@ -155,5 +155,26 @@ def test_sandbox_off_says_so_in_the_events(workspace: Path, sibling: Path) -> No
     o = hostile_run(workspace, sibling, {"package.json": PKG, "a.test.js": node_test("")}, test="node --test",
                     sandbox="off")
     assert o.state == "passed", o.result.err
-    started = [r.event for r in o.events() if r.type == "TestsStarted"][0]
+    started = next(r.event for r in o.events() if r.type == "TestsStarted")
     assert started.confinement["sandbox"] == "none" and started.confinement["mode"] == "off"
+
+
+def test_sigkill_of_kodr_takes_the_sandboxed_step_with_it(tmp_path: Path) -> None:
+    """kodr killed with SIGKILL mid-test: --die-with-parent and the PID namespace leave no orphan at all."""
+    import signal
+    import time
+
+    from tests.e2e.test_resumers import _model, _run_until_tests_start
+    from tests.support.scripted_server import ScriptedServer
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    with ScriptedServer(responder=_model) as srv:
+        proc, _store, run_id = _run_until_tests_start(ws, srv, "--sandbox", "required")
+        assert tagged_processes(run_id), "the test process was not running"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while tagged_processes(run_id) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert tagged_processes(run_id) == []

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import envelope
 from tests.hostile.conftest import SECRETS, hostile_run
 from tests.support.scripted_server import Turn
-from tests.e2e.conftest import envelope
 
 DUMP_PROC = """const test = require('node:test');
 const fs = require('fs');
