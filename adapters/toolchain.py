@@ -114,6 +114,14 @@ def with_sources(argv: Sequence[str], sources: DependencySources) -> list[str]:
     return argv
 
 
+def store_env(base: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
+    """pnpm's content store inside kodr's npm cache (``<npm cache>/pnpm-store``): the sandbox
+    binds that cache read-write, while pnpm's default (~/.local/share/pnpm) is read-only there."""
+    from adapters.sandbox import package_caches
+
+    return {"npm_config_store_dir": os.path.join(package_caches(base)["npm_config_cache"], "pnpm-store")}
+
+
 class ProcessToolchain:
     def __init__(
         self,
@@ -147,7 +155,7 @@ class ProcessToolchain:
                 break
             res = self.runner.run(
                 argv, cwd=cwd, timeout_s=max(remaining, 0.1), step_key=step_key,
-                env=source_env(self.sources), network=True,
+                env={**store_env(), **source_env(self.sources)}, network=True,
             )
             res = dataclasses.replace(res, argv=list(planned))  # the recorded command is the planned one
             results.append(res)
