@@ -71,7 +71,8 @@ def with_tools(argv: Sequence[str]) -> tuple[list[str], str | None]:
     return out, None
 
 
-def in_project_env(argv: Sequence[str], cwd: str) -> tuple[list[str], dict[str, str], str | None]:
+def in_project_env(argv: Sequence[str], cwd: str, *, needs_pytest: bool = True
+                   ) -> tuple[list[str], dict[str, str], str | None]:  # fmt: skip
     """A pytest command rewritten to run in ``<cwd>/.venv``: (argv, env, error when it cannot).
 
     Without a ``.venv`` the command is left as typed (the runner resolves it on PATH).
@@ -89,7 +90,7 @@ def in_project_env(argv: Sequence[str], cwd: str) -> tuple[list[str], dict[str, 
         out[0] = os.path.join(vbin, "pytest")
     elif out[0] in ("python", "python3"):
         out[0] = os.path.join(vbin, "python")
-    if not has_pytest:
+    if needs_pytest and not has_pytest:
         return out, env, "pytest not installed in the project environment (.venv): run with --install"
     return out, env, None
 
@@ -191,8 +192,8 @@ class ProcessToolchain:
             )
             env = {**source_env(self.sources), "UV_NO_SYNC": "1", **(env or {})}
             problem = None
-            if kind == "pytest":
-                run_argv, venv_env, problem = in_project_env(run_argv, cwd)
+            if kind in ("pytest", "unittest"):  # `python -m unittest` runs in the project env too
+                run_argv, venv_env, problem = in_project_env(run_argv, cwd, needs_pytest=kind == "pytest")
                 env = {**env, **venv_env}
             run_argv, missing = with_tools(run_argv)
             problem = problem or missing
