@@ -9,28 +9,23 @@ returns None and the command says there is nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from adapters import faults
-from adapters.artifacts import ArtifactWriter
-from adapters.leasing import held, workspace_lock
-from adapters.processes import SubprocessRunner
-from adapters.sandbox import Sandbox
-from adapters.scrubbing import ScrubbingLog, ScrubbingModel
-from adapters.toolchain import ProcessToolchain
 from adapters.workspace import DiskWorkspace
-from kodr_core.aggregate import Run
-from kodr_core.engine import Engine, Observer
 from kodr_core.errors import UsageError
-from kodr_core.options import RunOptions
-from kodr_core.ports import EventLog, ModelPort
-from kodr_core.secrets import Scrubber
-from kodr_core.sources import DependencySources
-from store.database import database_url, open_store
+from store.database import database_url
 from store.event_store import EventStore
+
+if TYPE_CHECKING:  # what only recording commands need is imported when they run
+    from adapters.toolchain import ProcessToolchain
+    from kodr_core.aggregate import Run
+    from kodr_core.engine import Engine, Observer
+    from kodr_core.options import RunOptions
+    from kodr_core.ports import EventLog, ModelPort
 
 
 @dataclass
@@ -45,11 +40,15 @@ class App:
         log: EventLog | None = None,
         options: RunOptions | None = None,
     ) -> Engine:
+        from kodr_core.options import RunOptions
+
         return build_engine(log or self.store, self.workspace, model, options or RunOptions(),
                             store=self.store, observer=observer)
 
     def workspace_held(self) -> AbstractContextManager[None]:
         """One live run per workspace: a second one is refused with WorkspaceBusy naming the owner."""
+        from adapters.leasing import workspace_lock
+
         return workspace_lock(Path(self.workspace.root))
 
     def drive(
@@ -63,6 +62,8 @@ class App:
         options: RunOptions | None = None,
     ) -> Run:
         """Drive the run while holding its lease; a live owner elsewhere makes this raise RunLocked."""
+        from adapters.leasing import held
+
         with held(self.store, run_id) as fenced:
             engine = self.engine(model, observer, log=fenced, options=options)
             if resume:
@@ -75,6 +76,12 @@ def confined_toolchain(options: RunOptions) -> ProcessToolchain:
 
     ``--sandbox required`` where bubblewrap cannot run raises SandboxUnavailable (a usage error).
     """
+    from adapters.processes import SubprocessRunner
+    from adapters.sandbox import Sandbox
+    from adapters.toolchain import ProcessToolchain
+    from kodr_core.secrets import Scrubber
+    from kodr_core.sources import DependencySources
+
     if options.sandbox == "required":
         Sandbox("required").confinement(network=False)
     runner = SubprocessRunner(sandbox=Sandbox(options.sandbox), scrubber=Scrubber.of_env(os.environ))
@@ -91,8 +98,14 @@ def build_engine(
     toolchain: ProcessToolchain | None = None,
     observer: Observer | None = None,
 ) -> Engine:
-    """The one wiring of an Engine (the CLI, the demo's peers and the workers): secrets are
-    scrubbed from every blob, event and prompt; processes run in the run's sandbox."""
+    """The one wiring of an Engine (the CLI and the workers): secrets are scrubbed from every
+    blob, event and prompt; processes run in the run's sandbox."""
+    from adapters import faults
+    from adapters.artifacts import ArtifactWriter
+    from adapters.scrubbing import ScrubbingLog, ScrubbingModel
+    from kodr_core.engine import Engine
+    from kodr_core.secrets import Scrubber
+
     scrubber = Scrubber.of_env(os.environ)
     workspace.allow_secret_files = options.allow_secret_files
     toolchain = toolchain or confined_toolchain(options)
@@ -115,8 +128,23 @@ def _root(workspace: str | os.PathLike[str]) -> Path:
 
 
 def open_app(workspace: str | os.PathLike[str]) -> App:
+    """The app for a command that records: the SQLite store is created and migrated on first use."""
+    from store.database import open_store
+
     root = _root(workspace)
-    return App(DiskWorkspace(root), open_store(database_url(root)))
+    url = database_url(root)
+    return App(DiskWorkspace(root), open_store(url, anchor_dir=anchor_dir(root, url)))
+
+
+def anchor_dir(root: Path, url: str) -> Path | None:
+    """Where run heads are kept outside the database (:mod:`store.anchors`).
+
+    A SQLite store keeps them in ``runs/`` beside its file (``.kodr/runs/`` for the default
+    store, the run's artifacts folder), so every workspace sharing one file sees the same
+    heads and a run rebound to another workspace still verifies. A server database anchors
+    in the workspace, where runs of other workspaces are not required to have a head.
+    """
+    return None if sqlite_file(url) is not None else root / ".kodr" / "runs"
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -137,13 +165,23 @@ def store_location(workspace: str | os.PathLike[str]) -> str:
 
 
 def open_reader(workspace: str | os.PathLike[str]) -> App | None:
-    """The app for a read-only command, or None when there is no store yet (nothing is created)."""
+    """The app for a read-only command, or None when there is no store yet.
+
+    Creates nothing and migrates nothing (no directory, no file, no schema check
+    with alembic): a store whose schema is behind fails its first query with
+    StoreUnavailable saying so.
+    """
     root = _root(workspace)
     url = database_url(root)
     file = sqlite_file(url)
     if file is not None and not file.is_file():
         return None
-    return App(DiskWorkspace(root), open_store(url))
+    import sqlalchemy as sa
+
+    from store.database import default_anchors
+
+    anchors = default_anchors(sa.make_url(url), anchor_dir(root, url))  # no migration on the read path
+    return App(DiskWorkspace(root), EventStore.from_url(url, anchors=anchors))
 
 
 def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPort:
@@ -153,9 +191,8 @@ def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPo
 
     if options.provider == "scripted":
         raise UsageError("this run used the demo's built-in scripted model; give --base-url or --provider to go on")
-    config = resolve_provider(options.provider, options.base_url, options.model, dict(env or os.environ),
-                              local=options.local)
+    config = resolve_provider(options.provider, options.base_url, options.model, dict(env or os.environ))
     return OpenAIChatClient(config, stall_timeout_s=options.stall_timeout_s)
 
 
-ModelFactory = Callable[[RunOptions], ModelPort]
+ModelFactory = Callable[["RunOptions"], "ModelPort"]

@@ -22,7 +22,8 @@ OLLAMA_DEFAULT_CTX = 4096
 
 _OVERFLOW = [
     # llama.cpp: {"error": {"type": "exceed_context_size_error", "n_prompt_tokens": N, "n_ctx": M}}
-    re.compile(r"exceed_context_size_error|exceeds the available context size", re.IGNORECASE),
+    re.compile(r"exceed_context_size_error|exceeds the available context size|context size has been exceeded",
+               re.IGNORECASE),
     # vLLM / OpenAI: "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens"
     re.compile(r"maximum context length|context_length_exceeded|context length exceeded", re.IGNORECASE),
     # LM Studio: "... the model is loaded with context length of only 4096 tokens"
@@ -32,10 +33,13 @@ _OVERFLOW = [
     re.compile(r"prompt is too long|too many tokens|input is too long|context window", re.IGNORECASE),
 ]
 _NUMBERS = [
-    re.compile(r"maximum context length is (?P<window>\d+) tokens.*?requested (?P<prompt>\d+) tokens", re.S | re.I),
-    re.compile(r"context length of only (?P<window>\d+)", re.I),
-    re.compile(r"n_prompt_tokens\D{1,5}(?P<prompt>\d+).*?n_ctx\D{1,5}(?P<window>\d+)", re.S | re.I),
-    re.compile(r"n_ctx\D{1,5}(?P<window>\d+).*?n_prompt_tokens\D{1,5}(?P<prompt>\d+)", re.S | re.I),
+    re.compile(r"maximum context length is (?P<window>\d+) tokens.*?requested (?P<prompt>\d+) tokens", re.DOTALL | re.IGNORECASE),
+    re.compile(r"context length of only (?P<window>\d+)", re.IGNORECASE),
+    re.compile(r"request \((?P<prompt>\d+) tokens\) exceeds the available context size \((?P<window>\d+) tokens", re.IGNORECASE),
+    re.compile(r"maximum context length is (?P<window>\d+) tokens", re.IGNORECASE),
+    re.compile(r"prompt contains at least (?P<prompt>\d+) input tokens", re.IGNORECASE),
+    re.compile(r"n_prompt_tokens\D{1,5}(?P<prompt>\d+).*?n_ctx\D{1,5}(?P<window>\d+)", re.DOTALL | re.IGNORECASE),
+    re.compile(r"n_ctx\D{1,5}(?P<window>\d+).*?n_prompt_tokens\D{1,5}(?P<prompt>\d+)", re.DOTALL | re.IGNORECASE),
 ]
 
 
@@ -112,7 +116,29 @@ def from_ollama_show(data: Any) -> int | None:
         return None
     params = data.get("parameters")
     if isinstance(params, str):
-        m = re.search(r"^\s*num_ctx\s+(\d+)", params, re.M)
+        m = re.search(r"^\s*num_ctx\s+(\d+)", params, re.MULTILINE)
         if m:
             return _int(m.group(1))
     return OLLAMA_DEFAULT_CTX
+
+
+#: Where each server kind tells its window: (method, path beside /v1, relative to the root?, reader).
+SERVER_ASKS: dict[str, tuple[str, str, bool, Any]] = {
+    "llamacpp": ("GET", "/props", True, from_props),
+    "lmstudio": ("GET", "/api/v0/models/{model}", True, from_lmstudio),
+    "ollama": ("POST", "/api/show", True, from_ollama_show),
+}
+
+#: ``owned_by`` values in /v1/models, per server kind.
+_OWNERS = {"llamacpp": "llamacpp", "organization_owner": "lmstudio", "library": "ollama", "ollama": "ollama",
+           "vllm": "vllm"}
+
+
+def server_kind(listing: Any) -> str | None:
+    """Which server a /v1/models listing comes from, by its ``owned_by`` (None: unknown)."""
+    items = listing.get("data") if isinstance(listing, dict) else None
+    for item in items if isinstance(items, list) else []:
+        owner = item.get("owned_by") if isinstance(item, dict) else None
+        if isinstance(owner, str) and owner.lower() in _OWNERS:
+            return _OWNERS[owner.lower()]
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from adapters.artifacts import ArtifactWriter, run_dir
 from adapters.scripted_model import ScriptedModel
@@ -58,7 +59,7 @@ FIXED = """function slugify(text) {
 module.exports = { slugify };
 """
 
-SCRIPT = [
+SCRIPT: list[str | dict[str, Any]] = [
     {"summary": "add slugify with tests", "notes": None, "files": [
         {"path": "slugify.js", "content": BUGGY},
         {"path": "slugify.test.js", "content": TEST_JS},

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from adapters import upload
+from adapters.scrubbing import ScrubbingLog
 from adapters.workspace import DiskWorkspace
 from kodr_core.artifacts import render
 from kodr_core.errors import (
@@ -48,6 +50,7 @@ from kodr_core.errors import (
 )
 from kodr_core.machine import TRANSITIONS
 from kodr_core.options import RunOptions
+from kodr_core.secrets import Scrubber
 from kodr_core.service import (
     EventView,
     Metrics,
@@ -155,7 +158,8 @@ class _Token(BaseHTTPMiddleware):
 def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[Path] = ()) -> FastAPI:
     """``roots``: the directories a JSON request's ``workspace_path`` may name (none: uploads only)."""
     allowed = [Path(r).resolve() for r in roots]
-    svc = Service(RunQueue(store), actor="http")
+    # a request is recorded through the same scrubbing as every run's blobs and events
+    svc = Service(cast(RunQueue, ScrubbingLog(RunQueue(store), Scrubber.of_env(os.environ))), actor="http")
     app = FastAPI(title="kodr", version="1", openapi_url="/api/openapi.json", docs_url="/api/docs",
                   redoc_url=None)
     templates = Jinja2Templates(directory=str(WEB / "templates"))

@@ -18,12 +18,12 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
-from kodr_core.events import Event, RecordedEvent
 from kodr_core.errors import KodrError, WorkspaceBusy
+from kodr_core.events import Event, RecordedEvent
 from store.event_store import EventStore
 from store.leases import Lease, owner_id
 

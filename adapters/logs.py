@@ -12,6 +12,7 @@ import sys
 
 import structlog
 
+
 def configure(level: str | None = None, json_logs: bool | None = None) -> None:
     """Send logs at ``level`` and above to stderr; ``None`` drops them all."""
     if json_logs is None:

@@ -192,7 +192,7 @@ class StreamAssembler:
                 self._tool_delta(call)
 
     def _tool_delta(self, call: dict[str, Any]) -> None:
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        fn: dict[str, Any] = call["function"] if isinstance(call.get("function"), dict) else {}
         name, args, cid, index = fn.get("name"), fn.get("arguments"), call.get("id"), call.get("index")
         name = clean_text(name) if isinstance(name, str) and name else None
         cid = clean_text(cid) if isinstance(cid, str) and cid else None
@@ -245,15 +245,15 @@ class StreamAssembler:
             message["reasoning"] = "".join(self.reasoning)
         if self.slots:
             message["tool_calls"] = self.tool_calls()
-        raw: dict[str, Any] = {
+        assembled: dict[str, Any] = {
             "id": self.meta.get("id"),
             "model": self.meta.get("model"),
             "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}],
             "usage": self.usage,
         }
         if self.problems:
-            raw["protocol_problems"] = list(self.problems)
-        return raw, True
+            assembled["protocol_problems"] = list(self.problems)
+        return assembled, True
 
     def text(self) -> str:
         return "".join(self.content)

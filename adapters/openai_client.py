@@ -34,10 +34,11 @@ import json
 import queue
 import random
 import re
+import socket
 import threading
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -111,6 +112,35 @@ def _error_message(data: bytes) -> str:
             return error_text(obj["error"])[:500]
         return clean_text(str(obj.get("message") or obj.get("detail") or text))[:500]
     return text[:500]
+
+
+def _exchange_record(method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    """What an exchange sent, without the conversation: the parameters that servers refuse."""
+    sent: dict[str, Any] = {}
+    if body:
+        fmt = body.get("response_format")
+        sent = {
+            "stream": bool(body.get("stream")),
+            "stream_options": "stream_options" in body,
+            "response_format": fmt.get("type") if isinstance(fmt, dict) else None,
+            "tools": len(body.get("tools") or []),
+        }
+    return {"method": method, "path": path, "sent": sent, "status": None}
+
+
+def _hang_up(opened: list[httpx.Response]) -> None:
+    """Shut an abandoned exchange's socket, so the server sees the client leave now, not at its next byte.
+
+    Closing is not enough: a thread blocked reading the socket keeps it open;
+    ``shutdown`` wakes it and sends the FIN.
+    """
+    for resp in opened:
+        try:
+            sock = resp.extensions["network_stream"].get_extra_info("socket")
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except (KeyError, AttributeError, OSError):
+            pass
 
 
 def refused_parameter(status: int, message: str, body: dict[str, Any]) -> str | None:
@@ -195,6 +225,8 @@ class OpenAIChatClient:
         self.learned: list[dict[str, Any]] = []
         self._window: int | None = None
         self._window_asked = False
+        #: The last exchanges, for ``kodr probe`` and debugging: method, path, what was sent, the status.
+        self.exchanges: list[dict[str, Any]] = []
 
     def __repr__(self) -> str:
         return f"OpenAIChatClient({self.config!r})"
@@ -343,8 +375,8 @@ class OpenAIChatClient:
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return retry_after if self.retry_after_cap_s is None else min(retry_after, self.retry_after_cap_s)
-        base = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return base * (0.5 + random.random() / 2)
+        base = min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (attempt - 1))
+        return float(base * (0.5 + random.random() / 2))
 
     # -- one bounded exchange ----------------------------------------------------
 
@@ -368,12 +400,16 @@ class OpenAIChatClient:
         )
         inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         cancel = threading.Event()
+        opened: list[httpx.Response] = []
         worker = threading.Thread(
-            target=self._worker, args=(method, self._url(path, root=root), body, timeout, inbox, cancel), daemon=True,
-            name="kodr-model-call",
+            target=self._worker, args=(method, self._url(path, root=root), body, timeout, inbox, cancel, opened),
+            daemon=True, name="kodr-model-call",
         )
         worker.start()
         received = 0
+        ended = False
+        record = _exchange_record(method, path, body)
+        self.exchanges = [*self.exchanges[-49:], record]
         try:
             while True:
                 left = deadline - time.monotonic()
@@ -387,6 +423,10 @@ class OpenAIChatClient:
                     raise _Retryable({"error": f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)",
                                       "stall": True}) from None
                 kind = item[0]
+                if kind == "bytes" and record.get("status") is None:
+                    record["status"] = 200
+                if kind == "status":
+                    record["status"] = item[1]
                 if kind == "bytes":
                     received += len(item[1])
                     if received > cap:
@@ -396,13 +436,20 @@ class OpenAIChatClient:
                     except BadStream as exc:
                         raise _Retryable({"error": str(exc), "bad_reply": True}) from None
                 elif kind == "end":
+                    record.setdefault("status", 200)
+                    if record["status"] is None:
+                        record["status"] = 200
+                    ended = True
                     return
                 elif kind == "status":
                     self._raise_for_status(path, body or {}, item[1], item[2], item[3])
                 elif kind == "exc":
+                    record["error"] = type(item[1]).__name__
                     self._raise_for_exception(item[1], deadline, budget)
         finally:
             cancel.set()
+            if not ended:
+                _hang_up(opened)
 
     def _worker(
         self,
@@ -412,10 +459,14 @@ class OpenAIChatClient:
         timeout: httpx.Timeout,
         inbox: queue.SimpleQueue[tuple[Any, ...]],
         cancel: threading.Event,
+        opened: list[httpx.Response],
     ) -> None:
         try:
             kw: dict[str, Any] = {"json": body} if body is not None else {}
             with self._http.stream(method, url, headers=self._headers(), timeout=timeout, **kw) as resp:
+                opened.append(resp)
+                if cancel.is_set():
+                    return
                 if not resp.is_success:
                     data = b""
                     for chunk in resp.iter_bytes():
@@ -499,6 +550,23 @@ class OpenAIChatClient:
 
     # -- discovery ---------------------------------------------------------------
 
+    def _fetch(self, method: str, path: str, body: dict[str, Any] | None, deadline: float, *,
+               root: bool = False, retries: int | None = None) -> bytes:
+        """A small bounded exchange (at most MAX_MODELS_BYTES), retried like a chat call."""
+        budget = max(0.0, deadline - time.monotonic())
+        attempt = 0
+        while True:
+            attempt += 1
+            data = bytearray()
+            try:
+                self._exchange(method, path, body, deadline, budget, MAX_MODELS_BYTES, data.extend, root=root)
+                return bytes(data)
+            except _Retryable as r:
+                wait = self._backoff(attempt, r.retry_after)
+                if attempt > (self.max_retries if retries is None else retries) or time.monotonic() + wait >= deadline:
+                    raise ModelError(r.kind, self._scrub(f"{method} {path}: {r.describe()}")) from None
+                time.sleep(wait)
+
     def list_models(self, *, timeout_s: float | None = None, deadline: float | None = None) -> list[str]:
         """Model ids from GET /models (OpenAI shape, or Ollama's native ``models``).
 
@@ -507,12 +575,8 @@ class OpenAIChatClient:
         """
         if deadline is None:
             deadline = time.monotonic() + (timeout_s if timeout_s is not None else 30.0)
-        budget = max(0.0, deadline - time.monotonic())
-        data = bytearray()
         try:
-            self._exchange("GET", "/models", None, deadline, budget, MAX_MODELS_BYTES, data.extend)
-        except _Retryable as r:
-            raise ModelError(r.kind, self._scrub(f"GET /models: {r.describe()}")) from None
+            data = self._fetch("GET", "/models", None, deadline)
         except ModelError as exc:
             kind = exc.kind
             msg = exc.message if exc.message.startswith("GET /models") else f"GET /models: {exc.message}"
@@ -528,9 +592,11 @@ class OpenAIChatClient:
     def context_tokens(self, *, timeout_s: float = 10.0) -> int | None:
         """The model's context window in tokens, asked once from a local server's own API (None: unknown).
 
-        Tries, each bounded and quiet on failure: /v1/models (vLLM ``max_model_len``),
-        /props (llama.cpp), /api/v0/models/<id> (LM Studio), /api/show (Ollama).
-        Remote providers are not asked: their windows dwarf kodr's prompts.
+        Asks /v1/models (vLLM's ``max_model_len``); failing that, the one endpoint of
+        the server it is (the preset, or ``owned_by`` in the listing): /props
+        (llama.cpp), /api/v0/models/<id> (LM Studio), /api/show (Ollama). An
+        unknown server is asked nothing more: endpoints it lacks would only 404 on
+        every run. Remote providers are not asked: their windows dwarf kodr's prompts.
         """
         if self._window_asked:
             return self._window
@@ -542,28 +608,27 @@ class OpenAIChatClient:
             model = self._model_name(deadline)
         except ModelError:
             return None
-        asks: list[tuple[str, str, dict[str, Any] | None, bool, Callable[[Any], int | None]]] = [
-            ("GET", "/models", None, False, lambda d: cw.from_models_list(d, model)),
-            ("GET", "/props", None, True, cw.from_props),
-            ("GET", f"/api/v0/models/{model}", None, True, cw.from_lmstudio),
-            ("POST", "/api/show", {"model": model}, True, cw.from_ollama_show),
-        ]
-        for method, path, body, root, read in asks:
-            data = bytearray()
+        try:
+            listing = loads(self._fetch("GET", "/models", None, min(deadline, time.monotonic() + 5)))
+        except (ModelError, ValueError):
+            listing = None
+        found = cw.from_models_list(listing, model)
+        kind = self.config.name if self.config.name in cw.SERVER_ASKS else cw.server_kind(listing)
+        if found is None and kind in cw.SERVER_ASKS:
+            method, path, root, read = cw.SERVER_ASKS[kind]
+            body = {"model": model} if method == "POST" else None
             try:
-                self._exchange(method, path, body, min(deadline, time.monotonic() + 3), timeout_s,
-                               MAX_MODELS_BYTES, data.extend, root=root)
-                found = read(loads(bytes(data)))
-            except (ModelError, _Retryable, ValueError):
-                continue
-            if found:
-                self._window = found
-                log.info("model_context_window", provider=self.config.name, tokens=found, source=path)
-                return found
-        return None
+                found = read(loads(self._fetch(method, path.format(model=model), body,
+                                               min(deadline, time.monotonic() + 5), root=root)))
+            except (ModelError, ValueError):
+                found = None
+        if found:
+            self._window = found
+            log.info("model_context_window", provider=self.config.name, server=kind, tokens=found)
+        return self._window
 
-    def probe(self, *, timeout_s: float = 60.0) -> dict[str, Any]:
-        """What the server accepts; see :func:`adapters.model_probe.probe`."""
+    def probe(self, *, timeout_s: float = 60.0, tools: bool = False) -> dict[str, Any]:
+        """What a run would send and what the server made of it; see :func:`adapters.model_probe.probe`."""
         from adapters.model_probe import probe
 
-        return probe(self, timeout_s=timeout_s)
+        return probe(self, timeout_s=timeout_s, tools=tools)

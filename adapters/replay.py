@@ -7,13 +7,12 @@ and runs the real install and tests, then reports where today's run diverges.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from kodr_core import events as ev
-from kodr_core.aggregate import Run, apply, fold
-from kodr_core.errors import KodrError, UsageError
+from kodr_core.aggregate import Run, fold
+from kodr_core.errors import UsageError
 from kodr_core.ports import ChatReply, ChatRequest, ModelError
 from kodr_core.replay import ReplayReport, check  # noqa: F401 - re-exported: the CLI and tests use them here
 
@@ -82,11 +81,11 @@ def divergences(old: Run, new: Run) -> list[str]:
         if (a is None) != (b is None):
             out.append(f"turn {t_old.n}: tests {'ran' if a else 'did not run'} in the recording, "
                        f"{'ran' if b else 'did not run'} now")
-        elif a and b and (a.get("failed"), a.get("passed")) != (b.get("failed"), b.get("passed")):
-            out.append(f"turn {t_old.n}: recorded {a.get('failed')} failure(s) / {a.get('passed')} passed, "
-                       f"now {b.get('failed')} / {b.get('passed')}")
-        if t_old.install and t_new.install and bool(t_old.install.get("ok")) != bool(t_new.install.get("ok")):
-            out.append(f"turn {t_old.n}: install ok={t_old.install.get('ok')} recorded, now {t_new.install.get('ok')}")
+        elif a and b and (a.failed, a.passed) != (b.failed, b.passed):
+            out.append(f"turn {t_old.n}: recorded {a.failed} failure(s) / {a.passed} passed, "
+                       f"now {b.failed} / {b.passed}")
+        if t_old.install and t_new.install and t_old.install.ok != t_new.install.ok:
+            out.append(f"turn {t_old.n}: install ok={t_old.install.ok} recorded, now {t_new.install.ok}")
     for t_new in new.turns[len(old.turns):]:
         out.append(f"turn {t_new.n}: reached now, not in the recording")
     if (old.state, old.reason) != (new.state, new.reason):

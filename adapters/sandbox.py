@@ -30,6 +30,7 @@ the step's events say so.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -91,6 +92,7 @@ class SandboxUnavailable(UsageError):
 
 
 _probe_cache: dict[str, str | None] = {}
+_warned: set[str] = set()
 
 
 def probe(bwrap: str | None) -> str | None:
@@ -134,6 +136,10 @@ class Sandbox:
                                + ("" if network else "/network") + " namespaces")
         if self.mode == "required":
             raise SandboxUnavailable(f"--sandbox required, but {why}")
+        if why not in _warned:
+            _warned.add(why)
+            logging.getLogger("kodr.sandbox").warning("no OS sandbox: %s; installs and tests run unconfined "
+                                                      "(process group, filtered environment)", why)
         return Confinement("none", "auto", True, f"no OS sandbox ({why}); process group and filtered environment only")
 
     def wrap(

@@ -140,10 +140,10 @@ class ToolLoopModel:
         self.format_with_tools = not local  # flipped off when the server refuses the pair
         self.tools_refused = False  # set when the server refuses tools at all
 
-    def context_tokens(self) -> int | None:
+    def context_tokens(self, *, timeout_s: float = 10.0) -> int | None:
         """The inner client's context window (None: unknown)."""
         ask = getattr(self.inner, "context_tokens", None)
-        return ask() if callable(ask) else None
+        return ask(timeout_s=timeout_s) if callable(ask) else None
 
     def result_cap_bytes(self) -> int:
         """How much of one tool result is sent back: a sixth of the window, so a few results fit."""

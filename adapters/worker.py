@@ -41,7 +41,8 @@ from store.queue import RunQueue, Waiter
 log = structlog.get_logger("kodr.worker")
 
 LEASE_TTL_S = 15.0
-POLL_S = 2.0  # SQLite polls; PostgreSQL also wakes this often to find expired leases
+POLL_S = 2.0
+MAX_ERRORS = 3  # unexpected errors driving one run before this worker ends it failed/worker_error  # SQLite polls; PostgreSQL also wakes this often to find expired leases
 
 
 def default_model(options: RunOptions) -> ModelPort | None:
@@ -154,7 +155,8 @@ class Worker:
         self.stopping = threading.Event()  # no new claims (SIGTERM)
         self.driven: list[str] = []
         self._holds: dict[int, _Hold] = {}
-        self._in_place: set[Path] = set()  # run directories a slot is driving in place
+        self._in_place: set[Path] = set()
+        self._errors: dict[str, int] = {}  # run id -> unexpected errors while this worker drove it  # run directories a slot is driving in place
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -178,6 +180,11 @@ class Worker:
                 handed.append(hold.fenced.lease.run_id)
                 hold.close(release=True)
                 hold.lose("handed back at shutdown")
+        for run_id in handed:  # wake an idle worker now rather than at its next poll
+            try:
+                self.queue.announce(run_id)
+            except KodrError:
+                pass
         return handed
 
     def run(self, stop: threading.Event, drain_s: float = 60.0) -> list[str]:
@@ -261,6 +268,15 @@ class Worker:
             bound.info("stopped: the run was taken", why=exc.message)
         except Exception as exc:  # noqa: BLE001 - a broken step must not kill the slot; the run stays claimable
             bound.exception("run interrupted", error=str(exc))
+            with self._lock:
+                self._errors[run_id] = self._errors.get(run_id, 0) + 1
+                again = self._errors[run_id]
+            if again >= MAX_ERRORS and not hold.lost.is_set():  # a run that breaks us every time must end
+                try:
+                    self._fail(hold, run_id, Reason.WORKER_ERROR,
+                               {"error": f"{type(exc).__name__}: {str(exc)[:500]}", "attempts": again})
+                except KodrError as failed:
+                    bound.warning("could not record the failure", error=failed.message)
             time.sleep(min(self.poll_s, 1.0))
         finally:
             hold.close(release=True)

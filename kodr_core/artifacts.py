@@ -79,9 +79,9 @@ def render(run_id: str, records: Sequence[ev.RecordedEvent], get_blob: BlobReade
                 t.manifest_before or {}, t.writes.manifest, get_blob, [f["path"] for f in t.writes.files]
             ).encode()
         if t.final_tests is not None:
-            out[d + "tests.json"] = _j(TestResult.of(t.final_tests).dump())
+            out[d + "tests.json"] = _j(t.final_tests.dump())
         if t.install is not None:
-            out[d + "install.json"] = _j(InstallResult.of(t.install).dump())
+            out[d + "install.json"] = _j(t.install.dump())
         errors = [{"kind": "invalid_output", "message": m} for m in t.rejected]
         errors += [{"kind": "refused_write", "message": m} for m in t.refused]
         if t.model_error:

@@ -458,9 +458,7 @@ def history_from_run(run: Run) -> list[TurnRecord]:
     for t in run.turns:
         before = t.manifest_before if t.manifest_before is not None else current
         after = t.writes.manifest if t.writes is not None else before
-        results = tuple(TestResult.of(r) for r in t.tests)
-        full = [r for r in results if r.scope is Scope.FULL]
-        final = (full or list(results))[-1] if results else None
+        results, final = t.tests, t.final_tests
         err = t.model_error
         out.append(TurnRecord(
             n=t.n, manifest_before=before, manifest_after=after,
@@ -471,7 +469,7 @@ def history_from_run(run: Run) -> list[TurnRecord]:
             rejected=tuple(t.rejected), refused=tuple(t.refused),
             model_failure=None if err is None else ModelFailure(
                 err.error, err.message, err.duration_ms, err.attempt, tuple(err.retries)),
-            install=InstallResult.of(t.install) if t.install is not None else None,
+            install=t.install,
         ))  # fmt: skip
         current = after
         previous = final or previous

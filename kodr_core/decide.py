@@ -3,6 +3,11 @@
 This is the heart of "one loop for run and resume": whatever process folds the
 events gets the same answer here, so a resumed run continues exactly where the
 history says it stopped. Pure: the clock is passed in.
+
+Whether the run ends is never decided here: at every step decide asks the rule
+book (:mod:`kodr_core.brakes`, one ordered list of every stop rule) at the
+checkpoint the run's state implies, and only chooses the next step when no rule
+fires.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from kodr_core.aggregate import Run, Turn
 from kodr_core.errors import KodrError
 from kodr_core.install_plan import manifests_changed, plan_install
 from kodr_core.options import RunOptions
-from kodr_core.results import InstallResult, TestResult
+from kodr_core.results import TestResult
 from kodr_core.states import TERMINAL, Reason, State
 from kodr_core.test_command import NOT_NARROWABLE, parse_test_command
 
@@ -176,7 +181,7 @@ def _installing(run: Run) -> Step:
     if t.install is None:
         plan = plan_install(set(run.manifest))
         return Install(n, _attempt(run, step_key(run, "install", n)), tuple(tuple(c) for c in plan.commands))
-    r = InstallResult.of(t.install)
+    r = t.install
     return Fire("verify", {"exitCode": r.exit_code, "durationMs": r.duration_ms, "command": r.command})
 
 
@@ -200,13 +205,12 @@ def _verifying(run: Run, o: RunOptions) -> Step:
     n = run.heal_turn
     t = run.turns[n]
     if not t.tests:
-        before = run.turns[n - 1].final_tests if n > 0 else None
-        prev = TestResult.of(before) if before is not None else None
+        prev = run.turns[n - 1].final_tests if n > 0 else None
         files = _failing_test_files(prev, run.manifest) if o.failing_first and n > 0 else ()
         if files:
             return RunTests(n, _attempt(run, step_key(run, "tests", n, "failing")), "failing", files)
         return RunTests(n, _attempt(run, step_key(run, "tests", n, "full")))
-    last = TestResult.of(t.tests[-1])
+    last = t.tests[-1]
     if brakes.needs_full_suite(last):
         return RunTests(n, _attempt(run, step_key(run, "tests", n, "full")))
     # the rule book let a failing verification go on: heal it

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from kodr_core import brakes
 from kodr_core import events as ev
 from kodr_core.aggregate import Run, apply, fold
+from kodr_core.deadline import step_time
 from kodr_core.decide import (
     ApplyWrites,
     CallModel,
@@ -52,7 +53,7 @@ from kodr_core.ports import (
 )
 from kodr_core.prompts import plan_messages, proposal_messages, repair_messages, with_retry_note
 from kodr_core.repair_context import build_repair_context
-from kodr_core.results import InstalledFile, InstallResult, Scope, TestResult, build_install_json, build_tests_json
+from kodr_core.results import InstalledFile, InstallResult, Scope, StepDeadline, TestResult, build_install_json, build_tests_json
 from kodr_core.states import TERMINAL, State
 from kodr_core.test_command import detect_test_command, parse_test_command
 
@@ -274,12 +275,12 @@ class Engine:
         return self._append(run, [event])
 
     # -- the model --------------------------------------------------------------
-    def _prompt_bytes(self, o: RunOptions) -> int | None:
+    def _prompt_bytes(self, o: RunOptions, time_s: float = 10.0) -> int | None:
         """Bytes the prompt may take: the context window less room for the answer (None: no window known)."""
         window = o.context_tokens
         if window is None:
             ask = getattr(self.model, "context_tokens", None)
-            window = ask() if callable(ask) else None
+            window = ask(timeout_s=min(10.0, time_s)) if callable(ask) else None
         if not window:
             return None
         answer = max(ANSWER_TOKENS_MIN, window // 4)
@@ -302,7 +303,8 @@ class Engine:
         if step.purpose != "repair":
             files = sorted(run.manifest)
             return proposal_messages(run.task, files, read, plan=o.plan), None
-        prev = run.turns[step.turn - 1].final_tests or {}
+        final = run.turns[step.turn - 1].final_tests
+        prev = final.dump() if final is not None else {}  # the repair context reads tests.json's shape
         log = b""
         if prev.get("logBlob"):
             try:
@@ -323,7 +325,7 @@ class Engine:
 
     def _call_model(self, run: Run, step: CallModel) -> Run:
         o = RunOptions.of(run.options)
-        prompt_bytes = self._prompt_bytes(o)
+        prompt_bytes = self._prompt_bytes(o, step_time(run, self.clock(), 10.0).timeout_s)
         messages, context = self._messages(run, step, prompt_bytes)
         messages = with_retry_note(messages, step.errors)
         schema = None if step.purpose == "plan" else proposal_json_schema()
@@ -338,7 +340,8 @@ class Engine:
         )])
         if self.model is None:
             raise KodrError("no model is configured for this run (give --base-url or --provider)")
-        timeout = o.repair_timeout_s if step.purpose == "repair" else o.model_timeout_s
+        given = step_time(run, self.clock(), o.repair_timeout_s if step.purpose == "repair" else o.model_timeout_s)
+        timeout = given.timeout_s
         started = time.monotonic()
         shrunk: list[dict[str, Any]] = []
         while True:
@@ -355,16 +358,23 @@ class Engine:
                     if window and prompt and prompt > 0:
                         target = min(target, int(before * (window - max(ANSWER_TOKENS_MIN, window // 4)) / prompt))
                     target = max(PROMPT_BYTES_MIN // 2, target)
-                    messages, _ctx = self._messages(run, step, target)
-                    messages = with_retry_note(messages, step.errors)
-                    request = ChatRequest(messages=messages, response_schema=schema)
+                    smaller, _ctx = self._messages(run, step, target)
+                    smaller = with_retry_note(smaller, step.errors)
                     shrunk.append({"context_overflow": exc.message[:300], "prompt_bytes": before,
-                                   "shrunk_to_bytes": _size(messages), "duration_ms": exc.duration_ms})
-                    continue
+                                   "shrunk_to_bytes": _size(smaller), "duration_ms": exc.duration_ms})
+                    if _size(smaller) < before:  # the same request again would fail the same way
+                        messages, request = smaller, ChatRequest(messages=smaller, response_schema=schema)
+                        continue
                 message = exc.message
-                if shrunk:
+                if given.cut and exc.kind == "timeout":
+                    message += f" (cut to {given.timeout_s:.1f}s by the run deadline; its own timeout is " \
+                               f"{given.own_timeout_s:g}s)"
+                if shrunk and shrunk[0]["shrunk_to_bytes"] < shrunk[0]["prompt_bytes"]:
                     message += f" (after shrinking the prompt from {shrunk[0]['prompt_bytes']} to " \
                                f"{shrunk[0]['shrunk_to_bytes']} bytes)"
+                elif shrunk:
+                    message += f" (the prompt, {shrunk[0]['prompt_bytes']} bytes, has nothing left to cut)"
+                    shrunk[0]["duration_ms"] = 0  # the one call is exc's own
                 return self._append(run, [ev.ModelCallFailed(
                     purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key, error=exc.kind,
                     message=message,
@@ -468,9 +478,11 @@ class Engine:
             confinement=self.toolchain.confinement("install"),
         )])
         before = self.workspace.snapshot()
-        result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=o.install_timeout_s, step_key=key)
-        typed = InstallResult.of(result).model_copy(
-            update={"log_blob": self.log.put_blob(log), "written": self._install_written(before)})
+        given = step_time(run, self.clock(), o.install_timeout_s)
+        result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=given.timeout_s, step_key=key)
+        typed = InstallResult.of(result).model_copy(update={
+            "log_blob": self.log.put_blob(log), "written": self._install_written(before),
+            "deadline": StepDeadline.model_validate(given.facts()) if given.cut else None})
         return self._append(run, [ev.InstallFinished(
             turn=step.turn, attempt=step.attempt, key=key, result=typed.dump())])
 
@@ -524,10 +536,13 @@ class Engine:
             )
             result, log = build_tests_json(nothing, None, []), b""
         else:
+            given = step_time(run, self.clock(), o.test_timeout_s)
             result, log = self.toolchain.test(
-                found[0], found[1], cwd=self.workspace.root, timeout_s=o.test_timeout_s,
+                found[0], found[1], cwd=self.workspace.root, timeout_s=given.timeout_s,
                 step_key=key, only_files=step.files,
             )
+            if given.cut:
+                result = result.model_copy(update={"deadline": StepDeadline.model_validate(given.facts())})
         typed = TestResult.of(result).model_copy(update={"log_blob": self.log.put_blob(log), "scope": Scope(step.scope)})
         return self._append(run, [ev.TestsFinished(
             turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=typed.dump(),

@@ -10,12 +10,11 @@ from typing import Any
 
 from kodr_core.aggregate import Run, Turn
 from kodr_core.brakes import best_turn, failure_count, history_from_run
-from kodr_core.results import InstallResult, TestResult
+from kodr_core.results import TestResult
 
 
 def _final(t: Turn | None) -> TestResult | None:
-    res = t.final_tests if t else None
-    return TestResult.of(res) if res is not None else None
+    return t.final_tests if t else None
 
 
 def _failing(t: Turn | None) -> list[str] | None:
@@ -28,7 +27,7 @@ def _failing(t: Turn | None) -> list[str] | None:
 
 def _install(t: Turn, install_requested: bool) -> str:
     if t.install is not None:
-        r = InstallResult.of(t.install)
+        r = t.install
         return f"ran `{r.command}`: exit {r.exit_code} in {r.duration_ms} ms"
     if t.install_skipped:
         return f"skipped: {t.install_skipped}"
@@ -60,8 +59,9 @@ def explain(run: Run) -> dict[str, Any]:
             "refused_writes": list(t.refused),
             "model_error": t.model_error.message if t.model_error else None,
             "confinement": {k: r.confinement.model_dump() for k, r in (
-                ("install", InstallResult.of(t.install) if t.install is not None else None), ("tests", res))
+                ("install", t.install), ("tests", res))
                 if r is not None and r.confinement is not None},
+            "model_server": t.model_capabilities,
         })
     last = run.transitions[-1] if run.transitions else None
     return {
@@ -110,6 +110,11 @@ def render_text(x: dict[str, Any]) -> str:
         for step, c in t.get("confinement", {}).items():
             net = "" if c.get("sandbox") != "bwrap" else (", network on" if c.get("network") else ", network off")
             lines.append(f"  confinement ({step}): {c.get('sandbox')} (--sandbox {c.get('mode')}{net})")
+        caps = t.get("model_server") or {}
+        for f in caps.get("learned") or []:
+            lines.append(f"  server fallback: {f['parameter']} {f['from']} -> {f['to']} ({f['message'][:100]})")
+        if caps.get("tools") in ("refused", "offered without response_format") and caps.get("learned") is not None:
+            lines.append(f"  server tools: {caps['tools']}")
     if x["stop"]:
         ev = ", ".join(f"{k}={v}" for k, v in x["stop"]["evidence"].items() if k not in ("failures",))
         lines.append(f"stopped by: {x['stop']['rule']} (trigger {x['stop']['trigger']}){': ' + ev if ev else ''}")

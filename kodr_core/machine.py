@@ -82,7 +82,7 @@ def _table() -> dict[tuple[str, str], State]:
     """
     machine = RunMachine()._machine
     return {
-        (source, trigger): State(t.dest)
+        (source, trigger): State(str(t.dest))
         for trigger, event in machine.events.items()
         for source, moves in event.transitions.items()
         for t in moves

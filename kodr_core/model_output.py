@@ -128,9 +128,9 @@ def split_thinking(text: str) -> tuple[str, bool]:
         close = re.compile(rf"</{opened.group(1)}>", re.IGNORECASE).search(text, opened.end())
         return ("", True) if close is None else (text[close.end() :], False)
     close = _THINK_CLOSE.search(text)
-    if close is not None and not text.lstrip().startswith(("{", "[", "```")):
-        if _THINK_OPEN.search(text, 0, close.start()) is None:
-            return text[close.end() :], False
+    if (close is not None and not text.lstrip().startswith(("{", "[", "```"))
+            and _THINK_OPEN.search(text, 0, close.start()) is None):
+        return text[close.end() :], False
     return text, False
 
 

@@ -144,7 +144,11 @@ class Workspace(Protocol):
 
 
 class Toolchain(Protocol):
-    """Runs the allowlisted install and test commands and returns their artifacts' dicts."""
+    """Runs the allowlisted install and test commands and returns their typed results.
+
+    A plain ``tests.json`` / ``install.json`` mapping is accepted too (fakes): the
+    engine validates it into the model.
+    """
 
     def install(
         self, commands: Sequence[Sequence[str]], *, cwd: str, timeout_s: float, step_key: str

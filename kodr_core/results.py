@@ -20,9 +20,10 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from kodr_core.errors import StoreUnavailable
 from kodr_core.ports import ProcessResult
 
 if TYPE_CHECKING:
@@ -73,6 +74,16 @@ class _Model(BaseModel):
         """The documented camelCase JSON shape (what events store and artifacts show)."""
         return self.model_dump(mode="json", by_alias=True)
 
+    @classmethod
+    def _stored(cls, payload: Mapping[str, Any]) -> Any:
+        """Validate a stored payload; one that does not read is a store problem, said in one line."""
+        try:
+            return cls.model_validate(dict(payload))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "?"
+            raise StoreUnavailable(f"a stored {cls.__name__} does not read: {where}: {first.get('msg')}") from None
+
 
 class Failure(_Model):
     """One failing test: its full name, where it failed, and what the runner said."""
@@ -82,6 +93,15 @@ class Failure(_Model):
     line: int | None = None
     message: str = ""
     stack: str = ""
+
+
+class StepDeadline(_Model):
+    """A step given less than its own timeout because the run's ``--deadline`` was near."""
+
+    cut_by_run_deadline: bool
+    own_timeout_s: float
+    given_s: float
+    run_time_left_s: float | None = None
 
 
 class Confinement(_Model):
@@ -120,6 +140,7 @@ class TestResult(_Model):
     scope: Scope = Scope.FULL
     log_blob: str | None = None
     confinement: Confinement | None = None
+    deadline: StepDeadline | None = None
 
     @field_validator("command", mode="before")
     @classmethod
@@ -136,7 +157,7 @@ class TestResult(_Model):
     @classmethod
     def of(cls, payload: TestResult | Mapping[str, Any]) -> TestResult:
         """A stored payload (camelCase dict, any version) as a model."""
-        return payload if isinstance(payload, TestResult) else cls.model_validate(dict(payload))
+        return payload if isinstance(payload, TestResult) else cls._stored(payload)
 
     @property
     def telling(self) -> bool:
@@ -192,12 +213,13 @@ class InstallResult(_Model):
     refused: list[str] | None = None
     log_blob: str | None = None
     confinement: Confinement | None = None
+    deadline: StepDeadline | None = None
     written: list[InstalledFile] = []
 
     @classmethod
     def of(cls, payload: InstallResult | Mapping[str, Any]) -> InstallResult:
         """A stored payload (camelCase dict, any version) as a model."""
-        return payload if isinstance(payload, InstallResult) else cls.model_validate(dict(payload))
+        return payload if isinstance(payload, InstallResult) else cls._stored(payload)
 
     def first_error_line(self) -> str:
         """The first non-blank stderr line of the failing step: the one line a user needs."""

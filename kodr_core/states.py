@@ -49,6 +49,7 @@ class Reason(StrEnum):
     TEST_COMMAND_REFUSED = "test_command_refused"
     CANCELLED = "cancelled"  # a user cancelled the run (the service's cancel use case)
     SANDBOX_UNAVAILABLE = "sandbox_unavailable"  # --sandbox required on a worker that cannot sandbox
+    WORKER_ERROR = "worker_error"  # driving the run broke a worker again and again (service workers)
 
 
 #: Which terminal state each reason lands in.
@@ -75,4 +76,5 @@ OUTCOME_OF: dict[Reason, State] = {
     Reason.UNSAFE_WRITE: State.FAILED,
     Reason.TEST_COMMAND_REFUSED: State.FAILED,
     Reason.CANCELLED: State.FAILED,
+    Reason.WORKER_ERROR: State.FAILED,
 }

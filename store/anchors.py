@@ -11,8 +11,8 @@ so it cannot be moved forward or pointed at a rewritten history without the key.
 
 What it cannot catch: the file deleted (reported as a missing anchor when the
 store requires one) or replaced by an older head of the same run together with
-the matching tail cut. The file is written after the commit and not fsynced, so a
-crash can leave it one append behind; events beyond the anchor are accepted.
+the matching tail cut. The file is written after the commit, in place and not fsynced, so
+a crash can leave it one append behind; events beyond the anchor are accepted.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from kodr_core.errors import StoreCorrupt
 
 FILE = "head.json"
+_SIZE = 512  # a head record is < 300 bytes; padded so that each write covers the last
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -45,28 +46,43 @@ def _mac(key: bytes, run_id: str, seq: int, digest: str) -> str:
 class HeadAnchors:
     """``head.json`` files under ``root``; ``required`` says every run must have one."""
 
-    def __init__(self, root: str | os.PathLike[str], *, key: bytes | None = None,
-                 required: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self, root: str | os.PathLike[str], *, key: bytes | None = None, required: bool = True
+    ) -> None:
         self.root = Path(root)
         self.key = key
         self.required = required
 
     def path(self, run_id: str) -> Path:
         """The run's directory name is its id when that is a safe name, else its sha256."""
-        name = run_id if _SAFE.fullmatch(run_id) and ".." not in run_id else (
-            "id-" + hashlib.sha256(run_id.encode()).hexdigest()[:32])  # fmt: skip
+        name = (
+            run_id
+            if _SAFE.fullmatch(run_id) and ".." not in run_id
+            else ("id-" + hashlib.sha256(run_id.encode()).hexdigest()[:32])
+        )
         return self.root / name / FILE
 
     def write(self, run_id: str, seq: int, digest: str) -> None:
+        """Overwrite the head in place: one open and one write, no rename.
+
+        A rename costs ~2 ms on some filesystems, more than the rest of an append; the
+        record is padded to a fixed size so a shorter head never leaves a stale tail.
+        """
         body: dict[str, object] = {"run_id": run_id, "seq": seq, "hash": digest}
         if self.key:
             body["hmac"] = _mac(self.key, run_id, seq, digest)
+        data = (json.dumps(body, sort_keys=True) + "\n").ljust(_SIZE).encode("utf-8")
         path = self.path(run_id)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{FILE}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(body, sort_keys=True) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.pwrite(fd, data, 0)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise StoreCorrupt(f"cannot write the head anchor {path}: {exc}") from exc
 

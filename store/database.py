@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
-import migrations
 from kodr_core.errors import StoreUnavailable
 from store.anchors import HeadAnchors
 from store.engine import DEFAULT_BUSY_TIMEOUT_MS, WRITE, make_engine
 from store.errors import mask_url, translated
 from store.event_store import EventStore
+
+if TYPE_CHECKING:  # alembic is imported when a schema is checked or migrated: read-only commands start faster
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 ENV_URL = "KODR_DATABASE_URL"
 ENV_AUDIT_KEY = "KODR_AUDIT_KEY"
@@ -66,17 +65,29 @@ def ensure_kodr_dir(path: str | Path) -> Path:
 
 def alembic_config() -> Config:
     """An Alembic config built in code: no alembic.ini is needed at run time."""
+    from alembic.config import Config
+
+    import migrations
+
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
     cfg.set_main_option("path_separator", "os")
     return cfg
 
 
+def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return _scripts().get_current_head()
 
 
 def _current(conn: sa.Connection) -> tuple[str, ...]:
+    from alembic.runtime.migration import MigrationContext
+
     return tuple(MigrationContext.configure(conn).get_current_heads())
 
 
@@ -88,6 +99,8 @@ def _run_alembic(engine: sa.Engine, action: str, revision: str) -> None:
             if conn.dialect.name == "postgresql":  # one migrator at a time
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('kodr-migrations'))")
             cfg.attributes["connection"] = conn
+            from alembic import command
+
             getattr(command, action)(cfg, revision)
 
 
@@ -177,8 +190,11 @@ def default_anchors(url: sa.URL, anchor_dir: str | Path | None) -> HeadAnchors |
     key = audit_key()
     if anchor_dir is not None:
         return HeadAnchors(anchor_dir, key=key, required=_is_sqlite(url))
-    if _is_sqlite(url) and url.database and url.database != ":memory:" and (
-        "mode=memory" not in str(url)
+    if (
+        _is_sqlite(url)
+        and url.database
+        and url.database != ":memory:"
+        and ("mode=memory" not in str(url))
     ):
         return HeadAnchors(Path(url.database).expanduser().resolve().parent / "runs", key=key)
     return None
@@ -234,4 +250,4 @@ def open_store(
 
 
 def _known() -> set[str]:
-    return {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    return {s.revision for s in _scripts().walk_revisions()}

@@ -29,10 +29,31 @@ from store import leases as _leases
 from store.anchors import HeadAnchors
 from store.engine import DEFAULT_BUSY_TIMEOUT_MS, WRITE, make_engine
 from store.errors import BlobNotFound, mask_url, translated
-from store.hashchain import GENESIS, ChainReport, canonical_bytes, chain_hash, verify_chain
+from store.hashchain import (
+    GENESIS,
+    ChainReport,
+    canonical_bytes,
+    chain_hash,
+    verify_chain,
+)
 from store.leases import Lease
 from store.schema import PROJECTION_COLUMNS, blobs, runs
 from store.schema import events as event_rows
+
+#: Prepared once: an append is three statements, and building them costs more than running them.
+_SELECT_RUN = sa.select(runs).where(runs.c.run_id == sa.bindparam("run_id"))
+_SET_ONCE = ("task", "workspace", "mode", "created_at")  # set by RunRequested only
+_ADVANCE_RUN = (
+    runs.update()
+    .where(runs.c.run_id == sa.bindparam("key"))
+    .values(
+        {
+            c: sa.bindparam(c)
+            for c in PROJECTION_COLUMNS + ("last_hash",)
+            if c != "run_id" and c not in _SET_ONCE
+        }
+    )
+)
 
 
 def utc_iso(dt: datetime) -> str:
@@ -82,10 +103,12 @@ class EventStore:
         self.anchors = anchors
 
     @classmethod
-    def from_url(cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> EventStore:
+    def from_url(
+        cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, anchors: HeadAnchors | None = None
+    ) -> EventStore:
         """A store on ``url`` without any schema check; prefer :func:`store.database.open_store`."""
         with translated(url):
-            return cls(make_engine(url, busy_timeout_ms), busy_timeout_ms=busy_timeout_ms)
+            return cls(make_engine(url, busy_timeout_ms), busy_timeout_ms=busy_timeout_ms, anchors=anchors)
 
     def __repr__(self) -> str:
         return f"EventStore({self.display_url})"
@@ -135,7 +158,8 @@ class EventStore:
             return []
         recorded_at = utc_iso(self._clock())
         with self.transaction(write=True) as conn:
-            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
+            row = conn.execute(_SELECT_RUN, {"run_id": run_id}).first()
+            has_row = row is not None
             stored = dict(row._mapping) if row is not None else None
             if stored is None or stored["last_hash"] is None:  # no or an old projection row
                 stored = self._rebuilt_row(conn, run_id, stored)
@@ -187,7 +211,14 @@ class EventStore:
                     f"run {run_id}: seq {expected_seq + 1} was appended by another writer; "
                     "this process no longer owns the run"
                 ) from exc
-            self._upsert_projection(conn, projection, prev)
+            if (
+                has_row
+                and stored is not None
+                and all(projection[k] == stored[k] for k in _SET_ONCE)
+            ):
+                conn.execute(_ADVANCE_RUN, {**projection, "last_hash": prev, "key": run_id})
+            else:
+                self._upsert_projection(conn, projection, prev)
         if self.anchors is not None:
             self.anchors.write(run_id, records[-1].seq, prev)
         return records
@@ -209,8 +240,12 @@ class EventStore:
             return None
         rebuilt = project(run_id, self._records(conn, run_id))
         lease = stored or {"lease_owner": None, "lease_epoch": 0}
-        return {**rebuilt, "last_hash": last.hash, "lease_owner": lease["lease_owner"],
-                "lease_epoch": lease["lease_epoch"]}  # fmt: skip
+        return {
+            **rebuilt,
+            "last_hash": last.hash,
+            "lease_owner": lease["lease_owner"],
+            "lease_epoch": lease["lease_epoch"],
+        }
 
     def load(self, run_id: str) -> list[RecordedEvent]:
         return list(self.iter_events(run_id))
@@ -310,15 +345,15 @@ class EventStore:
                     f"({self.anchors.path(run_id) if self.anchors else ''}) recorded seq "
                     f"{head.seq}: events were removed from the tail"
                 )
-            anchored = next(
-                (r for r in self._iter_rows(run_id, after=head.seq - 1, batch=1)), None
-            )
+            anchored = next((r for r in self._iter_rows(run_id, after=head.seq - 1, batch=1)), None)
             if anchored is None or anchored.hash != head.hash:
                 return ChainReport(
-                    False, head.seq - 1, head.seq,
+                    False,
+                    head.seq - 1,
+                    head.seq,
                     f"seq {head.seq}: hash differs from the run's head anchor: the history "
                     "was rewritten",
-                )  # fmt: skip
+                )
         elif self.anchors is not None and self.anchors.required and n:
             return broken(
                 f"the run's head anchor {self.anchors.path(run_id)} is missing: a cut tail "
@@ -352,7 +387,9 @@ class EventStore:
                 if hashlib.sha256(data).hexdigest() != row.sha256:
                     problems.append(f"blob {row.sha256}: content does not match its sha256")
                 elif len(data) != row.size:
-                    problems.append(f"blob {row.sha256}: size {row.size} recorded, {len(data)} held")
+                    problems.append(
+                        f"blob {row.sha256}: size {row.size} recorded, {len(data)} held"
+                    )
             if len(page) < batch:
                 return problems
             after = page[-1].sha256
@@ -409,9 +446,11 @@ class EventStore:
         with self.transaction(write=True) as conn:
             conn.execute(
                 self._insert(conn, blobs).on_conflict_do_nothing(index_elements=["sha256"]),
-                [{"sha256": k, "size": len(d), "data": d, "created_at": created}
-                 for k, d in unique.items()],
-            )  # fmt: skip
+                [
+                    {"sha256": k, "size": len(d), "data": d, "created_at": created}
+                    for k, d in unique.items()
+                ],
+            )
         return shas
 
     def get_blob(self, sha256: str) -> bytes:

@@ -74,9 +74,7 @@ def _get(row: Any, key: str) -> Any:
     return mapping[key] if mapping is not None else getattr(row, key)
 
 
-def _check_row(
-    row: Any, position: int, prev: str, run_id: Any, key: bytes | None
-) -> str | None:
+def _check_row(row: Any, position: int, prev: str, run_id: Any, key: bytes | None) -> str | None:
     """The first thing wrong with one row, or None."""
     seq = _get(row, "seq")
     if seq != position:

@@ -11,7 +11,7 @@ import click
 
 from adapters.cli import exits
 from adapters.cli.flags import json_flag, workspace_flag
-from adapters.cli.reading import load, no_store, reader, workspace_of
+from adapters.cli.reading import load, no_store, reader, stream, workspace_of
 from adapters.cli.root import cli
 
 
@@ -53,6 +53,8 @@ def replay(ctx: click.Context, run_ref: str | None, ws: str | None, history_file
             raise UsageError("--materialize and --rerun need the run's blobs: replay a RUN from the store")
         run_id, records = rp.records_from_file(history_file)
         app = None
+    elif not (materialize_dir or rerun_dir or at_seq is not None):  # a check only: streamed, bounded memory
+        app, run_id, records = stream(ctx, ws, run_ref or "")
     else:
         app, records, _ = load(ctx, ws, run_ref or "")
         run_id = records[0].run_id if records else str(run_ref)
@@ -124,7 +126,8 @@ def db() -> None:
 @click.pass_context
 def upgrade(ctx: click.Context, ws: str | None) -> None:
     """Migrate the database (KODR_DATABASE_URL, or the workspace's SQLite file) to the latest schema."""
-    from store.database import database_url, upgrade as do_upgrade
+    from store.database import database_url
+    from store.database import upgrade as do_upgrade
 
     do_upgrade(database_url(Path(workspace_of(ctx, ws)).resolve()))
     click.echo("database is at the latest schema")

@@ -38,21 +38,23 @@ UNEXPECTED = 1
 CHECK_FAILED = 1
 USAGE = 2
 UNREACHABLE = 7
+NOT_THE_PROTOCOL = 8
 INTERRUPTED = 130
 TERMINATED = 143
 
 #: Every code a ``kodr`` process can exit with, and what it means: the README's table.
 MEANING: tuple[tuple[int, str], ...] = (
     (0, "`passed`, or `proposed` (`--dry-run`, `kodr plan`); any other command succeeded"),
-    (CHECK_FAILED, "a check found a problem (`audit verify`: a broken chain; `replay`: an illegal history or a "
-                   "divergence), or an unexpected error (one line on stderr; `--log-level debug` for the traceback)"),
-    (USAGE, "bad usage or refused input, before anything is recorded: an unknown flag value, a missing task, "
-            "an unusable provider configuration, a test command outside the allowlist"),
+    (CHECK_FAILED, ("a check found a problem (`audit verify`: a broken chain; `replay`: an illegal history or a "
+                    "divergence), or an unexpected error (one line on stderr; `--log-level debug` for the traceback)")),
+    (USAGE, ("bad usage or refused input, before anything is recorded: an unknown flag value, a missing task, "
+             "an unusable provider configuration, a test command outside the allowlist")),
     (3, "an illegal transition in a stored history"),
     (4, "another live process owns the run, or is driving a run in this workspace"),
     (5, "the store is unavailable: locked, unreachable, not migrated, corrupt, unsupported URL"),
     (6, "no such run"),
     (UNREACHABLE, "`kodr probe`: the model server did not answer"),
+    (NOT_THE_PROTOCOL, "`kodr probe`: the server answered but does not speak the OpenAI chat-completions protocol"),
     (10, "the run ended `failed`"),
     (11, "the run ended `stalled`"),
     (12, "the run ended `timed_out`"),

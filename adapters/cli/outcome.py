@@ -83,7 +83,9 @@ def detail(run: Run) -> str:
     if reason in ("install_failed", "install_timeout"):
         return _install_detail(run, facts)
     if reason == "install_refused":
-        return _first_line(facts.get("refused")) or _install_detail(run, facts)
+        refused = facts.get("refused")
+        items = [str(x) for x in refused] if isinstance(refused, list) else [str(refused or "")]
+        return _clip("; ".join(_first_line(x) for x in items if x)) or _install_detail(run, facts)
     if reason == "test_command_refused":
         return _clip(str(facts.get("why") or ""), 600)
     if reason == "no_verification":

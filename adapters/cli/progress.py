@@ -98,7 +98,8 @@ class Progress:
             click.echo(f"    {what}…", file=self.stream)
             return
         from rich.console import Console
-        from rich.progress import Progress as Bar, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bar
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
         console = Console(file=self.stream, highlight=False, soft_wrap=True)
         self._bar = Bar(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),

@@ -16,13 +16,15 @@ from adapters.cli.flags import json_flag, workspace_flag
 from adapters.cli.root import cli
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from adapters.bootstrap import App
     from kodr_core.aggregate import Run
     from kodr_core.events import RecordedEvent
 
 #: Payload fields that are plumbing, not facts: left out of `kodr events`.
 _PLUMBING = {"key", "request_blob", "response_blob", "context_blob", "log_blob", "manifest", "base_snapshot",
-             "idempotency_key", "prev_hash", "hash"}
+             "idempotency_key", "prev_hash", "hash", "logBlob", "startedAt", "finishedAt", "snapshot_skipped"}
 
 
 def workspace_of(ctx: click.Context, ws: str | None) -> str:
@@ -54,6 +56,17 @@ def load(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[App, list[Re
     return app, records, fold(run_id, records)
 
 
+def stream(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[App, str, Iterator[RecordedEvent]]:
+    """A run's history as a stream (pages read on demand): bounded memory for a long run."""
+    from kodr_core.errors import RunNotFound
+
+    app = reader(ctx, ws)
+    if app is None:
+        raise RunNotFound(no_store(ctx, ws))
+    run_id = app.store.resolve(run_ref)
+    return app, run_id, app.store.iter_events(run_id)
+
+
 @cli.command()
 @workspace_flag
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="show the newest N runs")
@@ -62,6 +75,10 @@ def load(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[App, list[Re
 @click.pass_context
 def runs(ctx: click.Context, ws: str | None, limit: int, all_runs: bool, as_json: bool) -> None:
     """List the runs in the store, newest first, with their workspace."""
+    from kodr_core.errors import UsageError
+
+    if all_runs and ctx.get_parameter_source("limit") is click.core.ParameterSource.COMMANDLINE:
+        raise UsageError("give --limit N or --all, not both")
     app = reader(ctx, ws)
     rows = [] if app is None else app.store.runs(limit=None if all_runs else limit + 1)
     more = not all_runs and len(rows) > limit
@@ -98,7 +115,10 @@ def show(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> Non
     """One run: state, outcome, settings and where its artifacts are."""
     from adapters.cli.running import summary
 
-    app, _, run = load(ctx, ws, run_ref)
+    from kodr_core.aggregate import fold
+
+    app, run_id, events = stream(ctx, ws, run_ref)
+    run = fold(run_id, events)
     data = summary(app, run) | {"task": run.task, "mode": run.mode, "workspace": run.workspace,
                                 "options": run.options, "created_at": run.created_at, "updated_at": run.updated_at}
     if as_json:
@@ -107,7 +127,10 @@ def show(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> Non
     for k in ("run_id", "state", "reason", "detail", "mode", "task", "workspace", "heal_turn", "last_seq",
               "created_at", "updated_at", "artifacts", "next"):
         click.echo(f"{k:>11}: {data[k]}")
-    click.echo(f"{'settings':>11}: " + "\n             ".join(_settings(run.options)))
+    import textwrap
+
+    lines = textwrap.wrap(" ".join(_settings(run.options)), width=100, break_long_words=False) or ["-"]
+    click.echo(f"{'settings':>11}: " + "\n             ".join(lines))
 
 
 def key_facts(rec: RecordedEvent) -> str:
@@ -121,7 +144,8 @@ def key_facts(rec: RecordedEvent) -> str:
         if k in _PLUMBING or v in (None, [], {}, ""):
             continue
         if isinstance(v, dict):
-            v = {kk: vv for kk, vv in v.items() if isinstance(vv, (int, float, str, bool)) and vv != ""}
+            v = {kk: vv for kk, vv in v.items()
+                 if isinstance(vv, (int, float, str, bool)) and vv != "" and kk not in _PLUMBING}
             shown = " ".join(f"{kk}={_short(vv)}" for kk, vv in list(v.items())[:8])
             parts.append(f"{k}{{{shown}}}")
         elif isinstance(v, list):
@@ -150,6 +174,7 @@ def events(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> N
                  "hash": r.hash} for r in records]
         click.echo(json.dumps(rows, indent=2, default=str))
         return
+    click.echo(f"run {records[0].run_id if records else run_ref}: {len(records)} events")
     for r in records:
         click.echo(f"{r.seq:>4}  {r.recorded_at}  {r.type:<18} {key_facts(r)}")
 

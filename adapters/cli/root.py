@@ -66,10 +66,6 @@ class KodrGroup(click.Group):
             cmd.params.append(click.Option(["--log-level"], **_LOG_LEVEL_ARGS))
         super().add_command(cmd, name)
 
-    def group(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("cls", KodrGroup)
-        return super().group(*args, **kwargs)
-
     def _lazy(self) -> dict[str, tuple[str, str]]:
         return LAZY if self is cli else {}
 
@@ -108,6 +104,9 @@ class KodrGroup(click.Group):
                 formatter.write_dl(rows)
 
 
+KodrGroup.group_class = KodrGroup  # sub-groups (`db`, `audit`) are KodrGroups too
+
+
 @click.group(cls=KodrGroup, name="kodr")
 @click.option("--workspace", "-w", default=None, help="the project directory (default: current directory)")
 @click.option("--log-level", **_LOG_LEVEL_ARGS)
@@ -118,12 +117,18 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
     ctx.obj["workspace"] = workspace
 
 
+def driving(run_id: str) -> None:
+    """Name the run being driven, for the message an interruption prints."""
+    _asked["run_id"] = run_id
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so a run unwinds exactly as on Ctrl-C."""
 
 
 def _on_sigterm(_signum: int, _frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the clean-up finish
+    _asked["terminated"] = "yes"  # click turns the KeyboardInterrupt into Abort: remember which it was
     raise Terminated()
 
 
@@ -136,12 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(args=argv, prog_name="kodr", standalone_mode=False)
-    except Terminated:
-        _say("terminated: child processes stopped, history intact; `kodr resume last` continues the run")
-        sys.exit(exits.TERMINATED)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        _say("interrupted: child processes stopped, history intact; `kodr resume last` continues the run")
-        sys.exit(exits.INTERRUPTED)
+        how, code = ("terminated", exits.TERMINATED) if _asked.get("terminated") else ("interrupted", exits.INTERRUPTED)
+        run = _asked.get("run_id", "last")
+        _say(f"{how}: child processes stopped, history intact; `kodr resume {run}` continues the run")
+        sys.exit(code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exits.USAGE)

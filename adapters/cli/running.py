@@ -93,12 +93,15 @@ def model_of(app: App, options: RunOptions) -> Any:
     if options.tools:
         from adapters.tool_loop import ToolLoopModel
 
-        model = ToolLoopModel(model, app.workspace, max_steps=options.tool_steps, local=model.config.local)
+        model = ToolLoopModel(model, app.workspace, max_steps=options.tool_steps, local=model.config.local)  # type: ignore[attr-defined]
     return model
 
 
 def drive(app: App, run_id: str, options: RunOptions, progress: Any, *, resume: bool = False,
           overrides: dict[str, Any] | None = None, model: Any = None) -> Run:
+    from adapters.cli.root import driving
+
+    driving(run_id)
     try:
         return app.drive(run_id, model if model is not None else model_of(app, options), progress,
                          resume=resume, overrides=overrides, options=options)
@@ -119,7 +122,7 @@ def drive(app: App, run_id: str, options: RunOptions, progress: Any, *, resume: 
 @click.option("--tool-steps", type=click.IntRange(1, 50), default=None, help="step budget of the tool loop (default 6)")
 @click.option("--plan", "plan_ref", default=None, help="inject a plan: a plan RUN id, 'last', or a FILE")
 @click.pass_context
-def run(ctx: click.Context, prompt: str | None, prompt_file: str | None, ws: str | None, as_json: bool, quiet: bool,
+def run(ctx: click.Context, /, prompt: str | None, prompt_file: str | None, ws: str | None, as_json: bool, quiet: bool,
         dry_run: bool, heal: bool | None, tools: bool | None, tool_steps: int | None, plan_ref: str | None,
         **flags: Any) -> None:
     """Ask the model for a change, apply it, install, test (and heal)."""
@@ -130,6 +133,8 @@ def run(ctx: click.Context, prompt: str | None, prompt_file: str | None, ws: str
     if not task or not task.strip():
         raise UsageError("give the task with -p TEXT or --prompt-file FILE")
     require_server(flags["provider"], flags["base_url"])
+    refuse_combinations(dry_run=dry_run, heal=heal, install=flags.get("install"), test=flags.get("test_command"),
+                        tools=tools, tool_steps=tool_steps)
     options = validated(options_from_flags(flags, dry_run=dry_run, heal=heal, tools=tools, tool_steps=tool_steps))
     app = open_app(ctx, ws)
     if plan_ref:
@@ -149,6 +154,19 @@ def run(ctx: click.Context, prompt: str | None, prompt_file: str | None, ws: str
         if proposal is not None:
             click.echo(proposal_patch(result.base_snapshot, proposal, app.store.get_blob), nl=False)
     finish(app, result, as_json, stream)
+
+
+def refuse_combinations(*, dry_run: bool, heal: bool | None, install: bool | None, test: str | None,
+                        tools: bool | None, tool_steps: int | None) -> None:
+    """Flags that cannot mean anything together are refused, not silently ignored."""
+    from kodr_core.errors import UsageError
+
+    if dry_run:
+        extra = [flag for flag, given in (("--heal", heal), ("--install", install), ("--test", test)) if given]
+        if extra:
+            raise UsageError(f"--dry-run writes nothing, so {', '.join(extra)} cannot apply: drop one or the other")
+    if tool_steps is not None and not tools:
+        raise UsageError("--tool-steps needs --tools")
 
 
 def _resolve_plan(app: App, ref: str) -> str:
@@ -204,7 +222,7 @@ def plan(ctx: click.Context, prompt: str, ws: str | None, provider: str | None, 
 @model_flags
 @loop_flags
 @click.pass_context
-def heal(ctx: click.Context, prompt: str | None, ws: str | None, as_json: bool, quiet: bool, **flags: Any) -> None:
+def heal(ctx: click.Context, /, prompt: str | None, ws: str | None, as_json: bool, quiet: bool, **flags: Any) -> None:
     """Heal an existing project whose tests fail: the run starts at `applied` with no writes."""
     from adapters.cli.progress import Progress
 
@@ -248,6 +266,11 @@ def resume(ctx: click.Context, run_ref: str | None, all_runs: bool, ws: str | No
         "provider": provider, "base_url": base_url, "model": model_name, "max_turns": max_turns,
         "repair_timeout_s": repair_timeout, "test_timeout_s": test_timeout,
     }.items() if v is not None}
+    from adapters.bootstrap import open_reader
+
+    if all_runs and open_reader(ws or ctx.find_root().obj.get("workspace") or ".") is None:
+        click.echo("[]" if as_json else "no unfinished runs: there is no store in this workspace yet")
+        sys.exit(0)
     app = open_app(ctx, ws)
     stream = progress_stream(as_json)
     if run_ref:
@@ -284,6 +307,12 @@ def _same_dir(a: str | None, b: str) -> bool:
     return bool(a) and os.path.realpath(str(a)) == os.path.realpath(b)
 
 
+def bound_workspace(records: list[Any]) -> str | None:
+    """The workspace a run was last moved to by ``resume --workspace`` (None: never moved)."""
+    moved = [r.event.overrides.get("workspace") for r in records if r.type == "RunResumed"]
+    return next((str(w) for w in reversed(moved) if w), None)
+
+
 def _resume_one(app: App, run_id: str, overrides: dict[str, Any], quiet: bool, stream: TextIO, *,
                 rebind: bool) -> Run:
     from adapters.cli.progress import Progress
@@ -291,8 +320,9 @@ def _resume_one(app: App, run_id: str, overrides: dict[str, Any], quiet: bool, s
     from kodr_core.errors import UsageError
     from kodr_core.options import RunOptions
 
-    run = fold(run_id, app.store.load(run_id))
-    recorded = run.workspace
+    records = app.store.load(run_id)
+    run = fold(run_id, records)
+    recorded = bound_workspace(records) or run.workspace
     moved = bool(recorded) and not _same_dir(recorded, app.workspace.root)
     if moved and not rebind:
         raise UsageError(f"run {run_id} belongs to workspace {recorded}: resume it there, or give "

@@ -88,6 +88,9 @@ def test_3_json_schema_refused_falls_back_to_json_object_then_prompt_only(ws: Pa
     assert [r.get("refused") for r in done.retries] == ["response_format", "response_format"]
     learned = done.capabilities["learned"]
     assert [(f["from"], f["to"]) for f in learned] == [("json_schema", "json_object"), ("json_object", "none")]
+    shown = kodr("explain", out["run_id"], cwd=ws, timeout=60)
+    assert "server fallback: response_format json_schema -> json_object" in shown.out + shown.err, shown.out
+    assert "server fallback: response_format json_object -> none" in shown.out + shown.err
 
 
 def test_3_stream_options_refused_is_omitted(ws: Path) -> None:
@@ -232,7 +235,8 @@ def test_2_the_window_is_learned_from_llama_cpp_props_and_the_prompt_fits(ws: Pa
 
     big_workspace(ws)
     props = {"default_generation_settings": {"n_ctx": 2048}, "total_slots": 1}
-    with ScriptedServer([ENV], routes={"/props": json_route(props)}) as srv:
+    listing = {"object": "list", "data": [{"id": "m", "object": "model", "owned_by": "llamacpp"}]}
+    with ScriptedServer([ENV], routes={"/props": json_route(props), "/models": json_route(listing)}) as srv:
         r, out = run(ws, srv.base_url)
         body = srv.requests[0]["body"]
         gets = [q["path"] for q in srv.all_requests if q["method"] == "GET"]
@@ -281,3 +285,106 @@ def test_2_a_second_overflow_ends_failed_context_overflow_with_the_numbers(ws: P
     failed = of_type(ws, out["run_id"], "ModelCallFailed")[0]
     assert failed.error == "context_overflow" and "after shrinking the prompt from" in failed.message
     assert "context 2048" in failed.message or "context 4096" in failed.message, failed.message
+
+
+# -- item 4: --deadline bounds the step in progress ------------------------------------------------
+
+
+def run_span(ws: Path, run_id: str) -> float:
+    """Seconds from the run's first event to its last."""
+    from datetime import datetime
+
+    records = events_of(ws, run_id)
+    at = [datetime.fromisoformat(r.recorded_at.replace("Z", "+00:00")).timestamp() for r in (records[0], records[-1])]
+    return at[1] - at[0]
+
+
+def test_4_the_deadline_cuts_a_model_call_in_progress(ws: Path) -> None:
+    """A --deadline 5 run once took 42 s: the model call had its own 300 s timeout."""
+    with ScriptedServer([Turn(hang=True)]) as srv:
+        t0 = time.monotonic()
+        r = kodr("run", "-p", "add sum", "--base-url", srv.base_url, "--model", "m", "--dry-run", "--json",
+                 "--deadline", "5", cwd=ws, timeout=60)
+        took = time.monotonic() - t0
+    out = json.loads(r.out)
+    assert (out["state"], out["reason"]) == ("timed_out", "run_deadline"), out
+    assert run_span(ws, out["run_id"]) < 5 + 1.5  # from RunRequested: start-up on a busy machine is not the run
+    assert took < 60
+    failed = of_type(ws, out["run_id"], "ModelCallFailed")[0]
+    assert "by the run deadline" in failed.message and failed.duration_ms < 5500
+
+
+def test_4_the_deadline_cuts_a_test_run_in_progress(ws: Path) -> None:
+    (ws / "package.json").write_text('{"name": "demo", "type": "module", "scripts": {"test": "node --test"}}\n')
+    slow = "import test from 'node:test';\ntest('slow', async () => { await new Promise(r => setTimeout(r, 60000)); });\n"
+    env = envelope({"slow.test.js": slow})
+    with ScriptedServer([env]) as srv:
+        t0 = time.monotonic()
+        r = kodr("run", "-p", "add a slow test", "--base-url", srv.base_url, "--model", "m", "--json",
+                 "--deadline", "8", "--test", "node --test", cwd=ws, timeout=90)
+        took = time.monotonic() - t0
+    out = json.loads(r.out)
+    assert (out["state"], out["reason"]) == ("timed_out", "run_deadline"), (out, r.err[-2000:])
+    assert run_span(ws, out["run_id"]) < 8 + 2 and took < 90
+    tests = of_type(ws, out["run_id"], "TestsFinished")[0].result
+    assert tests["deadline"]["cut_by_run_deadline"] is True and tests["deadline"]["own_timeout_s"] == 300
+
+
+# -- item 8: probe sends what a run sends, in a run's order ---------------------------------------------
+
+
+def probe(ws: Path, *args: str) -> tuple[Result, dict[str, Any]]:
+    r = kodr("probe", *args, "--json", "--timeout", "20", cwd=ws, timeout=120)
+    assert "Traceback" not in r.err, r.err[-3000:]
+    return r, json.loads(r.out)
+
+
+def test_8_probe_sends_the_requests_of_a_run_in_the_same_order(ws: Path) -> None:
+    turns = [Turn(status=400, error="response_format json_schema is not supported by this server"), ENV] * 2
+    with ScriptedServer(turns) as srv:
+        run(ws, srv.base_url.replace("/v1", "/v1"))  # a run, model given
+        ran = [(q["method"], q["path"]) for q in srv.all_requests]
+        ran_bodies = [{k: v for k, v in q["body"].items() if k != "messages"} for q in srv.requests]
+        srv.all_requests.clear()
+        r, out = probe(ws, "--base-url", srv.base_url, "--model", "m")
+        probed = [(q["method"], q["path"]) for q in srv.all_requests]
+        probed_bodies = [{k: v for k, v in q["body"].items() if k != "messages"} for q in srv.requests]
+    assert r.code == 0, r.err
+    assert probed == ran, "the same requests in the same order"
+    assert probed_bodies == ran_bodies, "the same parameters, degraded the same way"
+    assert out["protocol"] is True and out["envelope"] == "valid"
+    assert [(f["from"], f["to"]) for f in out["fallbacks"]] == [("json_schema", "json_object")]
+    assert out["capabilities"]["response_format"] == "json_object"
+    assert [e["status"] for e in out["exchanges"] if e["path"] == "/chat/completions"] == [400, 200]
+
+
+def test_8_probe_with_tools_sends_a_tool_turn_like_a_run(ws: Path) -> None:
+    with ScriptedServer([Turn(tool_calls=[{"name": "list_files", "arguments": {}}]), ENV]) as srv:
+        r, out = probe(ws, "--base-url", srv.base_url, "--model", "m", "--tools")
+        bodies = [q["body"] for q in srv.requests]
+    assert r.code == 0 and out["local"] is True
+    assert bodies[0]["tools"] and "response_format" not in bodies[0], "a local tool turn never sends the pair"
+    assert out["capabilities"]["tools"] == "offered without response_format"
+
+
+def test_8_probe_of_an_html_404_server_exits_non_zero(ws: Path) -> None:
+    from tests.support.scripted_server import html_page
+
+    with ScriptedServer([], routes={"": html_page(404)}) as srv:
+        r, out = probe(ws, "--base-url", srv.base_url)
+        human = kodr("probe", "--base-url", srv.base_url, "--timeout", "5", cwd=ws, timeout=60)
+    assert r.code == 8, (r.code, r.out)
+    assert out["reachable"] is True and out["protocol"] is False
+    assert out["error"]["kind"] == "http" and "404" in out["error"]["message"]
+    assert human.code == 8 and "NOT spoken" in human.out
+
+
+def test_8_probe_of_an_unreachable_server_exits_7(ws: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r, out = probe(ws, "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "m")
+    assert r.code == 7 and out["reachable"] is False and out["protocol"] is False
+    assert not (ws / ".kodr").exists(), "probe touches no store"

@@ -389,25 +389,38 @@ def test_model_defaults_to_the_servers_first_model():
     assert reply.request_body["model"] == "qwen2.5-coder"
 
 
-def test_probe_reports_what_the_server_accepts():
-    turns = ["ok", "ok", "ok", Turn(status=400, error="Cannot use tools with response_format")]
-    with ScriptedServer(turns) as srv, client_for(srv) as client:
-        result = client.probe(timeout_s=5)
+def test_probe_sends_a_runs_request_and_reports_fallbacks():
+    env = json.dumps(ENV)
+    turns = [Turn(status=400, error="response_format json_schema is not supported"), env]
+    with ScriptedServer(turns) as srv:
+        config = ProviderConfig("test", srv.base_url, model=None, local=True)
+        with OpenAIChatClient(config, stall_timeout_s=5.0, max_retries=0) as client:
+            result = client.probe(timeout_s=5)
         bodies = [r["body"] for r in srv.requests]
-    assert result["reachable"] is True and result["models"] == ["scripted-model"]
-    assert result["protocol"] == "openai-chat-completions" and result["streaming"] is True
-    assert (result["tools"], result["json_schema"], result["both"]) == (True, True, False)
-    assert "Cannot use tools" in result["errors"]["both"]
-    assert "tools" in bodies[3] and "response_format" in bodies[3]
+    assert result["reachable"] is True and result["protocol"] is True and result["models"] == ["scripted-model"]
+    assert [b["response_format"]["type"] for b in bodies] == ["json_schema", "json_object"]
+    assert [(f["from"], f["to"]) for f in result["fallbacks"]] == [("json_schema", "json_object")]
+    assert result["envelope"] == "valid" and result["model"] == "scripted-model"
+    assert [e["method"] + " " + e["path"] for e in result["exchanges"]][:1] == ["GET /models"]
 
 
 def test_probe_of_nothing():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = OpenAIChatClient(ProviderConfig("x", f"http://127.0.0.1:{port}/v1", model="m"))
+    client = OpenAIChatClient(ProviderConfig("x", f"http://127.0.0.1:{port}/v1", model="m"), max_retries=0)
     result = client.probe(timeout_s=2)
-    assert result["reachable"] is False and result["tools"] is None and "models" in result["errors"]
+    assert result["reachable"] is False and result["protocol"] is False
+    assert result["error"]["kind"] == "unavailable"
+
+
+@pytest.mark.parametrize(("host", "local"), [
+    ("ollama", True), ("host.docker.internal", True), ("gpu.internal", True), ("box.lan", True),
+    ("10.1.2.3", True), ("[fd00::1]", True), ("169.254.1.1", True), ("api.example.com", False), ("8.8.8.8", False),
+])
+def test_locality_of_hosts(host, local):
+    assert resolve_provider("openai-compatible", f"http://{host}:8000/v1", "m", {}).local is local
+    assert resolve_provider("openai-compatible", f"http://{host}:8000/v1", "m", {}, local=not local).local is not local
 
 
 # -- provider resolution (pure, but it belongs with the client it configures) -----------

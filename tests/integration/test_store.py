@@ -535,3 +535,13 @@ def test_migration_0002_fills_last_hash_and_appends_continue(tmp_path):
         assert s.get_run("run-1")["last_hash"] == s.load("run-1")[-1].hash
         s.append("run-1", 2, [changed("applied", "verifying", "verify")])
         assert s.verify("run-1").ok and s.get_run("run-1")["state"] == "verifying"
+
+
+def test_runs_pages_newest_first(store):
+    for i in range(5):
+        store.append(f"run-{i}", 0, [requested()])
+    every = [r["run_id"] for r in store.runs()]
+    assert len(every) == 5
+    pages = [[r["run_id"] for r in store.runs(limit=2, offset=o)] for o in (0, 2, 4)]
+    assert pages[0] + pages[1] + pages[2] == every and [len(p) for p in pages] == [2, 2, 1]
+    assert store.runs(limit=2, offset=10) == []

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
-from click.testing import CliRunner
 
-from adapters.cli_models import probe
 from adapters.openai_client import OpenAIChatClient
 from adapters.providers import ProviderConfig
 from adapters.tool_loop import FINAL_PROMPT, PROSE_PROMPT, ToolLoopModel
@@ -314,63 +311,3 @@ def test_max_steps_one_is_a_plain_call(workspace):
     reply, bodies = run_loop(workspace, ENV, max_steps=1)
     assert "tools" not in bodies[0] and bodies[0]["messages"] == ask().messages
     assert reply.raw["tool_trace"] == []
-
-
-# -- kodr probe ----------------------------------------------------------------------------
-
-PROBE_TURNS = ["ok", Turn(tool_calls=[{"name": "noop", "arguments": {}}]), '{"ok": true}']
-
-
-def run_probe(srv: ScriptedServer, *args: str, env: dict | None = None):
-    env = {"KODR_API_KEY": "", "KODR_MODEL": "", "OPENAI_API_KEY": "", **(env or {})}
-    return CliRunner().invoke(probe, [*args, "--timeout", "10"], env=env)
-
-
-def test_probe_reports_a_local_server_that_refuses_the_pair():
-    both_refused = Turn(status=400, error="tools and response_format cannot be used together")
-    with ScriptedServer([*PROBE_TURNS, both_refused], models=["qwen3-coder", "llama"]) as srv:
-        result = run_probe(srv, "--base-url", srv.base_url, "--json")
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
-    assert data["reachable"] is True and data["models"] == ["qwen3-coder", "llama"]
-    assert (data["tools"], data["json_schema"], data["both"]) == (True, True, False)
-    assert data["protocol"] == "tools without response_format"
-    assert data["api"] == "openai-chat-completions" and data["local"] is True
-    assert "cannot be used together" in data["errors"]["both"]
-
-
-def test_probe_remote_server_honouring_both():
-    with ScriptedServer([*PROBE_TURNS, '{"ok": true}']) as srv:
-        result = run_probe(srv, "--provider", "openai", "--base-url", srv.base_url, "--model", "gpt-x",
-                           env={"OPENAI_API_KEY": "sk-probe-secret-123456"})
-        auth = srv.requests[0]["headers"].get("Authorization")
-    assert result.exit_code == 0, result.output
-    assert "sk-probe-secret" not in result.output and auth == "Bearer sk-probe-secret-123456"
-    lines = dict(line.split(None, 1) for line in result.output.splitlines())
-    assert lines["reachable"] == "yes" and lines["tools+schema"] == "yes"
-    assert lines["model"] == "gpt-x"
-    assert lines["protocol"] == "tools with response_format"
-
-
-def test_probe_remote_server_refusing_the_pair():
-    with ScriptedServer([*PROBE_TURNS, Turn(status=400, error="nope")]) as srv:
-        result = run_probe(srv, "--provider", "openai", "--base-url", srv.base_url, "--json",
-                           env={"OPENAI_API_KEY": "sk-probe-secret-123456"})
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
-    assert data["local"] is False and data["both"] is False
-    assert data["protocol"] == "tools without response_format"
-
-
-def test_probe_unreachable_exits_7():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    result = CliRunner().invoke(probe, ["--base-url", f"http://127.0.0.1:{port}/v1", "--timeout", "5"])
-    assert result.exit_code == 7
-    assert "reachable    no" in result.output and "cannot connect" in result.output
-
-
-def test_probe_usage_error_exits_2():
-    result = CliRunner().invoke(probe, ["--provider", "openai"], env={"OPENAI_API_KEY": "", "KODR_API_KEY": ""})
-    assert result.exit_code == 2 and "needs an API key" in result.output

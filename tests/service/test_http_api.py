@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -197,3 +196,22 @@ def test_workspace_archive_leaves_out_kodr_and_deps(tmp_path):
     (proj / ".kodr" / "kodr.db").write_text("db")
     with tarfile.open(fileobj=io.BytesIO(workspace_archive(proj))) as tar:
         assert sorted(tar.getnames()) == ["calc.js", "calc.test.js", "package.json"]
+
+
+def test_secrets_in_a_request_never_reach_the_store(store, monkeypatch):
+    secret = "sk-live-0123456789abcdef0123"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    with TestClient(create_app(store)) as c:
+        archive = _tar([("calc.js", b"module.exports = 1;\n", None),
+                        ("config.js", f"const key = '{secret}';\n".encode(), None),
+                        (".env", f"OPENAI_API_KEY={secret}\n".encode(), None)])
+        r = _post(c, {**GOOD, "task": f"use {secret} to call the API [fix]"}, archive)
+        assert r.status_code == 201, r.text
+        run_id = r.json()["run_id"]
+        requested = c.get(f"/api/runs/{run_id}/events").json()[0]["data"]
+    assert secret not in json.dumps(requested)
+    assert "[secret:OPENAI_API_KEY]" in requested["task"]
+    assert set(requested["base_snapshot"]) == {"calc.js"}  # the file holding the key and .env are left out
+    with store.engine.connect() as conn:
+        assert not any(secret.encode() in bytes(row[0]) for row in conn.exec_driver_sql("SELECT data FROM blobs"))
+        assert not any(secret in row[0] for row in conn.exec_driver_sql("SELECT body FROM events"))

@@ -138,3 +138,30 @@ def test_cancel_kills_the_test_run_in_flight(tmp_path):
     assert last.data["facts"]["interrupted"] == svc.events(run_id)[-2].data["key"]
     assert store.verify(run_id).ok
     store.close()
+
+
+def test_a_run_that_breaks_the_worker_every_time_ends_failed(tmp_path):
+    from store.database import open_store, upgrade
+
+    url = f"sqlite:///{tmp_path / 'kodr.db'}"
+    upgrade(url)
+    store = open_store(url)
+    svc = Service(RunQueue(store))
+    run_id = _request(svc, tmp_path, "fix", "http://127.0.0.1:9/v1")
+    calls: list[int] = []
+
+    def broken_model(options: RunOptions) -> None:
+        calls.append(1)
+        raise RuntimeError("the model factory is broken")
+
+    worker = Worker(store, tmp_path / "work", poll_s=0.1, model_factory=broken_model).start()
+    try:
+        wait_terminal(lambda: [svc.show(run_id).state], 60)
+    finally:
+        worker.drain(5)
+    s = svc.show(run_id)
+    assert (s.state, s.reason) == ("failed", "worker_error")
+    assert s.facts["attempts"] == 3 and "RuntimeError: the model factory is broken" in s.facts["error"]
+    assert len(calls) == 3  # not reclaimed forever
+    assert store.verify(run_id).ok
+    store.close()

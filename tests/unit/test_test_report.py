@@ -214,7 +214,7 @@ def result(exit_code=0, **kw) -> ProcessResult:
 TESTS_JSON_KEYS = {
     "command", "argv", "exitCode", "ok", "timedOut", "durationMs", "startedAt", "finishedAt",
     "stdoutTail", "stderrTail", "passed", "failed", "skipped", "total", "failures", "parser", "error",
-    "cause", "detail", "scope", "logBlob", "confinement",  # why no test told anything; which tests ran; the whole log; the sandbox
+    "cause", "detail", "scope", "logBlob", "confinement", "deadline",  # why no test told anything; which tests ran; the whole log; the sandbox
 }  # fmt: skip
 
 
