@@ -71,7 +71,8 @@ def with_tools(argv: Sequence[str]) -> tuple[list[str], str | None]:
     return out, None
 
 
-def in_project_env(argv: Sequence[str], cwd: str) -> tuple[list[str], dict[str, str], str | None]:
+def in_project_env(argv: Sequence[str], cwd: str, *, needs_pytest: bool = True
+                   ) -> tuple[list[str], dict[str, str], str | None]:  # fmt: skip
     """A pytest command rewritten to run in ``<cwd>/.venv``: (argv, env, error when it cannot).
 
     Without a ``.venv`` the command is left as typed (the runner resolves it on PATH).
@@ -89,7 +90,7 @@ def in_project_env(argv: Sequence[str], cwd: str) -> tuple[list[str], dict[str, 
         out[0] = os.path.join(vbin, "pytest")
     elif out[0] in ("python", "python3"):
         out[0] = os.path.join(vbin, "python")
-    if not has_pytest:
+    if needs_pytest and not has_pytest:
         return out, env, "pytest not installed in the project environment (.venv): run with --install"
     return out, env, None
 
@@ -112,6 +113,14 @@ def with_sources(argv: Sequence[str], sources: DependencySources) -> list[str]:
     if argv[:1] == ["uv"]:
         return [argv[0], "--no-config", *argv[1:]]
     return argv
+
+
+def store_env(base: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
+    """pnpm's content store inside kodr's npm cache (``<npm cache>/pnpm-store``): the sandbox
+    binds that cache read-write, while pnpm's default (~/.local/share/pnpm) is read-only there."""
+    from adapters.sandbox import package_caches
+
+    return {"npm_config_store_dir": os.path.join(package_caches(base)["npm_config_cache"], "pnpm-store")}
 
 
 class ProcessToolchain:
@@ -147,7 +156,7 @@ class ProcessToolchain:
                 break
             res = self.runner.run(
                 argv, cwd=cwd, timeout_s=max(remaining, 0.1), step_key=step_key,
-                env=source_env(self.sources), network=True,
+                env={**store_env(), **source_env(self.sources)}, network=True,
             )
             res = dataclasses.replace(res, argv=list(planned))  # the recorded command is the planned one
             results.append(res)
@@ -184,8 +193,8 @@ class ProcessToolchain:
             )
             env = {**source_env(self.sources), "UV_NO_SYNC": "1", **(env or {})}
             problem = None
-            if kind == "pytest":
-                run_argv, venv_env, problem = in_project_env(run_argv, cwd)
+            if kind in ("pytest", "unittest"):  # `python -m unittest` runs in the project env too
+                run_argv, venv_env, problem = in_project_env(run_argv, cwd, needs_pytest=kind == "pytest")
                 env = {**env, **venv_env}
             run_argv, missing = with_tools(run_argv)
             problem = problem or missing

@@ -39,3 +39,10 @@ def test_pytest_runs_in_the_project_venv_or_says_it_is_missing(tmp_path):
     assert not result.total
     argv, _, _ = in_project_env(["pytest", "-x"], str(tmp_path))
     assert argv == [str(tmp_path / ".venv" / "bin" / "pytest"), "-x"]
+
+
+def test_python_m_unittest_runs_with_the_project_venv_python(tmp_path):
+    subprocess.run([find_uv(), "venv", "-q", str(tmp_path / ".venv")], check=True)
+    argv, env, problem = in_project_env(["python", "-m", "unittest"], str(tmp_path), needs_pytest=False)
+    assert argv[0] == str(tmp_path / ".venv" / "bin" / "python") and problem is None
+    assert env["VIRTUAL_ENV"] == str(tmp_path / ".venv")

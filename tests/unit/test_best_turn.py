@@ -75,3 +75,22 @@ def test_files_an_install_writes_are_recorded_with_the_step_and_in_the_manifest(
                                        "change": "created", "why": None}]
     assert w.log.get_blob(sha(lock)) == lock
     assert fold(run_id, w.log.load(run_id)).manifest["package-lock.json"] == sha(lock)
+
+
+def test_resume_rebuilds_the_lockfile_an_install_wrote():
+    import pytest
+
+    from tests.unit.fakes import Crash, FakeModel, FakeToolchain
+    from kodr_core.options import RunOptions
+
+    w = WritingInstall({"package.json": PKG, "calc.test.js": NODE_TEST}, envelope({"calc.js": BEST}),
+                       tests=[Crash("killed")], installs=[{}])
+    run_id = w.engine.request("t", RunOptions(test_command="node --test", install=True), run_id="r1")
+    with pytest.raises(Crash):
+        w.engine.drive(run_id)
+    lock = w.workspace.data.pop("package-lock.json")  # a fresh machine: the workspace rebuilt from events
+    run = w.engine_for(FakeToolchain(tests=[passing(2)]), FakeModel()).resume("r1", owner="host-2")
+    assert w.workspace.data["package-lock.json"] == lock
+    restored, = w.log.of_type("r1", ev.WorkspaceRestored)
+    assert {"path": "package-lock.json", "sha256": sha(lock), "found": None} in restored.files
+    assert run.state is State.PASSED
