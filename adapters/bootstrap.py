@@ -1,23 +1,31 @@
-"""The composition root: wires the store, the workspace, the toolchain and a model into an engine."""
+"""The composition root: wires the store, the workspace, the toolchain and a model into an engine.
+
+Two ways in: :func:`open_app` for commands that record (it creates and migrates
+the workspace's SQLite store on first use) and :func:`open_reader` for commands
+that only read, which never create a file or a directory: with no store yet it
+returns None and the command says there is nothing.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any
 
-from adapters import faults
-from adapters.artifacts import ArtifactWriter
-from adapters.leasing import held
-from adapters.toolchain import ProcessToolchain
 from adapters.workspace import DiskWorkspace
-from kodr_core.aggregate import Run
-from kodr_core.engine import Engine, Observer
-from kodr_core.options import RunOptions
-from kodr_core.ports import EventLog, ModelPort
-from store.database import database_url, open_store
+from kodr_core.errors import UsageError
+from store.database import database_url
 from store.event_store import EventStore
+
+if TYPE_CHECKING:  # what only recording commands need is imported when they run
+    from adapters.toolchain import ProcessToolchain
+    from kodr_core.aggregate import Run
+    from kodr_core.engine import Engine, Observer
+    from kodr_core.options import RunOptions
+    from kodr_core.ports import EventLog, ModelPort
 
 
 @dataclass
@@ -25,16 +33,23 @@ class App:
     workspace: DiskWorkspace
     store: EventStore
 
-    def engine(self, model: ModelPort | None, observer: Observer | None = None, log: EventLog | None = None) -> Engine:
-        return Engine(
-            faults.wrap(log or self.store),
-            self.workspace,
-            ProcessToolchain(),
-            model,
-            artifacts=ArtifactWriter(self.workspace.root, self.store),
-            observer=observer,
-        )
+    def engine(
+        self,
+        model: ModelPort | None,
+        observer: Observer | None = None,
+        log: EventLog | None = None,
+        options: RunOptions | None = None,
+    ) -> Engine:
+        from kodr_core.options import RunOptions
 
+        return build_engine(log or self.store, self.workspace, model, options or RunOptions(),
+                            store=self.store, observer=observer)
+
+    def workspace_held(self) -> AbstractContextManager[None]:
+        """One live run per workspace: a second one is refused with WorkspaceBusy naming the owner."""
+        from adapters.leasing import workspace_lock
+
+        return workspace_lock(Path(self.workspace.root))
 
     def drive(
         self,
@@ -43,23 +58,120 @@ class App:
         observer: Observer | None = None,
         *,
         resume: bool = False,
-        overrides: dict | None = None,
+        overrides: dict[str, Any] | None = None,
+        options: RunOptions | None = None,
     ) -> Run:
         """Drive the run while holding its lease; a live owner elsewhere makes this raise RunLocked."""
+        from adapters.leasing import held
+
         with held(self.store, run_id) as fenced:
-            engine = self.engine(model, observer, log=fenced)
+            engine = self.engine(model, observer, log=fenced, options=options)
             if resume:
                 return engine.resume(run_id, fenced.lease.owner, overrides)
             return engine.drive(run_id)
 
 
-def open_app(workspace: str | os.PathLike[str]) -> App:
+def confined_toolchain(options: RunOptions) -> ProcessToolchain:
+    """Installs and tests in the run's sandbox, from kodr's dependency sources, their output scrubbed.
+
+    ``--sandbox required`` where bubblewrap cannot run raises SandboxUnavailable (a usage error).
+    """
+    from adapters.processes import SubprocessRunner
+    from adapters.sandbox import Sandbox
+    from adapters.toolchain import ProcessToolchain
+    from kodr_core.secrets import Scrubber
+    from kodr_core.sources import DependencySources
+
+    if options.sandbox == "required":
+        Sandbox("required").confinement(network=False)
+    runner = SubprocessRunner(sandbox=Sandbox(options.sandbox), scrubber=Scrubber.of_env(os.environ))
+    return ProcessToolchain(runner, sources=DependencySources.of(os.environ), test_network=options.test_network)
+
+
+def build_engine(
+    log: EventLog,
+    workspace: DiskWorkspace,
+    model: ModelPort | None,
+    options: RunOptions,
+    *,
+    store: EventStore,
+    toolchain: ProcessToolchain | None = None,
+    observer: Observer | None = None,
+) -> Engine:
+    """The one wiring of an Engine (the CLI and the workers): secrets are scrubbed from every
+    blob, event and prompt; processes run in the run's sandbox."""
+    from adapters import faults
+    from adapters.artifacts import ArtifactWriter
+    from adapters.scrubbing import ScrubbingLog, ScrubbingModel
+    from kodr_core.engine import Engine
+    from kodr_core.secrets import Scrubber
+
+    scrubber = Scrubber.of_env(os.environ)
+    workspace.allow_secret_files = options.allow_secret_files
+    toolchain = toolchain or confined_toolchain(options)
+    return Engine(
+        ScrubbingLog(faults.wrap(log), scrubber),
+        workspace,
+        toolchain,
+        ScrubbingModel(model, scrubber) if model is not None else None,
+        artifacts=ArtifactWriter(workspace.root, store),
+        observer=observer,
+        sources=toolchain.sources,
+    )
+
+
+def _root(workspace: str | os.PathLike[str]) -> Path:
     root = Path(workspace).resolve()
     if not root.is_dir():
-        from kodr_core.errors import UsageError
-
         raise UsageError(f"workspace {str(root)!r} is not a directory")
-    return App(DiskWorkspace(root), open_store(database_url(root)))
+    return root
+
+
+def open_app(workspace: str | os.PathLike[str]) -> App:
+    """The app for a command that records: the SQLite store is created and migrated on first use."""
+    from store.database import open_store
+
+    root = _root(workspace)
+    # run heads are anchored beside the run's artifacts, outside the database (store.anchors)
+    return App(DiskWorkspace(root), open_store(database_url(root), anchor_dir=root / ".kodr" / "runs"))
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for other databases and in-memory ones)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[1].split("?", 1)[0] if ":///" in url else ""
+    if not path or path == ":memory:":
+        return None
+    return Path(path).expanduser()
+
+
+def store_location(workspace: str | os.PathLike[str]) -> str:
+    """Where this workspace's store is, for messages (password masked)."""
+    from store.errors import mask_url
+
+    return mask_url(database_url(_root(workspace)))
+
+
+def open_reader(workspace: str | os.PathLike[str]) -> App | None:
+    """The app for a read-only command, or None when there is no store yet.
+
+    Creates nothing and migrates nothing (no directory, no file, no schema check
+    with alembic): a store whose schema is behind fails its first query with
+    StoreUnavailable saying so.
+    """
+    root = _root(workspace)
+    url = database_url(root)
+    file = sqlite_file(url)
+    if file is not None and not file.is_file():
+        return None
+    import sqlalchemy as sa
+
+    from store.database import default_anchors
+
+    # no migration on the read path; run heads anchored beside the artifacts, as open_app has them
+    anchors = default_anchors(sa.make_url(url), root / ".kodr" / "runs")
+    return App(DiskWorkspace(root), EventStore.from_url(url, anchors=anchors))
 
 
 def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPort:
@@ -68,12 +180,9 @@ def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPo
     from adapters.providers import resolve_provider
 
     if options.provider == "scripted":
-        from kodr_core.errors import UsageError
-
         raise UsageError("this run used the demo's built-in scripted model; give --base-url or --provider to go on")
-    config = resolve_provider(options.provider, options.base_url, options.model, dict(env or os.environ),
-                              local=options.local)
+    config = resolve_provider(options.provider, options.base_url, options.model, dict(env or os.environ))
     return OpenAIChatClient(config, stall_timeout_s=options.stall_timeout_s)
 
 
-ModelFactory = Callable[[RunOptions], ModelPort]
+ModelFactory = Callable[["RunOptions"], "ModelPort"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from adapters.openai_client import OpenAIChatClient
+from adapters.cli.exits import exit_code_for
 from adapters.providers import PRESETS, locality, resolve_provider
 from kodr_core.errors import UsageError
 
@@ -71,7 +71,9 @@ def probe(provider: str | None, base_url: str | None, model_name: str | None, to
         config = resolve_provider(provider, base_url, model_name, local=local)
     except UsageError as exc:
         click.echo(f"kodr: {exc.message}", err=True)
-        sys.exit(exc.exit_code)
+        sys.exit(exit_code_for(exc))
+    from adapters.openai_client import OpenAIChatClient  # lazy: the CLI starts without httpx
+
     with OpenAIChatClient(config, stall_timeout_s=timeout_s, max_retries=1, backoff_base_s=0.5) as client:
         result = client.probe(timeout_s=timeout_s, tools=tools)
     result["locality"] = ("--local" if local else "--remote") if local is not None else (

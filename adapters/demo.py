@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from adapters.artifacts import ArtifactWriter, run_dir
 from adapters.scripted_model import ScriptedModel
 from adapters.toolchain import ProcessToolchain
 from adapters.workspace import DiskWorkspace
-from kodr_core.engine import Engine
+from kodr_core.engine import Engine, Observer
 from kodr_core.explain import explain, render_text
 from kodr_core.options import RunOptions
 from kodr_core.states import State
@@ -58,7 +59,7 @@ FIXED = """function slugify(text) {
 module.exports = { slugify };
 """
 
-SCRIPT = [
+SCRIPT: list[str | dict[str, Any]] = [
     {"summary": "add slugify with tests", "notes": None, "files": [
         {"path": "slugify.js", "content": BUGGY},
         {"path": "slugify.test.js", "content": TEST_JS},
@@ -75,7 +76,10 @@ def make_sample(root: Path) -> None:
     (root / "README.md").write_text("# kodr demo\n\nA tiny Node project for kodr's demo run.\n")
 
 
-def run_demo(keep: str | None, as_json: bool, observer, console) -> int:
+def run_demo(keep: str | None, as_json: bool, observer: Observer | None = None) -> int:
+    """Run the demo; its result goes to stdout (JSON with ``--json``): the explanation, the audit, the paths."""
+    from adapters.cli.outcome import kodr_command, one_line
+
     root = Path(keep).resolve() if keep else Path(tempfile.mkdtemp(prefix="kodr-demo-"))
     make_sample(root)
     store = open_store(default_url(root))
@@ -84,17 +88,29 @@ def run_demo(keep: str | None, as_json: bool, observer, console) -> int:
                     artifacts=ArtifactWriter(root, store), observer=observer)
     options = RunOptions(provider="scripted", install=True, heal=True, test_command="npm test", max_turns=2)
     if not as_json:
-        console.print(f"kodr demo: sample project in {root}")
+        print(f"kodr demo: sample project in {root}", flush=True)
     run_id = engine.request(TASK, options)
     run = engine.drive(run_id)
     x = explain(run)
+    chain = store.verify(run_id)
+    audit = {"ok": chain.ok, "events": chain.checked, "first_broken_seq": chain.first_broken_seq,
+             "problem": chain.problem}
+    hints = [kodr_command("explain", run_id, workspace=str(root)), kodr_command("events", run_id, workspace=str(root)),
+             kodr_command("audit", "verify", run_id, workspace=str(root))]
     if as_json:
         print(json.dumps({"run_id": run_id, "workspace": str(root), "state": run.state.value,
-                          "reason": run.reason, "artifacts": str(run_dir(root, run_id)), "explain": x}, indent=2))
+                          "reason": run.reason, "artifacts": str(run_dir(root, run_id)), "explain": x,
+                          "audit": audit, "next": hints}, indent=2))
     else:
-        console.print()
-        console.print(render_text(x), markup=False, soft_wrap=True)
-        console.print(f"\nartifacts: {run_dir(root, run_id)}")
-        console.print(f"store:     {default_url(root)}")
-        console.print(f"try:       kodr events {run_id} -w {root}")
+        print()
+        print(render_text(x))
+        print()
+        print(one_line(run))
+        verdict = f"ok, {chain.checked} events in an unbroken hash chain" if chain.ok else (
+            f"BROKEN at seq {chain.first_broken_seq}: {chain.problem}")
+        print(f"audit:     {verdict}")
+        print(f"artifacts: {run_dir(root, run_id)}")
+        print(f"store:     {default_url(root)}")
+        for hint in hints:
+            print(f"try:       {hint}")
     return 0 if run.state is State.PASSED else 1

@@ -3,16 +3,27 @@
 Whoever drives a run (``kodr run``, ``kodr resume``, a worker) holds its lease. Every
 append carries the lease, so a process whose lease was taken over gets a conflict on
 its next append and stops instead of writing over the new owner's history.
+
+A workspace holds one live run at a time (two runs writing and testing the same
+files would judge each other's work): :func:`workspace_lock` takes an exclusive
+``flock`` on ``.kodr/live.lock``, which the kernel releases when the process dies,
+so a crashed run never blocks the next one.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import socket
 import threading
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from pathlib import Path
 
+from kodr_core.errors import KodrError, WorkspaceBusy
 from kodr_core.events import Event, RecordedEvent
-from kodr_core.errors import KodrError
 from store.event_store import EventStore
 from store.leases import Lease, owner_id
 
@@ -35,8 +46,14 @@ class FencedLog:
     def put_blob(self, data: bytes) -> str:
         return self.store.put_blob(data)
 
+    def put_blobs(self, items: Sequence[bytes]) -> list[str]:
+        return self.store.put_blobs(items)
+
     def get_blob(self, sha256: str) -> bytes:
         return self.store.get_blob(sha256)
+
+    def check_intact(self, run_id: str) -> None:
+        self.store.check_intact(run_id)
 
 
 @contextmanager
@@ -64,3 +81,40 @@ def held(store: EventStore, run_id: str, ttl_s: float = LEASE_TTL_S, owner: str 
             store.release(log.lease)
         except KodrError:
             pass
+
+
+LOCK_FILE = "live.lock"
+
+
+@contextmanager
+def workspace_lock(root: Path) -> Iterator[None]:
+    """Hold the workspace for one live run; WorkspaceBusy names the live owner (pid, host, since)."""
+    from store.database import KODR_DIR, ensure_kodr_dir
+
+    path = ensure_kodr_dir(root / KODR_DIR) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkspaceBusy(f"another kodr is driving a run in {root}: {_owner(fd)}; "
+                                "wait for it to end, or stop it (its run stays resumable)") from None
+        owner = {"pid": os.getpid(), "host": socket.gethostname(),
+                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(owner).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _owner(fd: int) -> str:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {int(data['pid'])} on {str(data['host'])[:64]} since {str(data['since'])[:32]}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "owner unknown"

@@ -1,4 +1,9 @@
-"""structlog set-up: JSON lines when stderr is not a terminal, readable lines when it is."""
+"""structlog set-up: logs go to stderr only when asked (``--log-level``).
+
+JSON lines when stderr is not a terminal, readable lines when it is. Without a
+level every log call is dropped, so nothing is interleaved with the progress
+lines a command prints.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,13 @@ import sys
 import structlog
 
 
-def configure(level: str = "warning", json_logs: bool | None = None) -> None:
+def configure(level: str | None = None, json_logs: bool | None = None) -> None:
+    """Send logs at ``level`` and above to stderr; ``None`` drops them all."""
     if json_logs is None:
         json_logs = not sys.stderr.isatty()
     renderer = structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer(colors=False)
+    threshold = logging.CRITICAL if level is None else getattr(logging, level.upper(), logging.WARNING)
+    factory = structlog.ReturnLoggerFactory() if level is None else structlog.PrintLoggerFactory(file=sys.stderr)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -19,7 +27,7 @@ def configure(level: str = "warning", json_logs: bool | None = None) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.WARNING)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=factory,
         cache_logger_on_first_use=False,
     )

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
+from kodr_core import brakes
 from kodr_core import events as ev
 from kodr_core.aggregate import Run, apply, fold
 from kodr_core.deadline import step_time
@@ -34,10 +35,12 @@ from kodr_core.decide import (
 from kodr_core.envelope import InvalidProposal, proposal_json_schema
 from kodr_core.errors import KodrError
 from kodr_core.failures import failing_paths
-from kodr_core.install_plan import check_manifests
+from kodr_core.install_plan import manifests_changed, plan_install, stale_locks
+from kodr_core.sources import DEFAULT_SOURCES, DependencySources, check_manifests
 from kodr_core.machine import destination
 from kodr_core.model_output import CUT_OFF, envelope_from_reply, strip_thinking
 from kodr_core.options import RunOptions
+from kodr_core.patch import proposal_writes
 from kodr_core.ports import (
     ArtifactSink,
     ChatRequest,
@@ -50,9 +53,9 @@ from kodr_core.ports import (
 )
 from kodr_core.prompts import plan_messages, proposal_messages, repair_messages, with_retry_note
 from kodr_core.repair_context import build_repair_context
-from kodr_core.states import TERMINAL
+from kodr_core.results import InstalledFile, InstallResult, Scope, TestResult, build_install_json, build_tests_json
+from kodr_core.states import TERMINAL, State
 from kodr_core.test_command import detect_test_command, parse_test_command
-from kodr_core.test_report import build_install_json, build_tests_json
 
 #: Base snapshot caps: bigger files are recorded as skipped, not stored.
 SNAPSHOT_FILE_CAP = 1 << 20
@@ -111,6 +114,7 @@ class Engine:
         artifacts: ArtifactSink | None = None,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
+        sources: DependencySources = DEFAULT_SOURCES,
     ) -> None:
         self.log = log
         self.workspace = workspace
@@ -119,13 +123,14 @@ class Engine:
         self.artifacts = artifacts
         self.observer = observer
         self.clock = clock
+        self.sources = sources
         self._records: list[ev.RecordedEvent] = []
 
     # -- entry points -------------------------------------------------------
     def request(self, task: str, options: RunOptions, *, mode: str = "run", run_id: str | None = None) -> str:
         """Record a new run with the workspace's base snapshot (content-addressed blobs)."""
         run_id = run_id or new_run_id()
-        snapshot: dict[str, str] = {}
+        kept: dict[str, bytes] = {}
         skipped: list[dict[str, Any]] = []
         total = 0
         for path in self.workspace.files():
@@ -136,7 +141,13 @@ class Engine:
                 skipped.append({"path": path, "bytes": len(data), "why": "over the snapshot size cap"})
                 continue
             total += len(data)
-            snapshot[path] = self.log.put_blob(data)
+            kept[path] = data
+        snapshot: dict[str, str] = {}
+        for (path, data), sha in zip(kept.items(), self.log.put_blobs(list(kept.values()))):  # one transaction
+            if sha != hashlib.sha256(data).hexdigest():  # the store scrubbed a secret value out of it
+                skipped.append({"path": path, "bytes": len(data), "why": "holds a secret value"})
+                continue
+            snapshot[path] = sha
         event = ev.RunRequested(
             task=task,
             workspace=self.workspace.root,
@@ -154,6 +165,7 @@ class Engine:
         run = fold(run_id, self._records)
         if run.state in TERMINAL:
             return run
+        self.log.check_intact(run_id)  # never append after a cut or edited history
         interrupted = run.pending.key if run.pending else None
         run = self._append(run, [ev.RunResumed(owner=owner, overrides=overrides or {}, interrupted=interrupted)])
         restored = []
@@ -173,8 +185,46 @@ class Engine:
         run = fold(run_id, self._records)
         while (step := next_step(run, self.clock())) is not None:
             run = self._perform(run, step)
+        run = self._restore_best_turn(run)
         self._refresh_artifacts(run_id)
         return run
+
+    def _restore_best_turn(self, run: Run) -> Run:
+        """A run that stopped without passing leaves the best turn's files, recorded as an event.
+
+        ``--keep-last`` opts out. Only files repair turns after the best one wrote are
+        put back (install-written lockfiles stay); a file those turns created is kept
+        and listed, since kodr never deletes workspace files. Idempotent: a second
+        drive of the same terminal run finds it already done.
+        """
+        if run.state not in TERMINAL or run.state is State.PASSED or run.heal_turn < 1:
+            return run
+        if RunOptions.of(run.options).keep_last or any(
+            isinstance(r.event, ev.WorkspaceRestored) and any(str(f.get("why", "")).startswith("best turn")
+                                                              for f in r.event.files)
+            for r in self._records
+        ):
+            return run
+        history = brakes.history_from_run(run)
+        best = brakes.best_turn(history)
+        if best >= len(history) - 1 and history[-1].applied:
+            return run  # the last turn is the best one
+        target = history[best].manifest_after
+        later = {p for t in history[best + 1 :] for p in t.written}
+        restored: list[dict[str, Any]] = []
+        for path in sorted(later):
+            sha = target.get(path)
+            data = self.workspace.read(path)
+            found = hashlib.sha256(data).hexdigest() if data is not None else None
+            if sha is None:
+                restored.append({"path": path, "sha256": None, "found": found,
+                                 "why": f"best turn {best}: created after it, kept"})
+            elif found != sha:
+                self.workspace.write(path, self.log.get_blob(sha))
+                restored.append({"path": path, "sha256": sha, "found": found, "why": f"best turn {best}"})
+        if not restored:
+            return run
+        return self._append(run, [ev.WorkspaceRestored(files=restored)])
 
     # -- plumbing -------------------------------------------------------------
     def _emit(self, recs: Sequence[ev.RecordedEvent]) -> None:
@@ -253,7 +303,8 @@ class Engine:
         if step.purpose != "repair":
             files = sorted(run.manifest)
             return proposal_messages(run.task, files, read, plan=o.plan), None
-        prev = run.turns[step.turn - 1].final_tests or {}
+        final = run.turns[step.turn - 1].final_tests
+        prev = final.dump() if final is not None else {}  # the repair context reads tests.json's shape
         log = b""
         if prev.get("logBlob"):
             try:
@@ -352,15 +403,16 @@ class Engine:
             return self._append(run, [done, verdict_plan])
         try:
             proposal = envelope_from_reply(reply)
+            writes = proposal_writes(proposal, self.workspace.read, context)  # edits -> whole files
         except InvalidProposal as exc:
             verdict: ev.Event = ev.ProposalRejected(
                 purpose=step.purpose, turn=step.turn, attempt=step.attempt, error=str(exc)
             )
         else:
             files = []
-            for f in proposal.files:
-                data = f.content.encode()
-                files.append({"path": f.path, "sha256": self.log.put_blob(data), "bytes": len(data)})
+            for path, content, facts in writes:
+                data = content.encode()
+                files.append({"path": path, "sha256": self.log.put_blob(data), "bytes": len(data), **facts})
             verdict = ev.ProposalAccepted(
                 purpose=step.purpose, turn=step.turn, summary=proposal.summary, files=files
             )
@@ -408,16 +460,49 @@ class Engine:
         key = step_key(run, "install", step.turn)
         self._reap_interrupted(run, key)
         commands = [list(c) for c in step.commands]
-        problems = check_manifests(self.workspace.read)
+        problems = check_manifests(self.workspace.read, self.workspace.files(), self.sources)
+        try:  # the full plan needs the manifests' texts (extras, groups, pytest plugins): decide has names only
+            turn = run.turns[step.turn]
+            before = turn.manifest_before
+            stale = stale_locks(manifests_changed(before, run.manifest)) if step.turn and before is not None else set()
+            commands = plan_install(set(run.manifest) - stale, self.workspace.read).commands
+        except KodrError as exc:
+            problems = [*problems, exc.message]
         if problems:  # a hostile manifest is refused before anything runs; the files stay for a repair
-            refused = build_install_json([], commands) | {
-                "refused": problems, "error": "manifest refused: " + "; ".join(problems)}
-            return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=refused)])
-        run = self._append(run, [ev.InstallStarted(turn=step.turn, attempt=step.attempt, key=key, commands=commands)])
+            refused = InstallResult.of(build_install_json([], commands)).model_copy(
+                update={"refused": problems, "error": "manifest refused: " + "; ".join(problems)})
+            return self._append(run, [ev.InstallFinished(
+                turn=step.turn, attempt=step.attempt, key=key, result=refused.dump())])
+        run = self._append(run, [ev.InstallStarted(
+            turn=step.turn, attempt=step.attempt, key=key, commands=commands,
+            confinement=self.toolchain.confinement("install"),
+        )])
+        before = self.workspace.snapshot()
         given = step_time(run, self.clock(), o.install_timeout_s)
         result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=given.timeout_s, step_key=key)
-        result = dict(result, logBlob=self.log.put_blob(log), **({"deadline": given.facts()} if given.cut else {}))
-        return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=result)])
+        typed = InstallResult.of(result).model_copy(
+            update={"log_blob": self.log.put_blob(log), "written": self._install_written(before)})
+        cut = {"deadline": given.facts()} if given.cut else {}  # what the run's deadline cut, on the record
+        return self._append(run, [ev.InstallFinished(
+            turn=step.turn, attempt=step.attempt, key=key, result=typed.dump() | cut)])
+
+    def _install_written(self, before: dict[str, str]) -> list[InstalledFile]:
+        """Files the install created or changed in the workspace (lockfiles, egg-info), as blobs,
+        so replay and resume reproduce what the tests saw. node_modules/ and .venv/ are not
+        workspace files; a file over the snapshot cap is listed without its content."""
+        written: list[InstalledFile] = []
+        for path, sha in sorted(self.workspace.snapshot().items()):
+            if before.get(path) == sha:
+                continue
+            data = self.workspace.read(path)
+            if data is None:
+                continue
+            change = "created" if path not in before else "modified"
+            if len(data) > SNAPSHOT_FILE_CAP:
+                written.append(InstalledFile(path=path, bytes=len(data), change=change, why="over the snapshot size cap"))
+                continue
+            written.append(InstalledFile(path=path, sha256=self.log.put_blob(data), bytes=len(data), change=change))
+        return written
 
     def _test_command(self, o: RunOptions) -> tuple[list[str], str] | None:
         if o.test_command:
@@ -441,6 +526,7 @@ class Engine:
         argv = found[0] if found else []
         run = self._append(run, [ev.TestsStarted(
             turn=step.turn, attempt=step.attempt, key=key, command=argv, scope=step.scope, files=list(step.files),
+            confinement=self.toolchain.confinement("tests"),
         )])
         if found is None:
             nothing = ProcessResult(
@@ -449,14 +535,15 @@ class Engine:
                 error="no test command: pass --test or add a test script / test files",
             )
             result, log = build_tests_json(nothing, None, []), b""
+            cut: dict[str, Any] = {}
         else:
             given = step_time(run, self.clock(), o.test_timeout_s)
+            cut = {"deadline": given.facts()} if given.cut else {}  # what the run's deadline cut, on the record
             result, log = self.toolchain.test(
                 found[0], found[1], cwd=self.workspace.root, timeout_s=given.timeout_s,
                 step_key=key, only_files=step.files,
             )
-            result = dict(result, **({"deadline": given.facts()} if given.cut else {}))
-        result = dict(result, logBlob=self.log.put_blob(log))
+        typed = TestResult.of(result).model_copy(update={"log_blob": self.log.put_blob(log), "scope": Scope(step.scope)})
         return self._append(run, [ev.TestsFinished(
-            turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=result,
+            turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=typed.dump() | cut,
         )])

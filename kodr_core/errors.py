@@ -1,12 +1,15 @@
-"""kodr's error hierarchy: each error carries a user-facing message and an exit code."""
+"""kodr's error hierarchy: each error carries a user-facing message.
+
+The core never knows about process exit codes: the CLI maps these classes to
+codes at its edge (``adapters/cli/exits.py``), as a web entrypoint maps domain
+errors to HTTP statuses.
+"""
 
 from __future__ import annotations
 
 
 class KodrError(Exception):
-    """Base class. ``exit_code`` is what the CLI exits with when this escapes."""
-
-    exit_code = 1
+    """Base class: ``message`` is what the user reads, on one line."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -16,19 +19,13 @@ class KodrError(Exception):
 class UsageError(KodrError):
     """The user asked for something kodr refuses (bad flag, refused command)."""
 
-    exit_code = 2
-
 
 class RefusedInput(KodrError):
     """Input kodr will not act on: a path escaping the workspace, a hostile manifest."""
 
-    exit_code = 2
-
 
 class IllegalTransition(KodrError):
     """A trigger that the run machine does not allow from the current state."""
-
-    exit_code = 3
 
     def __init__(self, state: object, trigger: str) -> None:
         super().__init__(f"illegal transition: trigger {trigger!r} from state {state!s}")
@@ -39,20 +36,23 @@ class IllegalTransition(KodrError):
 class ConcurrencyConflict(KodrError):
     """Another writer appended at the seq we expected to write: it owns the run."""
 
-    exit_code = 4
-
 
 class RunLocked(KodrError):
     """The run is leased by a live owner."""
 
-    exit_code = 4
+
+class WorkspaceBusy(KodrError):
+    """Another live kodr process is driving a run in this workspace."""
 
 
 class StoreUnavailable(KodrError):
     """The database is locked past its busy timeout, unreachable, or not migrated."""
 
-    exit_code = 5
+
+class StoreCorrupt(StoreUnavailable):
+    """The store answers but its contents cannot be trusted or read: a corrupt file, an
+    event this kodr cannot decode, a broken hash chain. Exit 5, like any store problem."""
 
 
 class RunNotFound(KodrError):
-    exit_code = 6
+    """No run matches the id, prefix or ``last`` the user gave."""

@@ -3,11 +3,23 @@
 Start from :func:`open_store` with :func:`database_url` of a workspace.
 """
 
-from store.database import database_url, default_url, normalise_url, open_store, upgrade
-from store.errors import BlobNotFound
-from store.event_store import EventStore
-from store.hashchain import ChainReport, verify_chain
-from store.leases import Lease, is_local_owner_dead, owner_id
+from importlib import import_module
+from typing import Any
+
+_HOME = {
+    "database_url": "store.database", "default_url": "store.database", "normalise_url": "store.database",
+    "open_store": "store.database", "upgrade": "store.database", "BlobNotFound": "store.errors",
+    "EventStore": "store.event_store", "ChainReport": "store.hashchain", "verify_chain": "store.hashchain",
+    "Lease": "store.leases", "is_local_owner_dead": "store.leases", "owner_id": "store.leases",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Names are imported on first use, so ``import store.x`` does not import every module (start-up)."""
+    if name in _HOME:
+        return getattr(import_module(_HOME[name]), name)
+    raise AttributeError(f"module 'store' has no attribute {name!r}")
+
 
 __all__ = [
     "BlobNotFound",

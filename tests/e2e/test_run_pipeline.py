@@ -141,10 +141,10 @@ def test_test_command_outside_allowlist_is_refused_before_any_model_call(workspa
     with ScriptedServer([envelope({"a.txt": "x"})]) as srv:
         r = kodr("run", "-p", "x", "--base-url", srv.base_url, "--test", "rm -rf /", "--json", cwd=workspace)
         assert srv.requests == []
-    out = r.json()
-    assert (out["state"], out["reason"]) == ("failed", "test_command_refused")
-    assert "rm -rf /" in out["facts"]["command"] and "Allowed: npm test" in out["facts"]["why"]
-    assert chain(events_of(workspace, out["run_id"])) == ["RunRequested", "StateChanged:fail"]
+    # refused as bad usage before the run is recorded: exit 2, the allowed commands named, nothing written
+    assert r.code == 2 and r.out == ""
+    assert "rm -rf /" in r.err and "Allowed: npm test" in r.err
+    assert not (workspace / ".kodr").exists()
 
 
 @pytest.mark.parametrize("bad_path", ["../escaped.txt", "/tmp/kodr-escape-abs.txt", ".git/hooks/pre-commit",
@@ -235,7 +235,7 @@ def test_demo_runs_without_a_model_server(tmp_path: Path) -> None:
     assert x["turns"][1]["failing_before"] and x["turns"][1]["failing_after"] == []
     assert (Path(out["artifacts"]) / "tests.json").is_file()
     text = kodr("demo", "--keep", str(tmp_path / "demo2"), cwd=tmp_path)
-    assert text.code == 0 and "verifying → passed" in text.err and "artifacts:" in text.err
+    assert text.code == 0 and "verifying → passed" in text.out and "artifacts:" in text.out
 
 
 @pytest.mark.parametrize("files, refused", [
