@@ -225,6 +225,9 @@ class OpenAIChatClient:
         self.learned: list[dict[str, Any]] = []
         self._window: int | None = None
         self._window_asked = False
+        #: A failure of the model lookup made while asking the window: the next call reports it at once
+        #: instead of waiting out the same /models a second time.
+        self._lookup_error: ModelError | None = None
         #: The last exchanges, for ``kodr probe`` and debugging: method, path, what was sent, the status.
         self.exchanges: list[dict[str, Any]] = []
 
@@ -269,6 +272,10 @@ class OpenAIChatClient:
         started = time.monotonic()
         deadline = started + budget
         retries: list[dict[str, Any]] = []
+        if self._lookup_error is not None and self._model is None:
+            err, self._lookup_error = self._lookup_error, None
+            err.capabilities = self.capabilities()
+            raise err
         while True:
             try:
                 body = self.request_body_for(request, deadline=deadline)
@@ -604,9 +611,12 @@ class OpenAIChatClient:
         if not self.config.local:
             return None
         deadline = time.monotonic() + timeout_s
+        asked = time.monotonic()
         try:
             model = self._model_name(deadline)
-        except ModelError:
+        except ModelError as exc:
+            exc.duration_ms = exc.duration_ms or int((time.monotonic() - asked) * 1000)
+            self._lookup_error = exc
             return None
         try:
             listing = loads(self._fetch("GET", "/models", None, min(deadline, time.monotonic() + 5)))
