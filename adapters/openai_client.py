@@ -228,6 +228,7 @@ class OpenAIChatClient:
         #: A failure of the model lookup made while asking the window: the next call reports it at once
         #: instead of waiting out the same /models a second time.
         self._lookup_error: ModelError | None = None
+        self._listing: Any = None
         #: The last exchanges, for ``kodr probe`` and debugging: method, path, what was sent, the status.
         self.exchanges: list[dict[str, Any]] = []
 
@@ -592,6 +593,7 @@ class OpenAIChatClient:
             parsed = loads(bytes(data))
         except ValueError:
             raise ModelError("http", "GET /models did not return JSON") from None
+        self._listing = parsed  # the window ask reads it too: one GET /models per client
         items = (parsed.get("data") or parsed.get("models") or []) if isinstance(parsed, dict) else []
         ids = [m.get("id") or m.get("name") for m in (items if isinstance(items, list) else []) if isinstance(m, dict)]
         return [clean_text(i) for i in ids if isinstance(i, str) and i]
@@ -618,10 +620,12 @@ class OpenAIChatClient:
             exc.duration_ms = exc.duration_ms or int((time.monotonic() - asked) * 1000)
             self._lookup_error = exc
             return None
-        try:
-            listing = loads(self._fetch("GET", "/models", None, min(deadline, time.monotonic() + 5)))
-        except (ModelError, ValueError):
-            listing = None
+        listing = self._listing
+        if listing is None:
+            try:
+                listing = loads(self._fetch("GET", "/models", None, min(deadline, time.monotonic() + 5)))
+            except (ModelError, ValueError):
+                listing = None
         found = cw.from_models_list(listing, model)
         kind = self.config.name if self.config.name in cw.SERVER_ASKS else cw.server_kind(listing)
         if found is None and kind in cw.SERVER_ASKS:

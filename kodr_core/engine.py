@@ -342,8 +342,8 @@ class Engine:
         )])
         if self.model is None:
             raise KodrError("no model is configured for this run (give --base-url or --provider)")
-        timeout = given.timeout_s if time.monotonic() - asked < 0.05 else \
-            max(0.1, given.timeout_s - (time.monotonic() - asked))
+        spent = time.monotonic() - asked  # a slow window ask (a server that trickles /models) is the call's time
+        timeout = given.timeout_s if spent < 1.0 else max(0.1, given.timeout_s - spent)
         started = time.monotonic()
         shrunk: list[dict[str, Any]] = []
         while True:
