@@ -191,7 +191,8 @@ def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPo
 
     if options.provider == "scripted":
         raise UsageError("this run used the demo's built-in scripted model; give --base-url or --provider to go on")
-    config = resolve_provider(options.provider, options.base_url, options.model, dict(env or os.environ))
+    config = resolve_provider(options.provider, options.base_url, options.model, dict(env or os.environ),
+                              local=options.local)  # the run's recorded choice (--local/--remote or the guess)
     return OpenAIChatClient(config, stall_timeout_s=options.stall_timeout_s)
 
 

@@ -225,6 +225,10 @@ class OpenAIChatClient:
         self.learned: list[dict[str, Any]] = []
         self._window: int | None = None
         self._window_asked = False
+        #: A failure of the model lookup made while asking the window: the next call reports it at once
+        #: instead of waiting out the same /models a second time.
+        self._lookup_error: ModelError | None = None
+        self._listing: Any = None
         #: The last exchanges, for ``kodr probe`` and debugging: method, path, what was sent, the status.
         self.exchanges: list[dict[str, Any]] = []
 
@@ -269,6 +273,10 @@ class OpenAIChatClient:
         started = time.monotonic()
         deadline = started + budget
         retries: list[dict[str, Any]] = []
+        if self._lookup_error is not None and self._model is None:
+            err, self._lookup_error = self._lookup_error, None
+            err.capabilities = self.capabilities()
+            raise err
         while True:
             try:
                 body = self.request_body_for(request, deadline=deadline)
@@ -585,6 +593,7 @@ class OpenAIChatClient:
             parsed = loads(bytes(data))
         except ValueError:
             raise ModelError("http", "GET /models did not return JSON") from None
+        self._listing = parsed  # the window ask reads it too: one GET /models per client
         items = (parsed.get("data") or parsed.get("models") or []) if isinstance(parsed, dict) else []
         ids = [m.get("id") or m.get("name") for m in (items if isinstance(items, list) else []) if isinstance(m, dict)]
         return [clean_text(i) for i in ids if isinstance(i, str) and i]
@@ -604,14 +613,19 @@ class OpenAIChatClient:
         if not self.config.local:
             return None
         deadline = time.monotonic() + timeout_s
+        asked = time.monotonic()
         try:
             model = self._model_name(deadline)
-        except ModelError:
+        except ModelError as exc:
+            exc.duration_ms = exc.duration_ms or int((time.monotonic() - asked) * 1000)
+            self._lookup_error = exc
             return None
-        try:
-            listing = loads(self._fetch("GET", "/models", None, min(deadline, time.monotonic() + 5)))
-        except (ModelError, ValueError):
-            listing = None
+        listing = self._listing
+        if listing is None:
+            try:
+                listing = loads(self._fetch("GET", "/models", None, min(deadline, time.monotonic() + 5)))
+            except (ModelError, ValueError):
+                listing = None
         found = cw.from_models_list(listing, model)
         kind = self.config.name if self.config.name in cw.SERVER_ASKS else cw.server_kind(listing)
         if found is None and kind in cw.SERVER_ASKS:

@@ -325,7 +325,9 @@ class Engine:
 
     def _call_model(self, run: Run, step: CallModel) -> Run:
         o = RunOptions.of(run.options)
-        prompt_bytes = self._prompt_bytes(o, step_time(run, self.clock(), 10.0).timeout_s)
+        given = step_time(run, self.clock(), o.repair_timeout_s if step.purpose == "repair" else o.model_timeout_s)
+        asked = time.monotonic()
+        prompt_bytes = self._prompt_bytes(o, min(10.0, given.timeout_s))  # the window ask is part of the call
         messages, context = self._messages(run, step, prompt_bytes)
         messages = with_retry_note(messages, step.errors)
         schema = None if step.purpose == "plan" else proposal_json_schema()
@@ -340,8 +342,8 @@ class Engine:
         )])
         if self.model is None:
             raise KodrError("no model is configured for this run (give --base-url or --provider)")
-        given = step_time(run, self.clock(), o.repair_timeout_s if step.purpose == "repair" else o.model_timeout_s)
-        timeout = given.timeout_s
+        spent = time.monotonic() - asked  # a slow window ask (a server that trickles /models) is the call's time
+        timeout = given.timeout_s if spent < 1.0 else max(0.1, given.timeout_s - spent)
         started = time.monotonic()
         shrunk: list[dict[str, Any]] = []
         while True:

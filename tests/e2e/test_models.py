@@ -47,6 +47,14 @@ def dry(ws: Path, srv: ScriptedServer, *extra: str, env: dict[str, str] | None =
     return r, out
 
 
+def run_span(records) -> float:
+    """Seconds from the run's first event to its last."""
+    from datetime import datetime
+
+    at = [datetime.fromisoformat(r.recorded_at.replace("Z", "+00:00")).timestamp() for r in (records[0], records[-1])]
+    return at[1] - at[0]
+
+
 def of_type(records, name: str) -> list[Any]:
     return [r.event for r in records if r.type == name]
 
@@ -165,10 +173,11 @@ def test_hung_server_times_out_at_the_model_timeout(workspace: Path) -> None:
         r, out = dry(workspace, srv, "--model-timeout", "2")
         took = time.monotonic() - t0
         assert len(srv.requests) == 1, "a call past its deadline is cancelled, not retried"
-    assert took < 10, f"a 2 s model timeout took {took:.1f} s"
+    assert took < 60, f"a 2 s model timeout took {took:.1f} s"
     assert r.code == 12, r.err
     assert (out["state"], out["reason"]) == ("timed_out", "model_timeout")
     records = events_of(workspace, out["run_id"])
+    assert run_span(records) < 2 + 3, "the run itself (CLI start-up on a loaded machine is not the run)"
     assert chain(records) == ["RunRequested", "StateChanged:propose", "ModelCallStarted", "ModelCallFailed",
                               "StateChanged:time_out"]
     failed = of_type(records, "ModelCallFailed")[0]
@@ -197,22 +206,26 @@ def test_slow_stream_longer_than_the_model_timeout_is_cancelled(workspace: Path)
         t0 = time.monotonic()
         r, out = dry(workspace, srv, "--model-timeout", "2")
         took = time.monotonic() - t0
-    assert took < 10, took
+    assert took < 60, took
     assert (out["state"], out["reason"]) == ("timed_out", "model_timeout")
-    failed = of_type(events_of(workspace, out["run_id"]), "ModelCallFailed")[0]
-    assert failed.error == "timeout" and failed.duration_ms < 6000
+    records = events_of(workspace, out["run_id"])
+    failed = of_type(records, "ModelCallFailed")[0]
+    assert failed.error == "timeout" and failed.duration_ms < 6000 and run_span(records) < 2 + 3
 
 
 def test_stream_that_goes_silent_is_cut_at_the_stall_timeout(workspace: Path) -> None:
     # Two events, then silence: --stall-timeout 1 cancels it long before the 60 s model timeout,
     # while a steady stream with 0.2 s gaps under the same stall timeout is read to the end.
-    with ScriptedServer([Turn(content=ENV_JSON, slow_chunks=(24, 0.2), hang_after_chunks=2)]) as srv:
-        t0 = time.monotonic()
+    # A stall is a transport failure: retried like a disconnect (3 retries), each cut after 1 s.
+    silent = Turn(content=ENV_JSON, slow_chunks=(24, 0.2), hang_after_chunks=2)
+    with ScriptedServer([silent] * 4) as srv:
         r, out = dry(workspace, srv, "--model-timeout", "60", "--stall-timeout", "1")
-        took = time.monotonic() - t0
-    assert took < 10, took
+        assert len(srv.requests) == 4
     assert (out["state"], out["reason"]) == ("timed_out", "model_timeout")
-    assert of_type(events_of(workspace, out["run_id"]), "ModelCallFailed")[0].error == "timeout"
+    records = events_of(workspace, out["run_id"])
+    failed = of_type(records, "ModelCallFailed")[0]
+    assert failed.error == "timeout" and [("stall" in str(r.get("error"))) for r in failed.retries] == [True] * 4
+    assert run_span(records) < 4 * 1 + 7 + 3, "four 1 s stalls and the backoffs, far below the 60 s model timeout"
     steady = workspace.parent / "steady"
     steady.mkdir()
     with ScriptedServer([Turn(content=ENV_JSON, slow_chunks=(24, 0.2))]) as srv:
@@ -562,9 +575,10 @@ def test_tool_loop_on_a_hung_server_times_out(workspace: Path) -> None:
         r, out = dry(workspace, srv, "--tools", "--model-timeout", "2")
         took = time.monotonic() - t0
         assert len(srv.requests) == 2
-    assert took < 10, f"a 2 s model timeout took {took:.1f} s"
+    assert took < 60, f"a 2 s model timeout took {took:.1f} s"
     assert r.code == 12 and (out["state"], out["reason"]) == ("timed_out", "model_timeout")
     records = events_of(workspace, out["run_id"])
+    assert run_span(records) < 2 + 3, "the run itself (CLI start-up on a loaded machine is not the run)"
     assert chain(records)[-3:] == ["ModelCallStarted", "ModelCallFailed", "StateChanged:time_out"]
     failed = of_type(records, "ModelCallFailed")[0]
     assert failed.error == "timeout" and 1900 <= failed.duration_ms < 8000
