@@ -327,7 +327,7 @@ def test_4_the_deadline_cuts_a_test_run_in_progress(ws: Path) -> None:
     assert (out["state"], out["reason"]) == ("timed_out", "run_deadline"), (out, r.err[-2000:])
     assert run_span(ws, out["run_id"]) < 8 + 2 and took < 90
     tests = of_type(ws, out["run_id"], "TestsFinished")[0].result
-    assert tests["deadline"]["cut_by_run_deadline"] is True and tests["deadline"]["own_timeout_s"] == 300
+    assert tests["deadline"]["cutByRunDeadline"] is True and tests["deadline"]["ownTimeoutS"] == 300  # camelCase, as tests.json
 
 
 # -- item 8: probe sends what a run sends, in a run's order ---------------------------------------------
