@@ -243,3 +243,17 @@ def test_readme_promises_what_the_demo_prints() -> None:
     """The promise checked by test_demo_prints_its_result_on_stdout_with_the_audit (timeline, audit, artifacts)."""
     text = " ".join(README.read_text().split())
     assert "prints the timeline, the audit and where the artifacts are (on stdout" in text
+
+
+# -- issue 8 item 5, the CLI half: store problems exit 5 in one line, mapped at the edge ----------------
+
+def test_a_corrupt_store_or_an_unsupported_url_exits_5_in_one_line(workspace: Path) -> None:
+    (workspace / ".kodr").mkdir()
+    junk = bytes(range(256)) * 20
+    (workspace / ".kodr" / "kodr.db").write_bytes(junk)
+    corrupt = kodr_script("runs", cwd=workspace)
+    assert corrupt.code == 5 and "Traceback" not in corrupt.err, corrupt
+    assert corrupt.err.startswith("kodr: the store failed: ") and "not a database" in corrupt.err
+    assert (workspace / ".kodr" / "kodr.db").read_bytes() == junk
+    mysql = kodr_script("runs", cwd=workspace, env={"KODR_DATABASE_URL": "mysql://u@localhost/db"})
+    assert mysql.code == 5 and "Traceback" not in mysql.err, mysql
