@@ -12,15 +12,16 @@ import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adapters.workspace import DiskWorkspace
 from kodr_core.errors import UsageError
 from store.database import database_url
 from store.event_store import EventStore
 
 if TYPE_CHECKING:  # what only recording commands need is imported when they run
+    from adapters.workspace import DiskWorkspace
     from kodr_core.aggregate import Run
     from kodr_core.engine import Engine, Observer
     from kodr_core.options import RunOptions
@@ -29,8 +30,15 @@ if TYPE_CHECKING:  # what only recording commands need is imported when they run
 
 @dataclass
 class App:
-    workspace: DiskWorkspace
+    root: Path
     store: EventStore
+
+    @cached_property
+    def workspace(self) -> DiskWorkspace:
+        """Built on first use: read-only commands need only ``root`` (and skip the envelope's pydantic models)."""
+        from adapters.workspace import DiskWorkspace
+
+        return DiskWorkspace(self.root)
 
     def engine(self, model: ModelPort | None, observer: Observer | None = None, log: EventLog | None = None) -> Engine:
         from adapters import faults
@@ -51,7 +59,7 @@ class App:
         """One live run per workspace: a second one is refused with WorkspaceBusy naming the owner."""
         from adapters.leasing import workspace_lock
 
-        return workspace_lock(Path(self.workspace.root))
+        return workspace_lock(self.root)
 
     def drive(
         self,
@@ -84,7 +92,7 @@ def open_app(workspace: str | os.PathLike[str]) -> App:
     from store.database import open_store
 
     root = _root(workspace)
-    return App(DiskWorkspace(root), open_store(database_url(root)))
+    return App(root, open_store(database_url(root)))
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -116,7 +124,7 @@ def open_reader(workspace: str | os.PathLike[str]) -> App | None:
     file = sqlite_file(url)
     if file is not None and not file.is_file():
         return None
-    return App(DiskWorkspace(root), EventStore.from_url(url))
+    return App(root, EventStore.from_url(url))
 
 
 def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPort:

@@ -172,8 +172,8 @@ def artifacts(ctx: click.Context, run_ref: str, ws: str | None) -> None:
     from adapters.artifacts import ArtifactWriter, run_dir
 
     app, records, run = load(ctx, ws, run_ref)
-    ArtifactWriter(app.workspace.root, app.store).refresh(run.run_id, records)
-    click.echo(str(run_dir(app.workspace.root, run.run_id)))
+    ArtifactWriter(str(app.root), app.store).refresh(run.run_id, records)
+    click.echo(str(run_dir(str(app.root), run.run_id)))
 
 
 @cli.command(name="explain")
