@@ -46,8 +46,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=11)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--kodr", default=str(BIN / "kodr"), help="the kodr script to measure (e.g. another checkout's)")
     args = ap.parse_args()
-    kodr = str(BIN / "kodr")
+    kodr = args.kodr
     # Bytecode is written and used, as on a user's install (pip and `uv tool install --compile-bytecode`
     # compile it; without .pyc files every start re-compiles sqlalchemy & co. from source, ~10x slower).
     env = {k: v for k, v in os.environ.items() if k not in ("KODR_DATABASE_URL", "PYTHONDONTWRITEBYTECODE")}
