@@ -22,6 +22,7 @@ from store.event_store import EventStore
 
 if TYPE_CHECKING:  # what only recording commands need is imported when they run
     from adapters.workspace import DiskWorkspace
+    from adapters.toolchain import ProcessToolchain
     from kodr_core.aggregate import Run
     from kodr_core.engine import Engine, Observer
     from kodr_core.options import RunOptions
@@ -40,20 +41,17 @@ class App:
 
         return DiskWorkspace(self.root)
 
-    def engine(self, model: ModelPort | None, observer: Observer | None = None, log: EventLog | None = None) -> Engine:
-        from adapters import faults
-        from adapters.artifacts import ArtifactWriter
-        from adapters.toolchain import ProcessToolchain
-        from kodr_core.engine import Engine
+    def engine(
+        self,
+        model: ModelPort | None,
+        observer: Observer | None = None,
+        log: EventLog | None = None,
+        options: RunOptions | None = None,
+    ) -> Engine:
+        from kodr_core.options import RunOptions
 
-        return Engine(
-            faults.wrap(log or self.store),
-            self.workspace,
-            ProcessToolchain(),
-            model,
-            artifacts=ArtifactWriter(self.workspace.root, self.store),
-            observer=observer,
-        )
+        return build_engine(log or self.store, self.workspace, model, options or RunOptions(),
+                            store=self.store, observer=observer)
 
     def workspace_held(self) -> AbstractContextManager[None]:
         """One live run per workspace: a second one is refused with WorkspaceBusy naming the owner."""
@@ -69,15 +67,65 @@ class App:
         *,
         resume: bool = False,
         overrides: dict[str, Any] | None = None,
+        options: RunOptions | None = None,
     ) -> Run:
         """Drive the run while holding its lease; a live owner elsewhere makes this raise RunLocked."""
         from adapters.leasing import held
 
         with held(self.store, run_id) as fenced:
-            engine = self.engine(model, observer, log=fenced)
+            engine = self.engine(model, observer, log=fenced, options=options)
             if resume:
                 return engine.resume(run_id, fenced.lease.owner, overrides)
             return engine.drive(run_id)
+
+
+def confined_toolchain(options: RunOptions) -> ProcessToolchain:
+    """Installs and tests in the run's sandbox, from kodr's dependency sources, their output scrubbed.
+
+    ``--sandbox required`` where bubblewrap cannot run raises SandboxUnavailable (a usage error).
+    """
+    from adapters.processes import SubprocessRunner
+    from adapters.sandbox import Sandbox
+    from adapters.toolchain import ProcessToolchain
+    from kodr_core.secrets import Scrubber
+    from kodr_core.sources import DependencySources
+
+    if options.sandbox == "required":
+        Sandbox("required").confinement(network=False)
+    runner = SubprocessRunner(sandbox=Sandbox(options.sandbox), scrubber=Scrubber.of_env(os.environ))
+    return ProcessToolchain(runner, sources=DependencySources.of(os.environ), test_network=options.test_network)
+
+
+def build_engine(
+    log: EventLog,
+    workspace: DiskWorkspace,
+    model: ModelPort | None,
+    options: RunOptions,
+    *,
+    store: EventStore,
+    toolchain: ProcessToolchain | None = None,
+    observer: Observer | None = None,
+) -> Engine:
+    """The one wiring of an Engine (the CLI and the workers): secrets are scrubbed from every
+    blob, event and prompt; processes run in the run's sandbox."""
+    from adapters import faults
+    from adapters.artifacts import ArtifactWriter
+    from adapters.scrubbing import ScrubbingLog, ScrubbingModel
+    from kodr_core.engine import Engine
+    from kodr_core.secrets import Scrubber
+
+    scrubber = Scrubber.of_env(os.environ)
+    workspace.allow_secret_files = options.allow_secret_files
+    toolchain = toolchain or confined_toolchain(options)
+    return Engine(
+        ScrubbingLog(faults.wrap(log), scrubber),
+        workspace,
+        toolchain,
+        ScrubbingModel(model, scrubber) if model is not None else None,
+        artifacts=ArtifactWriter(workspace.root, store),
+        observer=observer,
+        sources=toolchain.sources,
+    )
 
 
 def _root(workspace: str | os.PathLike[str]) -> Path:
@@ -92,7 +140,19 @@ def open_app(workspace: str | os.PathLike[str]) -> App:
     from store.database import open_store
 
     root = _root(workspace)
-    return App(root, open_store(database_url(root)))
+    url = database_url(root)
+    return App(root, open_store(url, anchor_dir=anchor_dir(root, url)))
+
+
+def anchor_dir(root: Path, url: str) -> Path | None:
+    """Where run heads are kept outside the database (:mod:`store.anchors`).
+
+    A SQLite store keeps them in ``runs/`` beside its file (``.kodr/runs/`` for the default
+    store, the run's artifacts folder), so every workspace sharing one file sees the same
+    heads and a run rebound to another workspace still verifies. A server database anchors
+    in the workspace, where runs of other workspaces are not required to have a head.
+    """
+    return None if sqlite_file(url) is not None else root / ".kodr" / "runs"
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -124,7 +184,12 @@ def open_reader(workspace: str | os.PathLike[str]) -> App | None:
     file = sqlite_file(url)
     if file is not None and not file.is_file():
         return None
-    return App(root, EventStore.from_url(url))
+    import sqlalchemy as sa
+
+    from store.database import default_anchors
+
+    anchors = default_anchors(sa.make_url(url), anchor_dir(root, url))  # no migration on the read path
+    return App(root, EventStore.from_url(url, anchors=anchors))
 
 
 def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPort:

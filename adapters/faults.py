@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from kodr_core.events import Event, RecordedEvent
 
@@ -25,11 +25,18 @@ def parse(spec: str | None) -> tuple[str, int] | None:
     return when, int(n)
 
 
+class InjectedCrash(BaseException):
+    """The in-process crash (``hard=False``): a BaseException, so no ``except Exception`` eats it."""
+
+
 class FaultyLog:
-    def __init__(self, inner, when: str, seq: int) -> None:
+    """The store with a crash at one seq; ``hard`` exits the process, else InjectedCrash is raised."""
+
+    def __init__(self, inner, when: str, seq: int, *, hard: bool = True) -> None:
         self.inner = inner
         self.when = when
         self.seq = seq
+        self.hard = hard
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
@@ -44,6 +51,8 @@ class FaultyLog:
         return recs
 
     def _die(self) -> None:
+        if not self.hard:
+            raise InjectedCrash(f"{self.when}:{self.seq}")
         sys.stderr.write(f"kodr: injected crash ({self.when}:{self.seq})\n")
         sys.stderr.flush()
         os._exit(137)

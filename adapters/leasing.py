@@ -46,8 +46,14 @@ class FencedLog:
     def put_blob(self, data: bytes) -> str:
         return self.store.put_blob(data)
 
+    def put_blobs(self, items: Sequence[bytes]) -> list[str]:
+        return self.store.put_blobs(items)
+
     def get_blob(self, sha256: str) -> bytes:
         return self.store.get_blob(sha256)
+
+    def check_intact(self, run_id: str) -> None:
+        self.store.check_intact(run_id)
 
 
 @contextmanager

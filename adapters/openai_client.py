@@ -1,11 +1,28 @@
 """The one model adapter: OpenAI chat-completions over httpx, streamed, synchronous.
 
+This module is the transport: the request body, the retry loop and bounded HTTP
+exchanges. Turning bytes into a reply is :mod:`adapters.model_stream`; asking a
+server what it accepts is :mod:`adapters.model_probe`.
+
 Deadlines are enforced, not hoped for. httpx fixes a request's read timeout when
 the request starts, so a server that trickles bytes and then falls silent could
-keep a call alive a whole stall window past its deadline. So each attempt's HTTP
+keep a call alive a whole stall window past its deadline. So each exchange's HTTP
 I/O runs in a daemon thread that feeds a queue, and the caller waits on that
 queue for at most min(stall window, time left): a call ends at its deadline, and
-the abandoned thread ends at its next chunk or its own read timeout.
+the abandoned thread ends at its next chunk or its own read timeout. Every body
+is size-capped (chat replies :data:`MAX_RESPONSE_BYTES`, ``/models``
+:data:`MAX_MODELS_BYTES`, error bodies :data:`MAX_ERROR_BYTES`).
+
+What is retried (a transport failure): 408/429/5xx, a dropped or refused
+connection, a stream silent for a stall window, a 200 that is not a completion
+(empty, malformed, an error event), and a stream that ends before any ``finish_reason`` (an answer cut
+mid-way is never trusted, and a tool call from it never runs). ``Retry-After``
+is honoured for as long as the call's deadline allows. What is learned (a
+refusal): a 400/422 whose message names a parameter kodr sent; then the body is
+degraded (``json_schema`` → ``json_object`` → prompt-only JSON,
+``stream_options`` → omitted) and the learned fact is kept for the client's life
+and reported in :attr:`OpenAIChatClient.learned`. Nothing else changes what
+kodr thinks the server supports.
 
 The API key is sent in the Authorization header only; it is scrubbed from
 everything this module returns, raises or logs.
@@ -16,8 +33,12 @@ from __future__ import annotations
 import json
 import queue
 import random
+import re
+import socket
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +46,14 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
+from adapters import context_window as cw
+from adapters.model_stream import (
+    BadStream,
+    StreamAssembler,
+    clean_text,
+    error_text,
+    loads,
+)
 from adapters.providers import ProviderConfig
 from kodr_core.model_output import response_format_for
 from kodr_core.ports import ChatReply, ChatRequest, ModelError
@@ -32,25 +61,28 @@ from kodr_core.ports import ChatReply, ChatRequest, ModelError
 log = structlog.get_logger("kodr.model")
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
-_REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")
-_PROBE_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "noop",
-        "description": "Does nothing.",
-        "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
-    },
+MAX_MODELS_BYTES = 1024 * 1024
+MAX_ERROR_BYTES = 64 * 1024
+
+#: Parameters a server may refuse, each with the words that name it in an error message.
+_PARAMETER_WORDS: dict[str, tuple[str, ...]] = {
+    "stream_options": ("stream_options", "include_usage"),
+    "response_format": ("response_format", "json_schema", "json_object", "structured output", "grammar"),
+    "tools": ("tools", "tool_choice", "tool calling", "function calling"),
 }
-_PROBE_SCHEMA = {
-    "type": "object",
-    "properties": {"ok": {"type": "boolean"}},
-    "required": ["ok"],
-    "additionalProperties": False,
-}
+_FORMAT_LADDER = ("json_schema", "json_object", "none")
+
+
+class ParameterRefused(ModelError):
+    """A 400/422 that names a parameter kodr sent: the server does not support it."""
+
+    def __init__(self, parameter: str, message: str, **kw: Any) -> None:
+        super().__init__("http", message, **kw)
+        self.parameter = parameter
 
 
 class _Retryable(Exception):
-    """A failure worth another attempt: 408/429/5xx or a dropped connection."""
+    """A failure worth another attempt: 408/429/5xx, a dropped connection, an unfinished stream."""
 
     def __init__(self, record: dict[str, Any], retry_after: float | None = None) -> None:
         super().__init__(record.get("message") or record.get("error"))
@@ -59,7 +91,9 @@ class _Retryable(Exception):
 
     @property
     def kind(self) -> str:
-        return "http" if "status" in self.record else "unavailable"
+        if self.record.get("stall"):
+            return "timeout"
+        return "http" if "status" in self.record or self.record.get("bad_reply") else "unavailable"
 
     def describe(self) -> str:
         if "status" in self.record:
@@ -67,202 +101,69 @@ class _Retryable(Exception):
         return str(self.record["error"])
 
 
-class _BadStream(Exception):
-    """The server answered 2xx but with something that is not a completion."""
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # content parts
-        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
-    return ""
-
-
-def _complete_json(text: str) -> bool:
-    try:
-        json.loads(text)
-        return True
-    except ValueError:
-        return False
-
-
-class _Assembler:
-    """Builds one reply from SSE chunks, or from a plain JSON body when the server ignores ``stream``."""
-
-    def __init__(self) -> None:
-        self.mode: str | None = None  # sniffed from the first byte: servers mislabel content types
-        self.buf = b""
-        self.body = bytearray()
-        self.data: list[str] = []
-        self.streamed = False
-        self.meta: dict[str, Any] = {}
-        self.content: list[str] = []
-        self.reasoning: list[str] = []
-        self.slots: list[dict[str, Any]] = []
-        self.by_index: dict[Any, dict[str, Any]] = {}
-        self.finish_reason: str | None = None
-        self.usage: dict[str, Any] | None = None
-        self.message_extra: dict[str, Any] = {}
-
-    def feed(self, chunk: bytes) -> None:
-        if self.mode is None:
-            head = (self.buf + chunk).lstrip()
-            if not head:
-                self.buf += chunk
-                return
-            self.mode = "json" if head[:1] in (b"{", b"[") else "sse"
-            chunk, self.buf = self.buf + chunk, b""
-        if self.mode == "json":
-            self.body += chunk
-            return
-        self.buf += chunk
-        *lines, self.buf = self.buf.split(b"\n")
-        for line in lines:
-            self._line(line.rstrip(b"\r").decode("utf-8", "replace"))
-
-    def _line(self, line: str) -> None:
-        if not line:
-            if self.data:
-                raise _BadStream(f"the server sent a stream event that is not JSON: {' '.join(self.data)[:200]!r}")
-            return
-        if line.startswith(":"):
-            return
-        field, _, value = line.partition(":")
-        if field != "data":
-            return
-        self.data.append(value[1:] if value.startswith(" ") else value)
-        joined = "\n".join(self.data)
-        if joined.strip() == "[DONE]":
-            self.data = []
-            return
-        try:
-            event = json.loads(joined)
-        except ValueError:
-            return  # maybe continued on the next data: line
-        self.data = []
-        self.streamed = True
-        self._event(event)
-
-    def _event(self, event: Any) -> None:
-        if not isinstance(event, dict):
-            raise _BadStream(f"the server sent a stream event that is not an object: {str(event)[:200]!r}")
-        if event.get("error") and not event.get("choices"):
-            err = event["error"]
-            raise _BadStream(f"the server reported an error: {_error_text(err)}")
-        for key in ("id", "model", "created", "system_fingerprint"):
-            if event.get(key) is not None and key not in self.meta:
-                self.meta[key] = event[key]
-        for choice in event.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice["delta"] if "delta" in choice else choice.get("message")
-            if isinstance(delta, dict):
-                self._delta(delta)
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-        if isinstance(event.get("usage"), dict):
-            self.usage = event["usage"]
-
-    def _delta(self, delta: dict[str, Any]) -> None:
-        if delta.get("content"):
-            self.content.append(_text(delta["content"]))
-        for key in _REASONING_KEYS:
-            if isinstance(delta.get(key), str) and delta[key]:
-                self.reasoning.append(delta[key])
-                break
-        for call in delta.get("tool_calls") or []:  # [] and null both mean "none here"
-            if isinstance(call, dict):
-                self._tool_delta(call)
-
-    def _tool_delta(self, call: dict[str, Any]) -> None:
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
-        name, args, cid, index = fn.get("name"), fn.get("arguments"), call.get("id"), call.get("index")
-        if isinstance(args, (dict, list)):  # Ollama and some servers send an object
-            args = json.dumps(args, ensure_ascii=False)
-        slot = self.by_index.get(index) if index is not None else (self.slots[-1] if self.slots else None)
-        starts_new = slot is None or (
-            (cid and slot["id"] and cid != slot["id"])  # whole calls reusing one index
-            or (index is None and (cid or name))  # a whole call without an index
-            or (name and slot["name"] and not cid and _complete_json(slot["arguments"]))
-        )
-        if starts_new:
-            slot = {"id": None, "name": None, "arguments": ""}
-            self.slots.append(slot)
-            if index is not None:
-                self.by_index[index] = slot
-        assert slot is not None
-        slot["id"] = slot["id"] or cid
-        slot["name"] = slot["name"] or name
-        if isinstance(args, str):
-            slot["arguments"] += args
-
-    def finish(self) -> tuple[dict[str, Any], bool]:
-        """(raw response, streamed?)."""
-        if self.mode == "json":
-            try:
-                raw = json.loads(bytes(self.body))
-            except ValueError:
-                raise _BadStream(f"the server sent a body that is not JSON: {bytes(self.body)[:200]!r}") from None
-            if not isinstance(raw, dict) or not isinstance(raw.get("choices"), list):
-                err = raw.get("error") if isinstance(raw, dict) else None
-                raise _BadStream(
-                    f"the server reported an error: {_error_text(err)}" if err else "the reply has no choices"
-                )
-            self._event(raw)
-            return raw, False
-        if self.buf.strip():
-            self._line(self.buf.rstrip(b"\r").decode("utf-8", "replace"))
-        self._line("")
-        if not self.streamed:
-            raise _BadStream("the server closed the stream without sending a completion")
-        message: dict[str, Any] = {"role": "assistant", "content": self.text()}
-        if self.reasoning:
-            message["reasoning"] = "".join(self.reasoning)
-        if self.slots:
-            message["tool_calls"] = self.tool_calls()
-        raw = {
-            "id": self.meta.get("id"),
-            "model": self.meta.get("model"),
-            "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}],
-            "usage": self.usage,
-        }
-        return raw, True
-
-    def text(self) -> str:
-        return "".join(self.content)
-
-    def tool_calls(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": s["id"] or f"call_{i}",
-                "type": "function",
-                "function": {"name": s["name"] or "", "arguments": s["arguments"] or "{}"},
-            }
-            for i, s in enumerate(self.slots)
-            if s["name"] or s["arguments"]
-        ]
-
-
-def _error_text(err: Any) -> str:
-    if isinstance(err, dict):
-        msg = err.get("message") or json.dumps(err)
-        raw = (err.get("metadata") or {}).get("raw") if isinstance(err.get("metadata"), dict) else None
-        return f"{msg} ({str(raw)[:300]})" if raw else str(msg)
-    return str(err)
-
-
 def _error_message(data: bytes) -> str:
-    text = data.decode("utf-8", "replace").strip()
+    text = clean_text(data.decode("utf-8", "replace").strip())
     try:
-        obj = json.loads(text)
+        obj = loads(text)
     except ValueError:
         return text[:500] or "(empty body)"
     if isinstance(obj, dict):
         if obj.get("error"):
-            return _error_text(obj["error"])[:500]
-        return str(obj.get("message") or obj.get("detail") or text)[:500]
+            return error_text(obj["error"])[:500]
+        return clean_text(str(obj.get("message") or obj.get("detail") or text))[:500]
     return text[:500]
+
+
+def _exchange_record(method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    """What an exchange sent, without the conversation: the parameters that servers refuse."""
+    sent: dict[str, Any] = {}
+    if body:
+        fmt = body.get("response_format")
+        sent = {
+            "stream": bool(body.get("stream")),
+            "stream_options": "stream_options" in body,
+            "response_format": fmt.get("type") if isinstance(fmt, dict) else None,
+            "tools": len(body.get("tools") or []),
+        }
+    return {"method": method, "path": path, "sent": sent, "status": None}
+
+
+def _hang_up(opened: list[httpx.Response]) -> None:
+    """Shut an abandoned exchange's socket, so the server sees the client leave now, not at its next byte.
+
+    Closing is not enough: a thread blocked reading the socket keeps it open;
+    ``shutdown`` wakes it and sends the FIN.
+    """
+    for resp in opened:
+        try:
+            sock = resp.extensions["network_stream"].get_extra_info("socket")
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except (KeyError, AttributeError, OSError):
+            pass
+
+
+def refused_parameter(status: int, message: str, body: dict[str, Any]) -> str | None:
+    """The parameter a 400/422 refuses, when its message names one the body carried.
+
+    With ``tools`` in the body, a refusal naming tools or the response format is
+    reported as ``tools``: servers refuse the pair, and the tool loop knows the
+    order to back off in (the pair, then tools).
+    """
+    if status not in (400, 422):
+        return None
+    low = message.lower()
+
+    def named(param: str) -> bool:
+        return any(re.search(rf"(?<![a-z_]){re.escape(w)}(?![a-z_])", low) for w in _PARAMETER_WORDS[param])
+
+    if "stream_options" in body and named("stream_options"):
+        return "stream_options"
+    if "tools" in body and (named("tools") or ("response_format" in body and named("response_format"))):
+        return "tools"
+    if "response_format" in body and named("response_format"):
+        return "response_format"
+    return None
 
 
 def _retry_after(headers: httpx.Headers | dict[str, str]) -> float | None:
@@ -280,7 +181,7 @@ def _retry_after(headers: httpx.Headers | dict[str, str]) -> float | None:
     except ValueError:
         try:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
 
 
@@ -297,10 +198,11 @@ class OpenAIChatClient:
         max_retries: int = 3,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 30.0,
-        retry_after_cap_s: float = 60.0,
+        retry_after_cap_s: float | None = None,
         stream: bool = True,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``retry_after_cap_s`` None: a server's ``Retry-After`` is honoured whenever the deadline allows."""
         self.config = config
         self.connect_timeout = connect_timeout
         self.stall_timeout_s = stall_timeout_s
@@ -316,6 +218,15 @@ class OpenAIChatClient:
             transport=transport, trust_env=host not in ("localhost", "127.0.0.1", "::1"), follow_redirects=False
         )
         self._model: str | None = config.model
+        #: What the server refused so far: the response_format mode in use, whether stream_options is sent.
+        self.format_mode = "json_schema"
+        self.stream_options = True
+        #: Every fallback learned from a refusal, in order: {"parameter", "from", "to", "status", "message"}.
+        self.learned: list[dict[str, Any]] = []
+        self._window: int | None = None
+        self._window_asked = False
+        #: The last exchanges, for ``kodr probe`` and debugging: method, path, what was sent, the status.
+        self.exchanges: list[dict[str, Any]] = []
 
     def __repr__(self) -> str:
         return f"OpenAIChatClient({self.config!r})"
@@ -331,64 +242,124 @@ class OpenAIChatClient:
 
     # -- the port --------------------------------------------------------------
 
-    def request_body_for(self, request: ChatRequest, *, timeout_s: float | None = None) -> dict[str, Any]:
+    def request_body_for(
+        self, request: ChatRequest, *, timeout_s: float | None = None, deadline: float | None = None
+    ) -> dict[str, Any]:
         """The exact JSON body :meth:`complete` sends, for recording before the call."""
-        body: dict[str, Any] = {"model": self._model_name(timeout_s), "messages": list(request.messages)}
+        if deadline is None:
+            deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.deadline_s)
+        body: dict[str, Any] = {"model": self._model_name(deadline), "messages": list(request.messages)}
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.tools:
             body["tools"] = list(request.tools)
         fmt = response_format_for(self.config.local, bool(request.tools), request.response_schema)
-        if fmt is not None:
+        if fmt is not None and self.format_mode == "json_object":
+            fmt = {"type": "json_object"}
+        if fmt is not None and self.format_mode != "none":
             body["response_format"] = fmt
         if self.stream:
             body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
+            if self.stream_options:
+                body["stream_options"] = {"include_usage": True}
         return body
 
     def complete(self, request: ChatRequest, *, deadline_s: float | None = None) -> ChatReply:
         budget = self.deadline_s if deadline_s is None else deadline_s
         started = time.monotonic()
         deadline = started + budget
-        try:
-            body = self.request_body_for(request, timeout_s=budget)
-        except ModelError as exc:
-            exc.duration_ms = int((time.monotonic() - started) * 1000)
-            raise
-        return self._call(body, started, deadline, budget, self.max_retries)
+        retries: list[dict[str, Any]] = []
+        while True:
+            try:
+                body = self.request_body_for(request, deadline=deadline)
+            except ModelError as exc:
+                exc.duration_ms = int((time.monotonic() - started) * 1000)
+                exc.retries = retries + exc.retries
+                raise
+            try:
+                reply = self._call(body, started, deadline, budget, self.max_retries, retries)
+                return replace(reply, capabilities=self.capabilities())
+            except ParameterRefused as exc:
+                if not self._degrade(exc):
+                    exc.capabilities = self.capabilities()
+                    raise
+                retries = exc.retries  # the refused attempt stays in the record
+            except ModelError as exc:
+                exc.capabilities = self.capabilities()
+                raise
+
+    def capabilities(self) -> dict[str, Any]:
+        """What this client sends now and what it learned, for the record of each call."""
+        return {"response_format": self.format_mode, "stream_options": self.stream_options and self.stream,
+                "learned": list(self.learned)}
+
+    def _degrade(self, exc: ParameterRefused) -> bool:
+        """Learn from a refusal; True when there is a smaller request to try."""
+        if exc.parameter == "stream_options" and self.stream_options:
+            self.stream_options = False
+            step = ("sent", "omitted")
+        elif exc.parameter == "response_format" and self.format_mode != "none":
+            nxt = _FORMAT_LADDER[_FORMAT_LADDER.index(self.format_mode) + 1]
+            step, self.format_mode = (self.format_mode, nxt), nxt
+        else:
+            return False
+        fact = {"parameter": exc.parameter, "from": step[0], "to": step[1], "message": exc.message[:300]}
+        self.learned.append(fact)
+        log.warning("model_capability_learned", provider=self.config.name, **fact)
+        return True
 
     # -- one call, with retries -----------------------------------------------
 
     def _call(
-        self, body: dict[str, Any], started: float, deadline: float, budget: float, max_retries: int
+        self, body: dict[str, Any], started: float, deadline: float, budget: float, max_retries: int,
+        retries: list[dict[str, Any]] | None = None,
     ) -> ChatReply:
-        retries: list[dict[str, Any]] = []
+        retries = list(retries or [])
         attempt = 0
 
-        def failed(kind: str, message: str) -> ModelError:
-            ms = int((time.monotonic() - started) * 1000)
-            return ModelError(kind, self._scrub(message), duration_ms=ms, retries=retries)
+        def ms() -> int:
+            return int((time.monotonic() - started) * 1000)
 
         while True:
             attempt += 1
+            t0 = time.monotonic()
             try:
-                raw, asm, streamed = self._attempt(body, deadline, budget)
+                asm = StreamAssembler()
+                self._exchange("POST", "/chat/completions", body, deadline, budget, MAX_RESPONSE_BYTES, asm.feed)
+                try:
+                    raw, streamed = asm.finish()
+                except BadStream as exc:
+                    raise _Retryable({"error": str(exc), "bad_reply": True}) from None
+                if streamed and not asm.finished:
+                    raise _Retryable({"error": "the stream ended before a finish_reason (cut off); not trusted"})
             except _Retryable as r:
+                record = {"attempt": attempt, **r.record, "duration_ms": int((time.monotonic() - t0) * 1000)}
+                record = {k: (self._scrub(v) if isinstance(v, str) else v) for k, v in record.items()}
                 if attempt > max_retries:
                     suffix = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
-                    raise failed(r.kind, r.describe() + suffix) from None
+                    raise ModelError(r.kind, self._scrub(r.describe() + suffix), duration_ms=ms(),
+                                     retries=retries + [record]) from None
                 wait = self._backoff(attempt, r.retry_after)
                 if time.monotonic() + wait >= deadline:
-                    why = f"{r.describe()}; no time left before the {budget:g}s deadline to retry"
-                    raise failed(r.kind, why) from None
-                record = {"attempt": attempt, **r.record, "wait_ms": int(wait * 1000)}
-                record = {k: (self._scrub(v) if isinstance(v, str) else v) for k, v in record.items()}
+                    asked = f"the server asked to wait {wait:g}s; " if r.retry_after is not None else ""
+                    why = f"{r.describe()}; {asked}no time left before the {budget:g}s deadline to retry"
+                    raise ModelError(r.kind, self._scrub(why), duration_ms=ms(), retries=retries + [record]) from None
+                record["wait_ms"] = int(wait * 1000)
                 retries.append(record)
                 log.warning("model_retry", provider=self.config.name, **record)
                 time.sleep(wait)
                 continue
             except ModelError as exc:
-                raise failed(exc.kind, exc.message) from None
+                exc.message = self._scrub(exc.message)
+                exc.args = (exc.message,)
+                exc.duration_ms = ms()
+                if isinstance(exc, ParameterRefused):  # an attempt like any other, and the reason for the next
+                    retries.append({"attempt": attempt, "refused": exc.parameter, "message": exc.message[:200],
+                                    "duration_ms": int((time.monotonic() - t0) * 1000)})
+                exc.retries = retries + exc.retries
+                raise
+            if asm.problems:
+                log.warning("model_protocol_problems", provider=self.config.name, problems=asm.problems)
             return ChatReply(
                 content=self._scrub(asm.text()),
                 reasoning=self._scrub("".join(asm.reasoning)) if asm.reasoning else None,
@@ -397,19 +368,27 @@ class OpenAIChatClient:
                 usage=asm.usage,
                 raw=self._redact({**raw, "stream": streamed} if streamed else raw),
                 request_body=self._redact(body),
-                duration_ms=int((time.monotonic() - started) * 1000),
+                duration_ms=ms(),
                 retries=retries,
             )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(retry_after, self.retry_after_cap_s)
-        base = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        return base * (0.5 + random.random() / 2)
+            return retry_after if self.retry_after_cap_s is None else min(retry_after, self.retry_after_cap_s)
+        base = min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (attempt - 1))
+        return float(base * (0.5 + random.random() / 2))
 
-    def _attempt(
-        self, body: dict[str, Any], deadline: float, budget: float
-    ) -> tuple[dict[str, Any], _Assembler, bool]:
+    # -- one bounded exchange ----------------------------------------------------
+
+    def _exchange(
+        self, method: str, path: str, body: dict[str, Any] | None, deadline: float, budget: float,
+        cap: int, sink: Callable[[bytes], None], *, root: bool = False,
+    ) -> None:
+        """One HTTP exchange, its body fed to ``sink``; bounded by ``deadline``, the stall window and ``cap``.
+
+        Raises ModelError (timeout, oversize, a refusal as :class:`ParameterRefused`),
+        or _Retryable for what another attempt may cure.
+        """
         left = deadline - time.monotonic()
         if left <= 0:
             raise ModelError("timeout", f"the model call passed its {budget:g}s deadline")
@@ -421,12 +400,16 @@ class OpenAIChatClient:
         )
         inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         cancel = threading.Event()
+        opened: list[httpx.Response] = []
         worker = threading.Thread(
-            target=self._worker, args=(body, timeout, inbox, cancel), daemon=True, name="kodr-model-call"
+            target=self._worker, args=(method, self._url(path, root=root), body, timeout, inbox, cancel, opened),
+            daemon=True, name="kodr-model-call",
         )
         worker.start()
-        asm: _Assembler | None = None
         received = 0
+        ended = False
+        record = _exchange_record(method, path, body)
+        self.exchanges = [*self.exchanges[-49:], record]
         try:
             while True:
                 left = deadline - time.monotonic()
@@ -437,50 +420,61 @@ class OpenAIChatClient:
                 except queue.Empty:
                     if time.monotonic() >= deadline:
                         continue
-                    raise ModelError(
-                        "timeout", f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)"
-                    ) from None
+                    raise _Retryable({"error": f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)",
+                                      "stall": True}) from None
                 kind = item[0]
-                if kind == "head":
-                    asm = _Assembler()
-                elif kind == "bytes":
-                    assert asm is not None
+                if kind == "bytes" and record.get("status") is None:
+                    record["status"] = 200
+                if kind == "status":
+                    record["status"] = item[1]
+                if kind == "bytes":
                     received += len(item[1])
-                    if received > MAX_RESPONSE_BYTES:
-                        raise ModelError("http", f"the response passed {MAX_RESPONSE_BYTES} bytes; gave up")
-                    asm.feed(item[1])
+                    if received > cap:
+                        raise ModelError("http", f"{method} {path}: the response passed {cap} bytes; gave up")
+                    try:
+                        sink(item[1])
+                    except BadStream as exc:
+                        raise _Retryable({"error": str(exc), "bad_reply": True}) from None
                 elif kind == "end":
-                    assert asm is not None
-                    raw, streamed = asm.finish()
-                    return raw, asm, streamed
+                    record.setdefault("status", 200)
+                    if record["status"] is None:
+                        record["status"] = 200
+                    ended = True
+                    return
                 elif kind == "status":
-                    self._raise_for_status(item[1], item[2], item[3])
-                else:
+                    self._raise_for_status(path, body or {}, item[1], item[2], item[3])
+                elif kind == "exc":
+                    record["error"] = type(item[1]).__name__
                     self._raise_for_exception(item[1], deadline, budget)
-        except _BadStream as exc:
-            raise ModelError("http", str(exc)) from None
         finally:
             cancel.set()
+            if not ended:
+                _hang_up(opened)
 
     def _worker(
         self,
-        body: dict[str, Any],
+        method: str,
+        url: str,
+        body: dict[str, Any] | None,
         timeout: httpx.Timeout,
         inbox: queue.SimpleQueue[tuple[Any, ...]],
         cancel: threading.Event,
+        opened: list[httpx.Response],
     ) -> None:
         try:
-            url = self._url("/chat/completions")
-            with self._http.stream("POST", url, json=body, headers=self._headers(), timeout=timeout) as resp:
+            kw: dict[str, Any] = {"json": body} if body is not None else {}
+            with self._http.stream(method, url, headers=self._headers(), timeout=timeout, **kw) as resp:
+                opened.append(resp)
+                if cancel.is_set():
+                    return
                 if not resp.is_success:
                     data = b""
                     for chunk in resp.iter_bytes():
                         data += chunk
-                        if len(data) > 65536 or cancel.is_set():
+                        if len(data) > MAX_ERROR_BYTES or cancel.is_set():
                             break
-                    inbox.put(("status", resp.status_code, dict(resp.headers), data))
+                    inbox.put(("status", resp.status_code, dict(resp.headers), data[:MAX_ERROR_BYTES]))
                     return
-                inbox.put(("head", resp.headers.get("content-type", "")))
                 for chunk in resp.iter_bytes():
                     if cancel.is_set():
                         return
@@ -489,29 +483,40 @@ class OpenAIChatClient:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             inbox.put(("exc", exc))
 
-    def _raise_for_status(self, status: int, headers: dict[str, str], data: bytes) -> None:
-        message = _error_message(data)
+    def _raise_for_status(self, path: str, body: dict[str, Any], status: int, headers: dict[str, str],
+                          data: bytes) -> None:
+        message = self._scrub(_error_message(data))
+        overflow = cw.overflow_in(status, message, self._scrub(data.decode("utf-8", "replace")))
+        if overflow is not None and path == "/chat/completions":
+            raise overflow  # never a refusal, never retried as is: the caller shrinks the prompt
         if status in (408, 429) or status >= 500:
             raise _Retryable({"status": status, "message": message[:200]}, _retry_after(headers))
+        param = refused_parameter(status, message, body) if path == "/chat/completions" else None
+        if param is not None:
+            raise ParameterRefused(param, f"HTTP {status}: {message}")
         raise ModelError("http", f"HTTP {status}: {message}")
 
     def _raise_for_exception(self, exc: BaseException, deadline: float, budget: float) -> None:
         if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
             if time.monotonic() >= deadline:
                 raise ModelError("timeout", f"the model call passed its {budget:g}s deadline and was cancelled")
-            raise ModelError("timeout", f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)")
+            raise _Retryable({"error": f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)",
+                              "stall": True})
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
             raise _Retryable({"error": f"cannot connect to {self.config.base_url}: {exc}"})
         if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)):
             raise _Retryable({"error": f"connection dropped: {type(exc).__name__}: {exc}"})
-        if isinstance(exc, httpx.HTTPError):
+        if isinstance(exc, (httpx.HTTPError, httpx.InvalidURL, UnicodeError, ValueError)):
             raise ModelError("unavailable", f"{type(exc).__name__}: {exc}")
         raise exc
 
     # -- helpers ---------------------------------------------------------------
 
-    def _url(self, path: str) -> str:
-        return self.config.base_url.rstrip("/") + path
+    def _url(self, path: str, *, root: bool = False) -> str:
+        base = self.config.base_url.rstrip("/")
+        if root:  # the server's own API lives beside the OpenAI-compatible /v1
+            base = base.removesuffix("/v1").removesuffix("/api")
+        return base + path
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream, application/json", "User-Agent": "kodr"}
@@ -534,9 +539,9 @@ class OpenAIChatClient:
             return [self._redact(v) for v in value]
         return self._scrub(value) if isinstance(value, str) else value
 
-    def _model_name(self, timeout_s: float | None) -> str:
+    def _model_name(self, deadline: float) -> str:
         if self._model is None:
-            models = self.list_models(timeout_s=timeout_s)
+            models = self.list_models(deadline=deadline)
             if not models:
                 where = f"{self.config.base_url}/models"
                 raise ModelError("unavailable", f"no model given and {where} lists none; pass --model")
@@ -545,90 +550,85 @@ class OpenAIChatClient:
 
     # -- discovery ---------------------------------------------------------------
 
-    def list_models(self, *, timeout_s: float | None = None) -> list[str]:
-        """Model ids from GET /models (OpenAI shape, or Ollama's native ``models``)."""
-        wait = min(timeout_s or 30.0, 30.0)
+    def _fetch(self, method: str, path: str, body: dict[str, Any] | None, deadline: float, *,
+               root: bool = False, retries: int | None = None) -> bytes:
+        """A small bounded exchange (at most MAX_MODELS_BYTES), retried like a chat call."""
+        budget = max(0.0, deadline - time.monotonic())
+        attempt = 0
+        while True:
+            attempt += 1
+            data = bytearray()
+            try:
+                self._exchange(method, path, body, deadline, budget, MAX_MODELS_BYTES, data.extend, root=root)
+                return bytes(data)
+            except _Retryable as r:
+                wait = self._backoff(attempt, r.retry_after)
+                if attempt > (self.max_retries if retries is None else retries) or time.monotonic() + wait >= deadline:
+                    raise ModelError(r.kind, self._scrub(f"{method} {path}: {r.describe()}")) from None
+                time.sleep(wait)
+
+    def list_models(self, *, timeout_s: float | None = None, deadline: float | None = None) -> list[str]:
+        """Model ids from GET /models (OpenAI shape, or Ollama's native ``models``).
+
+        Bounded like a chat call: at most :data:`MAX_MODELS_BYTES`, ended at the
+        deadline (the caller's ``--model-timeout``) or after a stall window of silence.
+        """
+        if deadline is None:
+            deadline = time.monotonic() + (timeout_s if timeout_s is not None else 30.0)
         try:
-            resp = self._http.get(
-                self._url("/models"),
-                headers=self._headers(),
-                timeout=httpx.Timeout(wait, connect=min(self.connect_timeout, wait)),
-            )
-        except httpx.TimeoutException as exc:
-            raise ModelError("timeout", f"GET /models timed out: {type(exc).__name__}") from None
-        except httpx.HTTPError as exc:
-            raise ModelError("unavailable", self._scrub(f"cannot reach {self.config.base_url}: {exc}")) from None
-        if not resp.is_success:
-            why = f"GET /models: HTTP {resp.status_code}: {_error_message(resp.content)}"
-            raise ModelError("http", self._scrub(why))
+            data = self._fetch("GET", "/models", None, deadline)
+        except ModelError as exc:
+            kind = exc.kind
+            msg = exc.message if exc.message.startswith("GET /models") else f"GET /models: {exc.message}"
+            raise ModelError(kind, self._scrub(msg)) from None
         try:
-            data = resp.json()
+            parsed = loads(bytes(data))
         except ValueError:
             raise ModelError("http", "GET /models did not return JSON") from None
-        items = (data.get("data") or data.get("models") or []) if isinstance(data, dict) else []
-        ids = [m.get("id") or m.get("name") for m in items if isinstance(m, dict)]
-        return [i for i in ids if isinstance(i, str)]
+        items = (parsed.get("data") or parsed.get("models") or []) if isinstance(parsed, dict) else []
+        ids = [m.get("id") or m.get("name") for m in (items if isinstance(items, list) else []) if isinstance(m, dict)]
+        return [clean_text(i) for i in ids if isinstance(i, str) and i]
 
-    def probe(self, *, timeout_s: float = 60.0) -> dict[str, Any]:
-        """What the server accepts: tools, json_schema, both (None = could not tell).
+    def context_tokens(self, *, timeout_s: float = 10.0) -> int | None:
+        """The model's context window in tokens, asked once from a local server's own API (None: unknown).
 
-        Local servers often reject ``tools`` together with ``response_format``;
-        this is how a user finds out before a run does.
+        Asks /v1/models (vLLM's ``max_model_len``); failing that, the one endpoint of
+        the server it is (the preset, or ``owned_by`` in the listing): /props
+        (llama.cpp), /api/v0/models/<id> (LM Studio), /api/show (Ollama). An
+        unknown server is asked nothing more: endpoints it lacks would only 404 on
+        every run. Remote providers are not asked: their windows dwarf kodr's prompts.
         """
-        result: dict[str, Any] = {
-            "provider": self.config.name,
-            "base_url": self.config.base_url,
-            "reachable": False,
-            "models": [],
-            "model": None,
-            "protocol": "unknown",
-            "streaming": None,
-            "tools": None,
-            "json_schema": None,
-            "both": None,
-            "errors": {},
-        }
+        if self._window_asked:
+            return self._window
+        self._window_asked = True
+        if not self.config.local:
+            return None
+        deadline = time.monotonic() + timeout_s
         try:
-            result["models"] = self.list_models(timeout_s=timeout_s)
-            result["reachable"] = True
-        except ModelError as exc:
-            result["errors"]["models"] = exc.message
-            if exc.kind != "http":
-                return result
-            result["reachable"] = True  # it answered, just not /models
-        model = self.config.model or (result["models"][0] if result["models"] else None)
-        if model is None:
-            result["errors"]["model"] = "no model given and the server lists none"
-            return result
-        result["model"] = model
-        base = {
-            "model": model,
-            "messages": [{"role": "user", "content": 'Reply with the JSON {"ok": true}.'}],
-            "temperature": 0,
-            "max_tokens": 16,
-        }
-        fmt = {"type": "json_schema", "json_schema": {"name": "probe", "strict": True, "schema": _PROBE_SCHEMA}}
-        checks = {
-            "protocol": {**base, **({"stream": True} if self.stream else {})},
-            "tools": {**base, "tools": [_PROBE_TOOL]},
-            "json_schema": {**base, "response_format": fmt},
-            "both": {**base, "tools": [_PROBE_TOOL], "response_format": fmt},
-        }
-        for name, body in checks.items():
-            started = time.monotonic()
+            model = self._model_name(deadline)
+        except ModelError:
+            return None
+        try:
+            listing = loads(self._fetch("GET", "/models", None, min(deadline, time.monotonic() + 5)))
+        except (ModelError, ValueError):
+            listing = None
+        found = cw.from_models_list(listing, model)
+        kind = self.config.name if self.config.name in cw.SERVER_ASKS else cw.server_kind(listing)
+        if found is None and kind in cw.SERVER_ASKS:
+            method, path, root, read = cw.SERVER_ASKS[kind]
+            body = {"model": model} if method == "POST" else None
             try:
-                reply = self._call(body, started, started + timeout_s, timeout_s, 0)
-            except ModelError as exc:
-                result["errors"][name] = exc.message
-                ok = False if exc.kind == "http" else None
-            else:
-                ok = True
-                if name == "protocol":
-                    result["streaming"] = bool(reply.raw.get("stream"))
-            if name == "protocol":
-                if not ok:  # no plain chat, so the feature checks would mean nothing
-                    return result
-                result["protocol"] = "openai-chat-completions"
-            else:
-                result[name] = ok
-        return result
+                found = read(loads(self._fetch(method, path.format(model=model), body,
+                                               min(deadline, time.monotonic() + 5), root=root)))
+            except (ModelError, ValueError):
+                found = None
+        if found:
+            self._window = found
+            log.info("model_context_window", provider=self.config.name, server=kind, tokens=found)
+        return self._window
+
+    def probe(self, *, timeout_s: float = 60.0, tools: bool = False) -> dict[str, Any]:
+        """What a run would send and what the server made of it; see :func:`adapters.model_probe.probe`."""
+        from adapters.model_probe import probe
+
+        return probe(self, timeout_s=timeout_s, tools=tools)

@@ -12,9 +12,14 @@ Why it looks like this:
 * Output is capped with head and tail kept (the head says what ran, the tail says
   how it ended) and a marker where bytes were dropped; reading seeks, so a child
   that writes gigabytes does not cost memory.
-* The child environment drops provider secrets, and is tagged with
+* In the OS sandbox (:mod:`adapters.sandbox`, bubblewrap) the child environment is
+  built from an allowlist and the argv is wrapped in bwrap; without it the
+  environment drops secret-named variables. Either way it is tagged with
   ``KODR_STEP_KEY`` so a later resume can find processes an interrupted attempt
   left behind (even ones that escaped the group with ``setsid``) through /proc.
+
+* Captured output (tails and the whole log) passes the secret scrubber
+  (:mod:`kodr_core.secrets`) before it leaves the runner.
 
 Linux is the target (``/proc``); elsewhere group liveness falls back to
 ``killpg(pgid, 0)`` and :meth:`SubprocessRunner.kill_orphans` finds nothing.
@@ -29,9 +34,13 @@ import subprocess
 import tempfile
 import time
 from datetime import datetime, timezone
-from typing import IO, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Mapping, Sequence
 
 from kodr_core.ports import ProcessResult
+from kodr_core.secrets import Scrubber, secret_named
+
+if TYPE_CHECKING:
+    from adapters.sandbox import Confinement, Sandbox
 
 STEP_KEY_VAR = "KODR_STEP_KEY"
 
@@ -73,7 +82,7 @@ def utc_now() -> str:
 
 def is_secret_name(name: str) -> bool:
     upper = name.upper()
-    return upper in SECRET_NAMES or upper.endswith(SECRET_SUFFIXES)
+    return upper in SECRET_NAMES or upper.endswith(SECRET_SUFFIXES) or secret_named(name)
 
 
 def child_env(
@@ -225,12 +234,24 @@ class SubprocessRunner:
         head_bytes: int = HEAD_BYTES,
         tail_bytes: int = TAIL_BYTES,
         base_env: Mapping[str, str] | None = None,
+        sandbox: "Sandbox | None" = None,
+        scrubber: Scrubber | None = None,
     ) -> None:
         self.kill_grace_s = kill_grace_s
         self.leftover_grace_s = leftover_grace_s
         self.head_bytes = head_bytes
         self.tail_bytes = tail_bytes
         self._base_env = base_env  # None: os.environ at each run
+        self.sandbox = sandbox  # None: no OS sandbox (process group and filtered environment)
+        self.scrubber = scrubber if scrubber is not None else Scrubber.of_env(os.environ)
+
+    def confinement(self, *, network: bool) -> "Confinement":
+        """The confinement a process started now gets (raises SandboxUnavailable if required and absent)."""
+        from adapters.sandbox import Confinement
+
+        if self.sandbox is None:
+            return Confinement("none", "off", True, "no OS sandbox: process group and filtered environment only")
+        return self.sandbox.confinement(network=network)
 
     def run(
         self,
@@ -240,7 +261,10 @@ class SubprocessRunner:
         timeout_s: float,
         env: Mapping[str, str] | None = None,
         step_key: str | None = None,
+        network: bool = True,
+        writable: Sequence[str] = (),
     ) -> ProcessResult:
+        """``network``/``writable`` matter only in the OS sandbox: the network namespace, extra rw paths."""
         if isinstance(argv, (str, bytes)):
             raise TypeError("argv must be a list of strings, not a shell string")
         argv = [str(a) for a in argv]
@@ -248,7 +272,24 @@ class SubprocessRunner:
             raise ValueError("argv is empty")
         cwd = os.path.abspath(cwd)
         started_at, t0 = utc_now(), time.monotonic()
-        full_env = child_env(os.environ if self._base_env is None else self._base_env, env, step_key)
+        base = os.environ if self._base_env is None else self._base_env
+        from adapters.sandbox import SandboxUnavailable
+
+        try:
+            confined = self.confinement(network=network)
+        except SandboxUnavailable as e:  # --sandbox required on a machine without it
+            confined, refused = None, str(e)
+        else:
+            refused = None
+        sandboxed = confined is not None and confined.sandbox == "bwrap"
+        if sandboxed:
+            from adapters.sandbox import package_caches, sandbox_env
+
+            caches = package_caches(base)
+            full_env = child_env(sandbox_env(base), {**caches, "TMPDIR": "/tmp", **(env or {})}, step_key)
+            writable = [*writable, *caches.values()]
+        else:
+            full_env = child_env(base, env, step_key)
 
         def failed(error: str) -> ProcessResult:
             return ProcessResult(
@@ -256,16 +297,22 @@ class SubprocessRunner:
                 started_at=started_at, finished_at=utc_now(), stdout="", stderr="", error=error,
             )  # fmt: skip
 
+        if refused is not None:
+            return failed(refused)
         if not os.path.isdir(cwd):
             return failed(f"working directory does not exist: {cwd}")
         exe = resolve_executable(argv[0], cwd, full_env.get("PATH"))
         if exe is None:
             return failed(f"executable not found: {argv[0]!r} (looked in {cwd}/.venv/bin and PATH)")
 
+        command = [exe, *argv[1:]]
+        if sandboxed:
+            assert self.sandbox is not None
+            command = self.sandbox.wrap(command, cwd=cwd, network=network, writable=writable)
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             try:
                 proc = subprocess.Popen(
-                    [exe, *argv[1:]], cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+                    command, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
                     stdout=out, stderr=err, start_new_session=True, close_fds=True,
                 )  # fmt: skip
             except OSError as e:
@@ -301,9 +348,9 @@ class SubprocessRunner:
             duration_ms=duration_ms,
             started_at=started_at,
             finished_at=finished_at,
-            stdout=stdout.decode("utf-8", "replace"),
-            stderr=stderr.decode("utf-8", "replace"),
-            log=log,
+            stdout=self.scrubber.text(stdout.decode("utf-8", "replace")),
+            stderr=self.scrubber.text(stderr.decode("utf-8", "replace")),
+            log=self.scrubber.bytes(log),
         )
 
     def kill_orphans(self, step_key: str) -> int:

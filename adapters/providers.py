@@ -4,18 +4,20 @@ Keys come from the environment only (never flags, never files), so they cannot
 end up in shell history, events or artifacts. ``KODR_API_KEY`` works for every
 provider and wins over the provider's own variable. ``local`` describes the kind
 of server (local runtimes that break on ``tools`` + ``response_format``), not the
-network: Ollama on another machine is still Ollama.
+network: Ollama on another machine is still Ollama. For ``openai-compatible``
+it is guessed from the host (:func:`locality`); ``--local``/``--remote`` override.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import urlsplit
 
 from kodr_core.errors import UsageError
+from kodr_core.options import RunOptions
 
 DEFAULT_PROVIDER = "lmstudio"
 GENERIC = "openai-compatible"
@@ -72,15 +74,31 @@ class ProviderConfig:
         }
 
 
-def _looks_local(base_url: str) -> bool:
-    host = (urlsplit(base_url).hostname or "").lower()
-    if host in ("localhost", "host.docker.internal") or host.endswith((".local", ".localhost", ".lan")):
-        return True
+def locality(base_url: str) -> tuple[bool, str]:
+    """(local?, why) from the host alone: loopback, private and link-local addresses,
+    single-label names (``ollama`` in docker compose), ``.local``/``.lan``/``.internal``/
+    ``.localhost`` and ``host.docker.internal`` are this machine's network."""
+    host = (urlsplit(base_url).hostname or "").lower().rstrip(".")
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return ip.is_loopback or ip.is_private or ip.is_link_local
+        ip = None
+    if ip is not None:
+        if ip.is_loopback or ip.is_private or ip.is_link_local:
+            return True, f"private or loopback address {host}"
+        return False, f"public address {host}"
+    if host in ("localhost", "host.docker.internal"):
+        return True, f"host {host}"
+    if "." not in host:
+        return True, f"single-label host name {host!r}"
+    for suffix in (".local", ".lan", ".internal", ".localhost", ".home.arpa"):
+        if host.endswith(suffix):
+            return True, f"host name under {suffix}"
+    return False, f"public host name {host!r}"
+
+
+def _looks_local(base_url: str) -> bool:
+    return locality(base_url)[0]
 
 
 def _check_url(url: str) -> str:
@@ -123,3 +141,18 @@ def resolve_provider(
         local = _looks_local(url) if name == GENERIC else preset.local
     model = model or env.get("KODR_MODEL") or None
     return ProviderConfig(name=name, base_url=url, api_key=key, model=model, local=local)
+
+
+def record_locality(options: RunOptions) -> RunOptions:
+    """The options with the local/remote choice and its reason filled in, for the run's first event."""
+    if options.local is not None:
+        why = "--local" if options.local else "--remote"
+        return options.model_copy(update={"locality": options.locality or why})
+    preset = PRESETS.get(options.provider)
+    if preset is None:
+        return options
+    if options.provider == GENERIC and options.base_url:
+        local, why = locality(options.base_url)
+    else:
+        local, why = preset.local, f"the {preset.name} preset"
+    return options.model_copy(update={"local": local, "locality": why})

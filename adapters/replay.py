@@ -7,50 +7,14 @@ and runs the real install and tests, then reports where today's run diverges.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from kodr_core import events as ev
-from kodr_core.aggregate import Run, apply, fold
-from kodr_core.errors import KodrError, UsageError
+from kodr_core.aggregate import Run, fold
+from kodr_core.errors import UsageError
 from kodr_core.ports import ChatReply, ChatRequest, ModelError
-
-
-@dataclass
-class ReplayReport:
-    run_id: str
-    events: int
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-    illegal: list[dict[str, Any]] = field(default_factory=list)
-    state: str | None = None
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.illegal
-
-
-def check(run_id: str, records: Sequence[ev.RecordedEvent]) -> ReplayReport:
-    """Fold without side effects; every transition must be legal in today's machine."""
-    report = ReplayReport(run_id, len(records))
-    run = Run(run_id=run_id)
-    expected = 1
-    for rec in records:
-        if rec.seq != expected:
-            report.illegal.append({"seq": rec.seq, "error": f"seq gap: expected {expected}"})
-        expected = rec.seq + 1
-        e = rec.event
-        if isinstance(e, ev.StateChanged):
-            report.timeline.append({"seq": rec.seq, "at": rec.recorded_at, "from": e.from_state,
-                                    "to": e.to_state, "trigger": e.trigger, "reason": e.reason})
-        try:
-            run = apply(run, rec)
-        except KodrError as exc:
-            report.illegal.append({"seq": rec.seq, "type": rec.type, "error": exc.message})
-            break
-    report.state, report.reason = run.state.value, run.reason
-    return report
+from kodr_core.replay import ReplayReport, check  # noqa: F401 - re-exported: the CLI and tests use them here
 
 
 def records_from_file(path: str | Path) -> tuple[str, list[ev.RecordedEvent]]:
@@ -117,11 +81,11 @@ def divergences(old: Run, new: Run) -> list[str]:
         if (a is None) != (b is None):
             out.append(f"turn {t_old.n}: tests {'ran' if a else 'did not run'} in the recording, "
                        f"{'ran' if b else 'did not run'} now")
-        elif a and b and (a.get("failed"), a.get("passed")) != (b.get("failed"), b.get("passed")):
-            out.append(f"turn {t_old.n}: recorded {a.get('failed')} failure(s) / {a.get('passed')} passed, "
-                       f"now {b.get('failed')} / {b.get('passed')}")
-        if t_old.install and t_new.install and bool(t_old.install.get("ok")) != bool(t_new.install.get("ok")):
-            out.append(f"turn {t_old.n}: install ok={t_old.install.get('ok')} recorded, now {t_new.install.get('ok')}")
+        elif a and b and (a.failed, a.passed) != (b.failed, b.passed):
+            out.append(f"turn {t_old.n}: recorded {a.failed} failure(s) / {a.passed} passed, "
+                       f"now {b.failed} / {b.passed}")
+        if t_old.install and t_new.install and t_old.install.ok != t_new.install.ok:
+            out.append(f"turn {t_old.n}: install ok={t_old.install.ok} recorded, now {t_new.install.ok}")
     for t_new in new.turns[len(old.turns):]:
         out.append(f"turn {t_new.n}: reached now, not in the recording")
     if (old.state, old.reason) != (new.state, new.reason):

@@ -17,9 +17,14 @@ Decisions:
   not use the protocol, so its template may not render ``tool`` messages.
 * The caller's deadline covers the whole loop: each step gets the time left,
   and when less than the slowest step so far remains, the next step is the final one.
-* A server that answers the first tool turn with an HTTP error (it rejects
-  ``tools`` or the ``tools`` + ``response_format`` pair) is asked again without
-  the part it refused, and that is remembered for later calls.
+* A tool turn that ends in prose (no call, no valid envelope) is followed by one
+  more turn without tools and with the schema (the client sends the best
+  structured-output mode the server accepts); the prose stays in the transcript.
+* A server that refuses the first tool turn with a 400/422 naming ``tools`` or
+  ``response_format`` (:class:`ParameterRefused`) is asked again without the
+  part it refused, and that is remembered for later calls. Nothing else is a
+  refusal: a 503 after retries, a cut stream or an overflowing context is the
+  error it is, and the time and attempts it cost stay in the record.
 """
 
 from __future__ import annotations
@@ -29,16 +34,26 @@ import time
 from dataclasses import replace
 from typing import Any
 
+from adapters.openai_client import ParameterRefused
 from adapters.symbols import symbols_of
 from adapters.workspace import DiskWorkspace
 from kodr_core.envelope import InvalidProposal
-from kodr_core.model_output import envelope_from_reply, parse_text_tool_calls, strip_thinking
+from kodr_core.model_output import (
+    envelope_from_reply,
+    parse_text_tool_calls,
+    strip_thinking,
+)
 from kodr_core.ports import ChatReply, ChatRequest, ModelError, ModelPort
 from kodr_core.tools import TOOL_HINT, TOOL_NAMES, TOOL_SCHEMAS, ToolCache
 
 MAX_CALLS_PER_STEP = 8
+MAX_RESULT_BYTES = 32 * 1024
 FINAL_PROMPT = (
     "The tool budget is used up. Do not call any tools. Answer now with the JSON envelope only, "
+    "using what you have read."
+)
+PROSE_PROMPT = (
+    "That was not the JSON envelope. Do not call any tools. Answer now with the JSON envelope only, "
     "using what you have read."
 )
 TEXT_RESULTS_TAIL = "Call more tools the same way if you must, or answer with the JSON envelope only."
@@ -125,6 +140,16 @@ class ToolLoopModel:
         self.format_with_tools = not local  # flipped off when the server refuses the pair
         self.tools_refused = False  # set when the server refuses tools at all
 
+    def context_tokens(self, *, timeout_s: float = 10.0) -> int | None:
+        """The inner client's context window (None: unknown)."""
+        ask = getattr(self.inner, "context_tokens", None)
+        return ask(timeout_s=timeout_s) if callable(ask) else None
+
+    def result_cap_bytes(self) -> int:
+        """How much of one tool result is sent back: a sixth of the window, so a few results fit."""
+        window = self.context_tokens()
+        return MAX_RESULT_BYTES if not window else max(1500, min(MAX_RESULT_BYTES, window * 3 // 6))
+
     def complete(self, request: ChatRequest, *, deadline_s: float | None = None) -> ChatReply:
         return _Loop(self, request, self.default_deadline_s if deadline_s is None else deadline_s).run()
 
@@ -170,7 +195,10 @@ class _Loop:
                 return self._finish(self._last, steps=step)
             calls, source = self._calls_in(reply)
             if not calls:
-                return self._finish(reply, steps=step)
+                if reply.finish_reason == "length" or self._has_envelope(reply) or self._is_callers(reply):
+                    return self._finish(reply, steps=step)
+                self.notes.append(f"step {step}: the reply was prose, not the envelope; asked once more without tools")
+                return self._finish(self._call(self._final_request(prose=reply)), steps=step + 1)
             self._run_calls(step, reply, calls, source)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -181,10 +209,10 @@ class _Loop:
                           temperature=self.request.temperature)
         try:
             return self._call(req)
-        except ModelError as exc:
-            # Only the first step's request is the caller's plus tools, so only there does an
-            # HTTP error say "no tools here"; later it is more likely the context overflowing.
-            if exc.kind != "http" or step != 1:
+        except ParameterRefused as exc:
+            # Only the first step's request is the caller's plus tools, so only there does a
+            # refusal say "no tools here"; later it would mean the server changed its mind.
+            if step != 1 or exc.parameter != "tools":
                 raise
             if schema is not None:  # maybe only the pair is refused: try tools alone
                 self.owner.format_with_tools = False
@@ -195,8 +223,15 @@ class _Loop:
             self._last = self._call(self._final_request())
             return None
 
-    def _final_request(self) -> ChatRequest:
-        if self.trace:
+    def _is_callers(self, reply: ChatReply) -> bool:
+        return bool(reply.tool_calls) and bool({c["function"]["name"] for c in reply.tool_calls} & self.caller_names)
+
+    def _final_request(self, prose: ChatReply | None = None) -> ChatRequest:
+        if prose is not None:
+            said = strip_thinking(prose.content or "").strip() or "(no answer)"
+            tail = [{"role": "assistant", "content": said}, {"role": "user", "content": PROSE_PROMPT}]
+            messages = _flatten(self.messages + tail, self.keep)
+        elif self.trace:
             messages = _flatten(self.messages + [{"role": "user", "content": FINAL_PROMPT}], self.keep)
         else:  # no tool was ever offered or used: the caller's request as it was
             messages = list(self.request.messages)
@@ -212,8 +247,12 @@ class _Loop:
         try:
             reply = self.owner.inner.complete(req, deadline_s=left)
         except ModelError as exc:
-            exc.duration_ms += self.duration_ms
-            exc.retries = self.retries + exc.retries
+            spent = exc.duration_ms or int((time.monotonic() - t0) * 1000)
+            self.duration_ms += spent
+            self.retries = self.retries + exc.retries  # a caught refusal still cost this time
+            exc.duration_ms = self.duration_ms
+            exc.retries = list(self.retries)
+            exc.capabilities = self._capabilities(exc.capabilities)
             if exc.kind == "timeout":  # the inner call saw only the time left; report the user's budget
                 exc.message = f"the model call passed its {self.budget:g}s deadline (during the tool loop)"
                 exc.args = (exc.message,)
@@ -267,6 +306,10 @@ class _Loop:
                 result, cached = self.cache.call(
                     name, args, step=step, files=self._files, read=self.owner.workspace.read, symbols=symbols_of
                 )
+            cap = self.owner.result_cap_bytes()
+            if len(result.encode()) > cap:
+                result = result.encode()[:cap].decode("utf-8", "ignore") + (
+                    f"\n[cut at {cap} bytes to fit the model's context; ask for a smaller range]")
             results.append((call, result))
             self.trace.append({"step": step, "name": name, "arguments": args[:2000], "cached": cached,
                                "result_bytes": len(result.encode()), "source": source})
@@ -283,8 +326,14 @@ class _Loop:
 
     # -- the answer ------------------------------------------------------------------
 
+    def _capabilities(self, inner: dict[str, Any]) -> dict[str, Any]:
+        tools = ("refused" if self.owner.tools_refused else
+                 "offered with response_format" if self.owner.format_with_tools else "offered without response_format")
+        return {**inner, "tools": tools}
+
     def _finish(self, reply: ChatReply, *, steps: int) -> ChatReply:
         raw = {**reply.raw, "tool_trace": self.trace, "tool_steps": steps}
         if self.notes:
             raw["tool_notes"] = self.notes
-        return replace(reply, raw=raw, usage=self.usage, duration_ms=self.duration_ms, retries=self.retries)
+        return replace(reply, raw=raw, usage=self.usage, duration_ms=self.duration_ms, retries=self.retries,
+                       capabilities=self._capabilities(reply.capabilities))

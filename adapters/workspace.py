@@ -3,7 +3,9 @@
 Every path a model proposes passes :meth:`DiskWorkspace.check_path` before a byte
 is written: relative, no ``..``, not into ``.git/`` or ``.kodr/``, and not through a
 symlink that leads outside the root. Snapshots honour ``.gitignore`` (pathspec) and
-never include kodr's own directory or installed dependencies.
+never include kodr's own directory or installed dependencies, nor secret-looking
+files (``.env*``, ``*.pem``, ``id_rsa``…, an ``.npmrc`` with auth lines) unless
+``allow_secret_files``: what is not in a snapshot is never in a prompt either.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pathspec
 
 from kodr_core.envelope import check_relative_path
 from kodr_core.errors import RefusedInput
+from kodr_core.secrets import looks_secret
 
 #: Never part of a snapshot, whatever .gitignore says: VCS, kodr, installed deps, caches.
 ALWAYS_IGNORED = (".git/", ".kodr/", "node_modules/", ".venv/", "__pycache__/", ".pytest_cache/")
@@ -29,8 +32,9 @@ def _sha256(data: bytes) -> str:
 
 
 class DiskWorkspace:
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, allow_secret_files: bool = False) -> None:
         self.root = str(Path(root).resolve())
+        self.allow_secret_files = allow_secret_files
 
     # -- paths -------------------------------------------------------------
     def check_path(self, path: str) -> str:
@@ -95,6 +99,8 @@ class DiskWorkspace:
                 rel = rel_dir + name
                 full = os.path.join(dirpath, name)
                 if os.path.islink(full) or ignored(rel):
+                    continue
+                if not self.allow_secret_files and looks_secret(rel, self.read):
                     continue
                 out.append(rel)
         return sorted(out)

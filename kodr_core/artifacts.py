@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from kodr_core import events as ev
 from kodr_core.aggregate import fold
 from kodr_core.explain import explain
 from kodr_core.patch import unified_diff
+from kodr_core.results import InstallResult, TestResult
 
 BlobReader = Callable[[str], bytes]
 
@@ -48,10 +50,10 @@ def render(run_id: str, records: Sequence[ev.RecordedEvent], get_blob: BlobReade
     installs = [r.event for r in records if isinstance(r.event, ev.InstallFinished)]
     tests = [r.event for r in records if isinstance(r.event, ev.TestsFinished)]
     if installs:
-        out["install.json"] = _j(installs[-1].result)
+        out["install.json"] = _j(InstallResult.of(installs[-1].result).dump())
     if tests:
         full = [t for t in tests if t.scope == "full"] or tests
-        out["tests.json"] = _j(full[-1].result)
+        out["tests.json"] = _j(TestResult.of(full[-1].result).dump())
     if run.plan:
         out["plan.md"] = (run.plan.rstrip() + "\n").encode()
     first = run.turns[0] if run.turns else None
@@ -77,9 +79,9 @@ def render(run_id: str, records: Sequence[ev.RecordedEvent], get_blob: BlobReade
                 t.manifest_before or {}, t.writes.manifest, get_blob, [f["path"] for f in t.writes.files]
             ).encode()
         if t.final_tests is not None:
-            out[d + "tests.json"] = _j(t.final_tests)
+            out[d + "tests.json"] = _j(t.final_tests.dump())
         if t.install is not None:
-            out[d + "install.json"] = _j(t.install)
+            out[d + "install.json"] = _j(t.install.dump())
         errors = [{"kind": "invalid_output", "message": m} for m in t.rejected]
         errors += [{"kind": "refused_write", "message": m} for m in t.refused]
         if t.model_error:

@@ -1,80 +1,120 @@
-"""The brakes of the heal loop: every rule that stops a run, with its evidence.
+"""The rule book: every rule that ends a run, in the one order production follows.
 
-A repair loop driven by a model must stop for a reason a user can check, so each
-rule returns a :class:`Brake` naming the terminal state, the :class:`Reason`
-and the evidence it saw; ``None`` means "go on". The policy is pure: it reads a
-per-turn history (:class:`TurnRecord`, built from the fold by
-:func:`history_from_run`) and a clock value passed in.
+A run driven by a model must stop for a reason a user can check, so each rule
+returns a :class:`Brake` naming the :class:`Reason` (its terminal state follows
+from ``OUTCOME_OF``), the evidence it saw, and the turn it judged; ``None``
+means "go on". ``decide`` asks :func:`check` at each checkpoint and never
+decides a stop itself. The rules are pure: they read a :class:`Situation` built
+from the fold (:func:`situation`) and a clock value passed in.
 
-Rules, in the order they are checked after a verification:
+``RULES``, in order (the first that fires wins; each applies at the checkpoints
+named):
 
-1. the test run timed out → ``timed_out/test_timeout``;
-2. the full suite passed (``total > 0``, ``failed == 0``, exit code 0) →
-   ``passed/verification_passed``; a run of the failing files alone never passes;
-3. no test executed → ``failed/no_verification``;
-4. the run deadline passed → ``timed_out/run_deadline``;
-5. no repair turns allowed (``max_turns == 0``, i.e. no ``--heal``) →
-   ``failed/tests_failed``;
-6. the last repair edited files outside its allowed paths while tests still
-   fail → ``stalled/off_target_edit``. ``strict``: any such edit stops;
-   ``lenient``: only a repair whose edits are ALL outside stops (a fix that also
-   touches one extra file goes on); ``off``: never. A turn whose allowed paths
-   are unknown (empty) is not judged;
-7. two consecutive repair turns changed nothing → ``stalled/no_progress``;
-8. the last allowed repair turn (``n >= max_turns``) still fails →
-   ``failed/budget_exhausted``.
+1. ``run_deadline`` (every checkpoint but ``start``): the run is older than
+   ``run_deadline_s`` → ``timed_out``;
+2. ``test_command_refused`` (start): ``--test`` is not on the allowlist;
+3. ``model_timeout`` / ``model_unavailable`` (model): the call gave no reply;
+4. ``invalid_proposal`` (model): more invalid replies than ``invalid_retries``;
+5. ``unsafe_write`` (model): the proposal wrote outside the workspace;
+6. ``dry_run`` (model, turn 0): a dry run stops at its proposal;
+7. ``plan_recorded`` (model, plan mode): the plan is the outcome;
+8. ``install_refused`` (applied): no install plan for these manifests;
+9. ``install_refused`` / ``install_timeout`` / ``install_failed`` (install);
+10. ``test_timeout`` (verification);
+11. ``no_verification`` (verification): no test executed, with its cause;
+12. ``tests_removed`` (verification): a pass with fewer tests than a repair
+    started from is not a pass kodr saw;
+13. ``verification_passed`` (verification): the full suite ran, some test
+    executed, none failed, exit code 0; a run of the failing files alone never
+    passes (nor stops for 11/12: decide then runs the full suite);
+14. ``tests_failed`` (verification): tests fail and healing is off;
+15. ``off_target_edit`` (verification): the last repair edited files outside
+    its allowed paths while tests still fail. ``strict``: any such edit stops;
+    ``lenient``: only a repair whose edits are ALL outside; ``off``: never. A
+    turn whose allowed paths are unknown (empty) is not judged;
+16. ``no_progress`` (verification, repair): two consecutive repair turns
+    changed nothing (after a repair's writes, this is the only rule but the
+    deadline: an off-target edit is judged by the tests it leaves failing);
+17. ``budget_exhausted`` (verification): the last allowed repair still fails.
 
-After a repair's writes (before its tests run) only the deadline and
-no-progress rules apply: an off-target edit is judged by the tests it leaves
-failing. Model failures: :func:`after_model_error` and :func:`after_invalid_output`.
-
-"Changed" means a write altered a file's content (sha256 in the manifests before
-and after the writes differ); files that test runs create are not progress.
+"Changed" means a write altered a file's content (sha256 before and after the
+writes differ); files that test runs create are not progress.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
 
+from kodr_core.errors import KodrError
+from kodr_core.install_plan import plan_install
+from kodr_core.results import InstallResult, NoVerificationCause, Scope, TestResult
 from kodr_core.states import OUTCOME_OF, Reason, State
+from kodr_core.test_command import parse_test_command
 
-if TYPE_CHECKING:  # the engine adapters below take the fold and the options
+if TYPE_CHECKING:
     from kodr_core.aggregate import Run
     from kodr_core.options import RunOptions
 
 Strictness = Literal["strict", "lenient", "off"]
-Clock = float | datetime
+
+
+class Checkpoint(StrEnum):
+    """Where decide asks the rule book: one per point at which a run may end."""
+
+    START = "start"  # requested, nothing run yet
+    MODEL = "model"  # a model turn (proposal, repair or plan) before its writes
+    APPLIED = "applied"  # writes applied, about to install
+    INSTALL = "install"  # an install finished
+    VERIFICATION = "verification"  # a test run finished
+    REPAIR = "repair"  # a repair's writes applied, before its tests
 
 
 @dataclass(frozen=True)
 class Brake:
-    """Stop the run: in ``outcome`` (a terminal state), because of ``reason``, seeing ``evidence``."""
+    """Stop the run because of ``reason``, seeing ``evidence``; ``turn`` is the turn judged."""
 
-    outcome: State
     reason: Reason
     evidence: dict[str, Any] = field(default_factory=dict)
+    turn: int | None = None
+
+    @property
+    def outcome(self) -> State:
+        return OUTCOME_OF[self.reason]
 
 
-def _brake(reason: Reason, **evidence: Any) -> Brake:
-    return Brake(OUTCOME_OF[reason], reason, evidence)
+@dataclass(frozen=True)
+class ModelFailure:
+    error: str  # timeout | unavailable | http
+    message: str = ""
+    duration_ms: int | None = None
+    attempt: int = 1
+    retries: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
 class TurnRecord:
-    """One turn as the brakes see it. Turn 0 is the proposal (or the adopted workspace)."""
+    """One turn as the rules see it. Turn 0 is the proposal (or the adopted workspace)."""
 
     n: int
     manifest_before: Mapping[str, str] = field(default_factory=dict)  # path -> sha256
     manifest_after: Mapping[str, str] = field(default_factory=dict)
     written: tuple[str, ...] = ()  # paths the turn's writes named
-    tests_before: Mapping[str, Any] | None = None  # the result the repair was asked to fix
-    tests_after: Mapping[str, Any] | None = None  # the verification after the writes
-    allowed: frozenset[str] = frozenset()  # failing paths + repair context files
+    tests_before: TestResult | None = None  # the result the repair was asked to fix
+    tests_after: TestResult | None = None  # the turn's final full-suite result
+    results: tuple[TestResult, ...] = ()  # every result of the turn, in order
+    allowed: frozenset[str] = frozenset()  # on-target paths: failing paths, context, import closure
     applied: bool = True  # the writes happened (False while a turn is still proposing)
+    proposed: tuple[str, ...] | None = None  # paths of the accepted proposal, None before one
+    rejected: tuple[str, ...] = ()  # invalid replies, quoted
+    refused: tuple[str, ...] = ()  # writes refused as unsafe
+    model_failure: ModelFailure | None = None
+    install: InstallResult | None = None
 
     @property
     def edits(self) -> tuple[str, ...]:
@@ -88,26 +128,53 @@ class TurnRecord:
     def changed(self) -> bool:
         return bool(self.edits)
 
+    @property
+    def last_result(self) -> TestResult | None:
+        return self.results[-1] if self.results else self.tests_after
 
-# -- facts about test results -------------------------------------------------------
+
+@dataclass(frozen=True)
+class Situation:
+    """Everything the rules read: the turns so far (the last is the current one) and the settings."""
+
+    checkpoint: Checkpoint
+    history: tuple[TurnRecord, ...]
+    max_turns: int = 0  # repair turns allowed (0 when not healing)
+    strictness: Strictness = "strict"
+    invalid_retries: int = 1
+    dry_run: bool = False
+    install: bool = False  # --install: dependencies are installed before tests
+    plan_mode: bool = False
+    plan: str = ""
+    test_command: str | None = None
+    manifest: Mapping[str, str] = field(default_factory=dict)  # the workspace now: path -> sha256
+    deadline_s: float | None = None
+    elapsed_s: float | None = None
+
+    @property
+    def turn(self) -> TurnRecord:
+        return self.history[-1] if self.history else TurnRecord(0)
 
 
-def verification_passed(tests: Mapping[str, Any] | None) -> bool:
+# -- facts about results -------------------------------------------------------------
+
+
+def verification_passed(tests: TestResult | None) -> bool:
     """An honest pass: the full suite ran, some test executed, none failed, exit code 0."""
-    if not tests or tests.get("timedOut"):
+    if tests is None or tests.timed_out or tests.scope is not Scope.FULL:
         return False
-    if tests.get("scope", "full") != "full":
-        return False
-    total, failed = tests.get("total") or 0, tests.get("failed") or 0
-    exit_ok = tests.get("exitCode") in (0, None) and tests.get("ok", True) is not False
-    return total > 0 and failed == 0 and not tests.get("failures") and exit_ok
+    exit_ok = tests.exit_code in (0, None) and tests.ok
+    return tests.total > 0 and tests.failed == 0 and not tests.failures and exit_ok
 
 
-def failure_count(tests: Mapping[str, Any] | None) -> int | None:
+def needs_full_suite(tests: TestResult) -> bool:
+    """A failing-files-only run that passed or selected nothing: only the full suite decides."""
+    return tests.scope is Scope.FAILING and (tests.ok or not tests.total)
+
+
+def failure_count(tests: TestResult | None) -> int | None:
     """Failed tests of a result, or None when it tells nothing (no run, timed out, no test)."""
-    if not tests or tests.get("timedOut") or not tests.get("total"):
-        return None
-    return int(tests.get("failed") or 0)
+    return None if tests is None else tests.failure_count()
 
 
 def best_turn(history: Sequence[TurnRecord]) -> int:
@@ -131,156 +198,309 @@ def manifest_hash(manifest: Mapping[str, str]) -> str:
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
-# -- the rules ---------------------------------------------------------------------
+def verification_facts(tests: TestResult) -> dict[str, Any]:
+    """The facts of a verification every transition after it carries."""
+    return {
+        "command": tests.command, "exitCode": tests.exit_code, "passed": tests.passed,
+        "failed": tests.failed, "skipped": tests.skipped, "total": tests.total,
+        "durationMs": tests.duration_ms, "scope": tests.scope.value,
+    }  # fmt: skip
 
 
-def deadline_passed(deadline: Clock | None, now: Clock | None) -> Brake | None:
-    """``timed_out/run_deadline`` once ``now`` reaches ``deadline`` (same clock, epoch or datetime)."""
-    if deadline is None or now is None or now < deadline:  # type: ignore[operator]
+def failing_names(tests: TestResult) -> list[str]:
+    return [f.name for f in tests.failures][:20]
+
+
+def no_verification_cause(tests: TestResult) -> tuple[NoVerificationCause, str]:
+    """The cause of a result in which no test executed, and one human line for it."""
+    if tests.cause is not None:
+        return tests.cause, tests.detail or tests.error or tests.cause.value.replace("_", " ")
+    error = tests.error or ""  # a result recorded before causes existed: read its error
+    if error.startswith("no test command"):
+        return NoVerificationCause.NO_COMMAND, error
+    if "could be read" in error:
+        return NoVerificationCause.OUTPUT_UNREADABLE, error
+    return NoVerificationCause.NO_TESTS, error or "no tests ran"
+
+
+# -- the rules ----------------------------------------------------------------------
+
+Rule = Callable[[Situation], "Brake | None"]
+
+
+def run_deadline(s: Situation) -> Brake | None:
+    if s.deadline_s is None or s.elapsed_s is None or s.elapsed_s <= s.deadline_s:
         return None
-    return _brake(Reason.RUN_DEADLINE, deadline=_clock(deadline), now=_clock(now))
+    return Brake(Reason.RUN_DEADLINE, {"deadline_s": s.deadline_s, "elapsed_s": round(s.elapsed_s, 3)})
 
 
-def _clock(value: Clock) -> float | str:
-    return value.isoformat() if isinstance(value, datetime) else round(float(value), 3)
+def test_command_refused(s: Situation) -> Brake | None:
+    if s.test_command is None:
+        return None
+    try:
+        parse_test_command(s.test_command)
+    except KodrError as exc:
+        return Brake(Reason.TEST_COMMAND_REFUSED, {"command": s.test_command, "why": exc.message})
+    return None
 
 
-def _no_progress(history: Sequence[TurnRecord]) -> Brake | None:
-    repairs = [t for t in history if t.n >= 1 and t.applied]
+def _turn_no(t: TurnRecord) -> int | None:
+    return t.n or None
+
+
+def model_failed(s: Situation) -> Brake | None:
+    t = s.turn
+    if t.proposed is not None or t.model_failure is None or (s.plan_mode and s.plan):
+        return None
+    f = t.model_failure
+    reason = {"timeout": Reason.MODEL_TIMEOUT, "context_overflow": Reason.CONTEXT_OVERFLOW}.get(
+        f.error, Reason.MODEL_UNAVAILABLE)
+    facts = {"error": f.error, "message": f.message, "duration_ms": f.duration_ms,
+             "attempt": f.attempt, "retries": list(f.retries)}  # fmt: skip
+    return Brake(reason, facts, _turn_no(t))
+
+
+def invalid_proposal(s: Situation) -> Brake | None:
+    t = s.turn
+    if t.proposed is not None or (s.plan_mode and s.plan) or len(t.rejected) <= s.invalid_retries:
+        return None
+    return Brake(Reason.INVALID_PROPOSAL, {"errors": list(t.rejected)}, _turn_no(t))
+
+
+def unsafe_write(s: Situation) -> Brake | None:
+    t = s.turn
+    if t.proposed is None or not t.refused:
+        return None
+    return Brake(Reason.UNSAFE_WRITE, {"refused": list(t.refused)}, _turn_no(t))
+
+
+def dry_run(s: Situation) -> Brake | None:
+    t = s.turn
+    if not s.dry_run or t.n != 0 or t.proposed is None or s.plan_mode:
+        return None
+    return Brake(Reason.DRY_RUN, {"files": list(t.proposed)})
+
+
+def plan_recorded(s: Situation) -> Brake | None:
+    if not s.plan_mode or not s.plan:
+        return None
+    return Brake(Reason.PLAN_RECORDED, {"plan_bytes": len(s.plan.encode())})
+
+
+def no_install_plan(s: Situation) -> Brake | None:
+    if not s.install:
+        return None
+    files = sorted(s.manifest)
+    try:
+        plan_install(set(files))
+    except KodrError as exc:
+        return Brake(Reason.INSTALL_REFUSED, {"why": exc.message, "files": files[:50]})
+    return None
+
+
+def install_outcome(s: Situation) -> Brake | None:
+    r = s.turn.install
+    if r is None or r.ok:
+        return None
+    facts: dict[str, Any] = {"exitCode": r.exit_code, "durationMs": r.duration_ms, "command": r.command}
+    if r.refused:
+        return Brake(Reason.INSTALL_REFUSED, {**facts, "refused": list(r.refused)})
+    if r.timed_out:
+        return Brake(Reason.INSTALL_TIMEOUT, facts)
+    detail = r.first_error_line()
+    return Brake(Reason.INSTALL_FAILED, {**facts, "stderrTail": r.stderr_tail[-2000:], "detail": detail})
+
+
+def _decisive(s: Situation) -> TestResult | None:
+    """The verification result the rules judge, or None (none yet, or only the full suite decides)."""
+    last = s.turn.last_result
+    if last is None or needs_full_suite(last):
+        return None
+    return last
+
+
+def test_timeout(s: Situation) -> Brake | None:
+    last = s.turn.last_result
+    if last is None or not last.timed_out:
+        return None
+    return Brake(Reason.TEST_TIMEOUT, verification_facts(last))
+
+
+def no_verification(s: Situation) -> Brake | None:
+    last = _decisive(s)
+    if last is None or last.total:
+        return None
+    cause, detail = no_verification_cause(last)
+    return Brake(Reason.NO_VERIFICATION, {**verification_facts(last), "why": detail,
+                                          "cause": cause.value, "detail": detail})  # fmt: skip
+
+
+def _most_tests_seen(s: Situation) -> int:
+    """The largest full-suite test count of the turns before the current one."""
+    return max((t.tests_after.total for t in s.history[:-1]
+                if t.tests_after is not None and t.tests_after.scope is Scope.FULL), default=0)  # fmt: skip
+
+
+def tests_removed(s: Situation) -> Brake | None:
+    last = _decisive(s)
+    if last is None or not last.ok:
+        return None
+    before = _most_tests_seen(s)
+    if before <= last.total:
+        return None
+    return Brake(Reason.TESTS_REMOVED, {**verification_facts(last), "total_before": before})
+
+
+def passed(s: Situation) -> Brake | None:
+    last = _decisive(s)
+    if not verification_passed(last):
+        return None
+    assert last is not None
+    return Brake(Reason.VERIFICATION_PASSED, verification_facts(last))
+
+
+def _failing(s: Situation) -> TestResult | None:
+    last = _decisive(s)
+    return last if last is not None and last.total and not verification_passed(last) else None
+
+
+def tests_failed(s: Situation) -> Brake | None:
+    last = _failing(s)
+    if last is None or s.max_turns > 0:
+        return None
+    return Brake(Reason.TESTS_FAILED, {**verification_facts(last), "failing": failing_names(last)})
+
+
+def off_target_edit(s: Situation) -> Brake | None:
+    last, t = _failing(s), s.turn
+    if last is None or s.strictness == "off" or t.n < 1 or not t.applied or not t.allowed:
+        return None
+    edits = t.edits
+    outside = [p for p in edits if p not in t.allowed]
+    if not outside or (s.strictness == "lenient" and len(outside) < len(edits)):
+        return None
+    return Brake(Reason.OFF_TARGET_EDIT, {**verification_facts(last), "failing": failing_names(last),
+                 "turn": t.n, "paths": sorted(outside), "allowed": sorted(t.allowed),
+                 "strictness": s.strictness})  # fmt: skip
+
+
+def no_progress(s: Situation) -> Brake | None:
+    if s.checkpoint is Checkpoint.VERIFICATION and _failing(s) is None:
+        return None
+    repairs = [t for t in s.history if t.n >= 1 and t.applied]
     if len(repairs) < 2:
         return None
     a, b = repairs[-2], repairs[-1]
     if b.n != a.n + 1 or a.changed or b.changed:
         return None
-    return _brake(Reason.NO_PROGRESS, turns=[a.n, b.n], manifest_hash=manifest_hash(b.manifest_after))
+    facts = {"turns": [a.n, b.n], "manifest_hash": manifest_hash(b.manifest_after)}
+    last = _failing(s)
+    if last is not None:
+        facts = {**verification_facts(last), "failing": failing_names(last), **facts}
+    return Brake(Reason.NO_PROGRESS, facts)
 
 
-def _off_target(last: TurnRecord, strictness: Strictness) -> Brake | None:
-    if strictness == "off" or last.n < 1 or not last.applied or not last.allowed:
+def budget_exhausted(s: Situation) -> Brake | None:
+    last = _failing(s)
+    if last is None or s.turn.n < s.max_turns:
         return None
-    edits = last.edits
-    outside = [p for p in edits if p not in last.allowed]
-    if not outside or (strictness == "lenient" and len(outside) < len(edits)):
-        return None
-    return _brake(
-        Reason.OFF_TARGET_EDIT,
-        turn=last.n,
-        paths=sorted(outside),
-        allowed=sorted(last.allowed),
-        strictness=strictness,
-    )
+    per_turn: list[int | None] = [None] * (max(t.n for t in s.history) + 1)
+    for t in s.history:
+        per_turn[t.n] = failure_count(t.tests_after)
+    return Brake(Reason.BUDGET_EXHAUSTED, {**verification_facts(last), "failing": failing_names(last),
+                 "max_turns": s.max_turns, "failures_per_turn": per_turn,
+                 "best_turn": best_turn(s.history)})  # fmt: skip
 
 
-def decide_after_verification(
-    history: Sequence[TurnRecord],
-    *,
-    max_turns: int,
-    strictness: Strictness = "strict",
-    deadline: Clock | None = None,
-    now: Clock | None = None,
-) -> Brake | None:
-    """Stop or go on after the last turn's verification (``history[-1].tests_after``).
+_ALL_BUT_START = frozenset(Checkpoint) - {Checkpoint.START}
+C = Checkpoint
 
-    ``max_turns`` is the number of repair turns allowed (0 when not healing).
-    Returns None to start repair turn ``n + 1``, and also when the last result
-    is a failing-files-only run that passed (the engine must run the full suite).
-    """
-    if not history or history[-1].tests_after is None:
-        return None
-    last = history[-1]
-    tests = last.tests_after
-    assert tests is not None
-    command = tests.get("command")
-    if tests.get("timedOut"):
-        return _brake(Reason.TEST_TIMEOUT, turn=last.n, command=command, durationMs=tests.get("durationMs"))
-    if verification_passed(tests):
-        return _brake(Reason.VERIFICATION_PASSED, turn=last.n, passed=tests.get("passed"),
-                      total=tests.get("total"), command=command)  # fmt: skip
-    if tests.get("scope", "full") != "full" and (tests.get("ok") or not tests.get("total")):
-        return None
-    if not tests.get("total"):
-        return _brake(Reason.NO_VERIFICATION, turn=last.n, command=command, why="no test executed")
-    stop = deadline_passed(deadline, now)
-    if stop is not None:
-        return stop
-    if max_turns <= 0:
-        return _brake(Reason.TESTS_FAILED, turn=last.n, failed=tests.get("failed"), total=tests.get("total"))
-    stop = _off_target(last, strictness) or _no_progress(history)
-    if stop is not None:
-        return stop
-    if last.n >= max_turns:
-        per_turn: list[int | None] = [None] * (max(t.n for t in history) + 1)
-        for t in history:
-            per_turn[t.n] = failure_count(t.tests_after)
-        return _brake(Reason.BUDGET_EXHAUSTED, max_turns=max_turns, failures_per_turn=per_turn,
-                      best_turn=best_turn(history))  # fmt: skip
+#: The rule book: (rule, checkpoints where it applies), in the order they are checked.
+RULES: tuple[tuple[Rule, frozenset[Checkpoint]], ...] = (
+    (run_deadline, _ALL_BUT_START),
+    (test_command_refused, frozenset({C.START})),
+    (model_failed, frozenset({C.MODEL})),
+    (invalid_proposal, frozenset({C.MODEL})),
+    (unsafe_write, frozenset({C.MODEL})),
+    (dry_run, frozenset({C.MODEL})),
+    (plan_recorded, frozenset({C.MODEL})),
+    (no_install_plan, frozenset({C.APPLIED})),
+    (install_outcome, frozenset({C.INSTALL})),
+    (test_timeout, frozenset({C.VERIFICATION})),
+    (no_verification, frozenset({C.VERIFICATION})),
+    (tests_removed, frozenset({C.VERIFICATION})),
+    (passed, frozenset({C.VERIFICATION})),
+    (tests_failed, frozenset({C.VERIFICATION})),
+    (off_target_edit, frozenset({C.VERIFICATION})),
+    (no_progress, frozenset({C.VERIFICATION, C.REPAIR})),
+    (budget_exhausted, frozenset({C.VERIFICATION})),
+)
+
+
+def first_brake(s: Situation) -> Brake | None:
+    """The first rule of :data:`RULES` that applies at ``s.checkpoint`` and fires, or None."""
+    for rule, where in RULES:
+        if s.checkpoint in where:
+            stop = rule(s)
+            if stop is not None:
+                return stop
     return None
 
 
-def decide_after_repair(
-    history: Sequence[TurnRecord], *, deadline: Clock | None = None, now: Clock | None = None
-) -> Brake | None:
-    """Stop or go on after a repair's writes, before its tests run: deadline, no progress."""
-    return deadline_passed(deadline, now) or _no_progress(history)
+# -- the fold's view -------------------------------------------------------------------
 
 
-def after_model_error(kind: str, *, message: str = "", turn: int | None = None) -> Brake:
-    """A model call that produced no reply: past its timeout, or the server failed."""
-    reason = Reason.MODEL_TIMEOUT if kind == "timeout" else Reason.MODEL_UNAVAILABLE
-    return _brake(reason, error=kind, message=message, turn=turn)
-
-
-def after_invalid_output(errors: Sequence[str], *, retries: int = 1) -> Brake | None:
-    """Stop once the model answered invalidly more than ``retries`` times; else retry."""
-    if len(errors) <= retries:
-        return None
-    return _brake(Reason.INVALID_PROPOSAL, errors=list(errors), retries=retries)
-
-
-# -- the engine's view: the fold in, a brake out ---------------------------------------
-
-
-def history_from_run(run: "Run") -> list[TurnRecord]:
+def history_from_run(run: Run) -> list[TurnRecord]:
     """Turn records from the folded run: manifests chained from the base snapshot."""
     out: list[TurnRecord] = []
     current: Mapping[str, str] = run.base_snapshot
-    previous_tests: Mapping[str, Any] | None = None
+    previous: TestResult | None = None
     for t in run.turns:
         before = t.manifest_before if t.manifest_before is not None else current
         after = t.writes.manifest if t.writes is not None else before
-        written = tuple(f["path"] for f in t.writes.files) if t.writes is not None else ()
+        results, final = t.tests, t.final_tests
+        err = t.model_error
         out.append(TurnRecord(
-            n=t.n, manifest_before=before, manifest_after=after, written=written,
-            tests_before=previous_tests, tests_after=t.final_tests,
+            n=t.n, manifest_before=before, manifest_after=after,
+            written=tuple(f["path"] for f in t.writes.files) if t.writes is not None else (),
+            tests_before=previous, tests_after=final, results=results,
             allowed=frozenset(t.allowed_paths), applied=t.writes is not None,
+            proposed=tuple(f["path"] for f in t.proposal.files) if t.proposal is not None else None,
+            rejected=tuple(t.rejected), refused=tuple(t.refused),
+            model_failure=None if err is None else ModelFailure(
+                err.error, err.message, err.duration_ms, err.attempt, tuple(err.retries)),
+            install=t.install,
         ))  # fmt: skip
         current = after
-        previous_tests = t.final_tests or previous_tests
+        previous = final or previous
     return out
 
 
-def _deadline(run: "Run", o: "RunOptions") -> float | None:
-    if o.run_deadline_s is None or not run.created_at:
-        return None
-    start = datetime.fromisoformat(run.created_at.replace("Z", "+00:00")).timestamp()
-    return start + o.run_deadline_s
+def elapsed_s(run: Run, now: float) -> float:
+    if not run.created_at:
+        return 0.0
+    return now - datetime.fromisoformat(run.created_at).timestamp()
 
 
-def after_verification(run: "Run", o: "RunOptions", now: float | None = None) -> Brake | None:
-    """:func:`decide_after_verification` on the fold; ``now`` (epoch seconds) enables the deadline."""
-    return decide_after_verification(
-        history_from_run(run)[: run.heal_turn + 1],
+def situation(run: Run, o: RunOptions, checkpoint: Checkpoint, now: float | None) -> Situation:
+    """The rules' view of a folded run at ``checkpoint``; ``now`` (epoch seconds) enables the deadline."""
+    return Situation(
+        checkpoint=checkpoint,
+        history=tuple(history_from_run(run)[: run.heal_turn + 1]),
         max_turns=o.max_turns if o.heal else 0,
         strictness=o.off_target,
-        deadline=_deadline(run, o) if now is not None else None,
-        now=now,
+        invalid_retries=o.invalid_retries,
+        dry_run=o.dry_run,
+        install=o.install,
+        plan_mode=run.mode == "plan",
+        plan=run.plan or "",
+        test_command=o.test_command,
+        manifest=run.manifest,
+        deadline_s=o.run_deadline_s,
+        elapsed_s=elapsed_s(run, now) if now is not None else None,
     )
 
 
-def after_repair(run: "Run", o: "RunOptions", now: float | None = None) -> Brake | None:
-    """:func:`decide_after_repair` on the fold; ``now`` (epoch seconds) enables the deadline."""
-    return decide_after_repair(
-        history_from_run(run)[: run.heal_turn + 1],
-        deadline=_deadline(run, o) if now is not None else None,
-        now=now,
-    )
+def check(run: Run, o: RunOptions, checkpoint: Checkpoint, now: float | None) -> Brake | None:
+    """Ask the rule book about a folded run: the brake that ends it here, or None to go on."""
+    return first_brake(situation(run, o, checkpoint, now))

@@ -14,10 +14,13 @@ import hashlib
 import json
 import time
 import uuid
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
+from kodr_core import brakes
 from kodr_core import events as ev
 from kodr_core.aggregate import Run, apply, fold
+from kodr_core.deadline import step_time
 from kodr_core.decide import (
     ApplyWrites,
     CallModel,
@@ -32,10 +35,12 @@ from kodr_core.decide import (
 from kodr_core.envelope import InvalidProposal, proposal_json_schema
 from kodr_core.errors import KodrError
 from kodr_core.failures import failing_paths
-from kodr_core.install_plan import check_manifests
+from kodr_core.install_plan import manifests_changed, plan_install, stale_locks
+from kodr_core.sources import DEFAULT_SOURCES, DependencySources, check_manifests
 from kodr_core.machine import destination
 from kodr_core.model_output import CUT_OFF, envelope_from_reply, strip_thinking
 from kodr_core.options import RunOptions
+from kodr_core.patch import proposal_writes
 from kodr_core.ports import (
     ArtifactSink,
     ChatRequest,
@@ -48,15 +53,46 @@ from kodr_core.ports import (
 )
 from kodr_core.prompts import plan_messages, proposal_messages, repair_messages, with_retry_note
 from kodr_core.repair_context import build_repair_context
-from kodr_core.states import TERMINAL
+from kodr_core.results import InstalledFile, InstallResult, Scope, StepDeadline, TestResult, build_install_json, build_tests_json
+from kodr_core.states import TERMINAL, State
 from kodr_core.test_command import detect_test_command, parse_test_command
-from kodr_core.test_report import build_install_json, build_tests_json
 
 #: Base snapshot caps: bigger files are recorded as skipped, not stored.
 SNAPSHOT_FILE_CAP = 1 << 20
 SNAPSHOT_TOTAL_CAP = 64 << 20
 
 Observer = Callable[[ev.RecordedEvent], None]
+
+
+#: Prompt sizing against a context window: a token is taken as 3 bytes (code and prose run
+#: 3.5-4), at least a quarter of the window (and 512 tokens) stays free for the answer, and the
+#: tool loop's schemas and hint take about 1500 tokens.
+BYTES_PER_TOKEN = 3
+ANSWER_TOKENS_MIN = 512
+TOOL_TOKENS = 1500
+PROMPT_BYTES_MIN = 2000
+
+
+def _size(messages: list[dict[str, Any]]) -> int:
+    return sum(len(str(m.get("content") or "").encode()) for m in messages)
+
+
+def _nothing(_path: str) -> bytes | None:
+    return None
+
+
+def _budgeted(read: Callable[[str], bytes | None], allowance: int) -> Callable[[str], bytes | None]:
+    """``read`` that shows files while ``allowance`` bytes last; later files are listed by name only."""
+    left = [allowance]
+
+    def reader(path: str) -> bytes | None:
+        data = read(path)
+        if data is None or len(data) > left[0]:
+            return None
+        left[0] -= len(data)
+        return data
+
+    return reader
 
 
 def new_run_id() -> str:
@@ -78,6 +114,7 @@ class Engine:
         artifacts: ArtifactSink | None = None,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
+        sources: DependencySources = DEFAULT_SOURCES,
     ) -> None:
         self.log = log
         self.workspace = workspace
@@ -86,13 +123,14 @@ class Engine:
         self.artifacts = artifacts
         self.observer = observer
         self.clock = clock
+        self.sources = sources
         self._records: list[ev.RecordedEvent] = []
 
     # -- entry points -------------------------------------------------------
     def request(self, task: str, options: RunOptions, *, mode: str = "run", run_id: str | None = None) -> str:
         """Record a new run with the workspace's base snapshot (content-addressed blobs)."""
         run_id = run_id or new_run_id()
-        snapshot: dict[str, str] = {}
+        kept: dict[str, bytes] = {}
         skipped: list[dict[str, Any]] = []
         total = 0
         for path in self.workspace.files():
@@ -103,7 +141,13 @@ class Engine:
                 skipped.append({"path": path, "bytes": len(data), "why": "over the snapshot size cap"})
                 continue
             total += len(data)
-            snapshot[path] = self.log.put_blob(data)
+            kept[path] = data
+        snapshot: dict[str, str] = {}
+        for (path, data), sha in zip(kept.items(), self.log.put_blobs(list(kept.values()))):  # one transaction
+            if sha != hashlib.sha256(data).hexdigest():  # the store scrubbed a secret value out of it
+                skipped.append({"path": path, "bytes": len(data), "why": "holds a secret value"})
+                continue
+            snapshot[path] = sha
         event = ev.RunRequested(
             task=task,
             workspace=self.workspace.root,
@@ -121,6 +165,7 @@ class Engine:
         run = fold(run_id, self._records)
         if run.state in TERMINAL:
             return run
+        self.log.check_intact(run_id)  # never append after a cut or edited history
         interrupted = run.pending.key if run.pending else None
         run = self._append(run, [ev.RunResumed(owner=owner, overrides=overrides or {}, interrupted=interrupted)])
         restored = []
@@ -140,8 +185,46 @@ class Engine:
         run = fold(run_id, self._records)
         while (step := next_step(run, self.clock())) is not None:
             run = self._perform(run, step)
+        run = self._restore_best_turn(run)
         self._refresh_artifacts(run_id)
         return run
+
+    def _restore_best_turn(self, run: Run) -> Run:
+        """A run that stopped without passing leaves the best turn's files, recorded as an event.
+
+        ``--keep-last`` opts out. Only files repair turns after the best one wrote are
+        put back (install-written lockfiles stay); a file those turns created is kept
+        and listed, since kodr never deletes workspace files. Idempotent: a second
+        drive of the same terminal run finds it already done.
+        """
+        if run.state not in TERMINAL or run.state is State.PASSED or run.heal_turn < 1:
+            return run
+        if RunOptions.of(run.options).keep_last or any(
+            isinstance(r.event, ev.WorkspaceRestored) and any(str(f.get("why", "")).startswith("best turn")
+                                                              for f in r.event.files)
+            for r in self._records
+        ):
+            return run
+        history = brakes.history_from_run(run)
+        best = brakes.best_turn(history)
+        if best >= len(history) - 1 and history[-1].applied:
+            return run  # the last turn is the best one
+        target = history[best].manifest_after
+        later = {p for t in history[best + 1 :] for p in t.written}
+        restored: list[dict[str, Any]] = []
+        for path in sorted(later):
+            sha = target.get(path)
+            data = self.workspace.read(path)
+            found = hashlib.sha256(data).hexdigest() if data is not None else None
+            if sha is None:
+                restored.append({"path": path, "sha256": None, "found": found,
+                                 "why": f"best turn {best}: created after it, kept"})
+            elif found != sha:
+                self.workspace.write(path, self.log.get_blob(sha))
+                restored.append({"path": path, "sha256": sha, "found": found, "why": f"best turn {best}"})
+        if not restored:
+            return run
+        return self._append(run, [ev.WorkspaceRestored(files=restored)])
 
     # -- plumbing -------------------------------------------------------------
     def _emit(self, recs: Sequence[ev.RecordedEvent]) -> None:
@@ -192,14 +275,36 @@ class Engine:
         return self._append(run, [event])
 
     # -- the model --------------------------------------------------------------
-    def _messages(self, run: Run, step: CallModel) -> tuple[list[dict], dict[str, Any] | None]:
+    def _prompt_bytes(self, o: RunOptions, time_s: float = 10.0) -> int | None:
+        """Bytes the prompt may take: the context window less room for the answer (None: no window known)."""
+        window = o.context_tokens
+        if window is None:
+            ask = getattr(self.model, "context_tokens", None)
+            window = ask(timeout_s=min(10.0, time_s)) if callable(ask) else None
+        if not window:
+            return None
+        answer = max(ANSWER_TOKENS_MIN, window // 4)
+        tools = TOOL_TOKENS if o.tools else 0
+        return max(PROMPT_BYTES_MIN, (window - answer - tools) * BYTES_PER_TOKEN)
+
+    def _messages(
+        self, run: Run, step: CallModel, prompt_bytes: int | None = None
+    ) -> tuple[list[dict], dict[str, Any] | None]:
+        """The step's messages; with ``prompt_bytes``, file contents and the repair context are cut to fit."""
         o = RunOptions.of(run.options)
+        read = self.workspace.read
+        if step.purpose != "repair" and prompt_bytes is not None:
+            names = sorted(run.manifest)
+            bare = (plan_messages(run.task, names, _nothing) if step.purpose == "plan"
+                    else proposal_messages(run.task, names, _nothing, plan=o.plan))
+            read = _budgeted(read, prompt_bytes - _size(bare))
         if step.purpose == "plan":
-            return plan_messages(run.task, sorted(run.manifest), self.workspace.read), None
+            return plan_messages(run.task, sorted(run.manifest), read), None
         if step.purpose != "repair":
             files = sorted(run.manifest)
-            return proposal_messages(run.task, files, self.workspace.read, plan=o.plan), None
-        prev = run.turns[step.turn - 1].final_tests or {}
+            return proposal_messages(run.task, files, read, plan=o.plan), None
+        final = run.turns[step.turn - 1].final_tests
+        prev = final.dump() if final is not None else {}  # the repair context reads tests.json's shape
         log = b""
         if prev.get("logBlob"):
             try:
@@ -209,15 +314,19 @@ class Engine:
         raw = log.decode("utf-8", "replace") or (prev.get("stdoutTail", "") + "\n" + prev.get("stderrTail", ""))
         files = set(run.manifest)
         paths = failing_paths(prev, raw, self.workspace.root, files)
+        budget = o.context_budget_bytes
+        if prompt_bytes is not None:
+            budget = max(PROMPT_BYTES_MIN // 2, min(budget, prompt_bytes - _size(repair_messages(run.task, ""))))
         ctx = build_repair_context(
-            prev, paths, files, self.workspace.read, o.plan, budget_bytes=o.context_budget_bytes,
+            prev, paths, files, self.workspace.read, o.plan, budget_bytes=budget,
             workspace_root=self.workspace.root,
         )
         return repair_messages(run.task, ctx.to_prompt()), ctx.to_json()
 
     def _call_model(self, run: Run, step: CallModel) -> Run:
         o = RunOptions.of(run.options)
-        messages, context = self._messages(run, step)
+        prompt_bytes = self._prompt_bytes(o, step_time(run, self.clock(), 10.0).timeout_s)
+        messages, context = self._messages(run, step, prompt_bytes)
         messages = with_retry_note(messages, step.errors)
         schema = None if step.purpose == "plan" else proposal_json_schema()
         request = ChatRequest(messages=messages, response_schema=schema)
@@ -231,16 +340,51 @@ class Engine:
         )])
         if self.model is None:
             raise KodrError("no model is configured for this run (give --base-url or --provider)")
-        timeout = o.repair_timeout_s if step.purpose == "repair" else o.model_timeout_s
+        given = step_time(run, self.clock(), o.repair_timeout_s if step.purpose == "repair" else o.model_timeout_s)
+        timeout = given.timeout_s
         started = time.monotonic()
-        try:
-            reply = self.model.complete(request, deadline_s=timeout)
-        except ModelError as exc:
-            return self._append(run, [ev.ModelCallFailed(
-                purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key, error=exc.kind,
-                message=exc.message, duration_ms=exc.duration_ms or int((time.monotonic() - started) * 1000),
-                retries=exc.retries,
-            )])
+        shrunk: list[dict[str, Any]] = []
+        while True:
+            try:
+                left = timeout - (time.monotonic() - started) if shrunk else timeout
+                reply = self.model.complete(request, deadline_s=left)
+                break
+            except ModelError as exc:
+                if exc.kind == "context_overflow" and not shrunk:
+                    # Shrink once: to what the error says fits, else to half; then ask again.
+                    before = _size(messages)
+                    window, prompt = getattr(exc, "window", None), getattr(exc, "prompt", None)
+                    target = before // 2
+                    if window and prompt and prompt > 0:
+                        target = min(target, int(before * (window - max(ANSWER_TOKENS_MIN, window // 4)) / prompt))
+                    target = max(PROMPT_BYTES_MIN // 2, target)
+                    smaller, _ctx = self._messages(run, step, target)
+                    smaller = with_retry_note(smaller, step.errors)
+                    shrunk.append({"context_overflow": exc.message[:300], "prompt_bytes": before,
+                                   "shrunk_to_bytes": _size(smaller), "duration_ms": exc.duration_ms})
+                    if _size(smaller) < before:  # the same request again would fail the same way
+                        messages, request = smaller, ChatRequest(messages=smaller, response_schema=schema)
+                        continue
+                message = exc.message
+                if given.cut and exc.kind == "timeout":
+                    message += f" (cut to {given.timeout_s:.1f}s by the run deadline; its own timeout is " \
+                               f"{given.own_timeout_s:g}s)"
+                if shrunk and shrunk[0]["shrunk_to_bytes"] < shrunk[0]["prompt_bytes"]:
+                    message += f" (after shrinking the prompt from {shrunk[0]['prompt_bytes']} to " \
+                               f"{shrunk[0]['shrunk_to_bytes']} bytes)"
+                elif shrunk:
+                    message += f" (the prompt, {shrunk[0]['prompt_bytes']} bytes, has nothing left to cut)"
+                    shrunk[0]["duration_ms"] = 0  # the one call is exc's own
+                return self._append(run, [ev.ModelCallFailed(
+                    purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key, error=exc.kind,
+                    message=message,
+                    duration_ms=(exc.duration_ms + sum(x["duration_ms"] for x in shrunk))
+                    or int((time.monotonic() - started) * 1000),
+                    retries=shrunk + exc.retries, capabilities=exc.capabilities,
+                )])
+        if shrunk:
+            reply = replace(reply, retries=shrunk + reply.retries,
+                            duration_ms=int((time.monotonic() - started) * 1000))
         response_blob = self.log.put_blob(_json_bytes({
             "request": reply.request_body, "response": reply.raw, "content": reply.content,
             "reasoning": reply.reasoning, "finish_reason": reply.finish_reason,
@@ -248,7 +392,7 @@ class Engine:
         done = ev.ModelCallCompleted(
             purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key,
             response_blob=response_blob, duration_ms=reply.duration_ms, usage=reply.usage,
-            finish_reason=reply.finish_reason, retries=reply.retries,
+            finish_reason=reply.finish_reason, retries=reply.retries, capabilities=reply.capabilities,
         )
         if step.purpose == "plan":
             plan = strip_thinking(reply.content or "").strip()
@@ -259,15 +403,16 @@ class Engine:
             return self._append(run, [done, verdict_plan])
         try:
             proposal = envelope_from_reply(reply)
+            writes = proposal_writes(proposal, self.workspace.read, context)  # edits -> whole files
         except InvalidProposal as exc:
             verdict: ev.Event = ev.ProposalRejected(
                 purpose=step.purpose, turn=step.turn, attempt=step.attempt, error=str(exc)
             )
         else:
             files = []
-            for f in proposal.files:
-                data = f.content.encode()
-                files.append({"path": f.path, "sha256": self.log.put_blob(data), "bytes": len(data)})
+            for path, content, facts in writes:
+                data = content.encode()
+                files.append({"path": path, "sha256": self.log.put_blob(data), "bytes": len(data), **facts})
             verdict = ev.ProposalAccepted(
                 purpose=step.purpose, turn=step.turn, summary=proposal.summary, files=files
             )
@@ -315,15 +460,49 @@ class Engine:
         key = step_key(run, "install", step.turn)
         self._reap_interrupted(run, key)
         commands = [list(c) for c in step.commands]
-        problems = check_manifests(self.workspace.read)
+        problems = check_manifests(self.workspace.read, self.workspace.files(), self.sources)
+        try:  # the full plan needs the manifests' texts (extras, groups, pytest plugins): decide has names only
+            turn = run.turns[step.turn]
+            before = turn.manifest_before
+            stale = stale_locks(manifests_changed(before, run.manifest)) if step.turn and before is not None else set()
+            commands = plan_install(set(run.manifest) - stale, self.workspace.read).commands
+        except KodrError as exc:
+            problems = [*problems, exc.message]
         if problems:  # a hostile manifest is refused before anything runs; the files stay for a repair
-            refused = build_install_json([], commands) | {
-                "refused": problems, "error": "manifest refused: " + "; ".join(problems)}
-            return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=refused)])
-        run = self._append(run, [ev.InstallStarted(turn=step.turn, attempt=step.attempt, key=key, commands=commands)])
-        result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=o.install_timeout_s, step_key=key)
-        result = dict(result, logBlob=self.log.put_blob(log))
-        return self._append(run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=result)])
+            refused = InstallResult.of(build_install_json([], commands)).model_copy(
+                update={"refused": problems, "error": "manifest refused: " + "; ".join(problems)})
+            return self._append(run, [ev.InstallFinished(
+                turn=step.turn, attempt=step.attempt, key=key, result=refused.dump())])
+        run = self._append(run, [ev.InstallStarted(
+            turn=step.turn, attempt=step.attempt, key=key, commands=commands,
+            confinement=self.toolchain.confinement("install"),
+        )])
+        before = self.workspace.snapshot()
+        given = step_time(run, self.clock(), o.install_timeout_s)
+        result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=given.timeout_s, step_key=key)
+        typed = InstallResult.of(result).model_copy(update={
+            "log_blob": self.log.put_blob(log), "written": self._install_written(before),
+            "deadline": StepDeadline.model_validate(given.facts()) if given.cut else None})
+        return self._append(run, [ev.InstallFinished(
+            turn=step.turn, attempt=step.attempt, key=key, result=typed.dump())])
+
+    def _install_written(self, before: dict[str, str]) -> list[InstalledFile]:
+        """Files the install created or changed in the workspace (lockfiles, egg-info), as blobs,
+        so replay and resume reproduce what the tests saw. node_modules/ and .venv/ are not
+        workspace files; a file over the snapshot cap is listed without its content."""
+        written: list[InstalledFile] = []
+        for path, sha in sorted(self.workspace.snapshot().items()):
+            if before.get(path) == sha:
+                continue
+            data = self.workspace.read(path)
+            if data is None:
+                continue
+            change = "created" if path not in before else "modified"
+            if len(data) > SNAPSHOT_FILE_CAP:
+                written.append(InstalledFile(path=path, bytes=len(data), change=change, why="over the snapshot size cap"))
+                continue
+            written.append(InstalledFile(path=path, sha256=self.log.put_blob(data), bytes=len(data), change=change))
+        return written
 
     def _test_command(self, o: RunOptions) -> tuple[list[str], str] | None:
         if o.test_command:
@@ -347,6 +526,7 @@ class Engine:
         argv = found[0] if found else []
         run = self._append(run, [ev.TestsStarted(
             turn=step.turn, attempt=step.attempt, key=key, command=argv, scope=step.scope, files=list(step.files),
+            confinement=self.toolchain.confinement("tests"),
         )])
         if found is None:
             nothing = ProcessResult(
@@ -356,11 +536,14 @@ class Engine:
             )
             result, log = build_tests_json(nothing, None, []), b""
         else:
+            given = step_time(run, self.clock(), o.test_timeout_s)
             result, log = self.toolchain.test(
-                found[0], found[1], cwd=self.workspace.root, timeout_s=o.test_timeout_s,
+                found[0], found[1], cwd=self.workspace.root, timeout_s=given.timeout_s,
                 step_key=key, only_files=step.files,
             )
-        result = dict(result, logBlob=self.log.put_blob(log))
+            if given.cut:
+                result = result.model_copy(update={"deadline": StepDeadline.model_validate(given.facts())})
+        typed = TestResult.of(result).model_copy(update={"log_blob": self.log.put_blob(log), "scope": Scope(step.scope)})
         return self._append(run, [ev.TestsFinished(
-            turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=result,
+            turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=typed.dump(),
         )])

@@ -13,13 +13,21 @@ import copy
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kodr_core.errors import RefusedInput
 
 MAX_PATH_CHARS = 240
 MAX_SEGMENT_CHARS = 120
 MAX_FILES = 200
+MAX_EDITS = 200
 MAX_FILE_BYTES = 512 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024
 
@@ -96,19 +104,52 @@ class FileWrite(BaseModel):
             return value
 
 
+class Edit(BaseModel):
+    """One search/replace hunk on an existing file, anchored on text that occurs once in it."""
+
+    # Like Aider's SEARCH/REPLACE blocks: the way to change a file too large to show whole.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    path: str = Field(description="Path of an existing file, relative to the workspace root.")
+    search: str = Field(description="Exact text copied from the file, long enough to occur exactly once.")
+    replace: str = Field(description="The text that replaces it.")
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_relative(cls, value: str) -> str:
+        try:
+            return check_relative_path(value)
+        except RefusedInput:
+            return value
+
+
 class Proposal(BaseModel):
-    """The proposed change: a summary and the files to write."""
+    """The proposed change: a summary, whole files to write and search/replace edits."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     summary: str = Field(description="One or two sentences on what the change does.")
     files: list[FileWrite] = Field(description="Every file to create or replace, with its full content.")
+    edits: list[Edit] = Field(
+        default_factory=list,
+        description="Search/replace hunks on existing files, applied in order; [] when none.",
+    )
     notes: str | None = Field(default=None, description="Anything the user should know, or null.")
 
     @model_validator(mode="after")
     def _limits(self) -> Proposal:
         if len(self.files) > MAX_FILES:
             raise ValueError(f"too many files: {len(self.files)} (at most {MAX_FILES})")
+        if len(self.edits) > MAX_EDITS:
+            raise ValueError(f"too many edits: {len(self.edits)} (at most {MAX_EDITS})")
+        whole = {f.path.casefold() for f in self.files}
+        for i, e in enumerate(self.edits):
+            if e.path.casefold() in whole:
+                raise ValueError(f"edits[{i}]: {e.path!r} is also written whole in files; use one or the other")
+            if not e.search:
+                raise ValueError(f"edits[{i}]: search is empty; copy the text to replace from the file")
+            if len(e.search.encode()) + len(e.replace.encode()) > MAX_FILE_BYTES:
+                raise ValueError(f"edits[{i}] is over the {MAX_FILE_BYTES}-byte limit")
         seen: dict[str, str] = {}
         total = 0
         for f in self.files:
@@ -182,4 +223,7 @@ def proposal_json_schema() -> dict[str, Any]:
     return _strictify(raw, raw.get("$defs", {}))
 
 
-ENVELOPE_EXAMPLE = '{"summary": "...", "files": [{"path": "src/a.js", "content": "..."}], "notes": null}'
+ENVELOPE_EXAMPLE = (
+    '{"summary": "...", "files": [{"path": "src/a.js", "content": "..."}], '
+    '"edits": [{"path": "src/big.js", "search": "...", "replace": "..."}], "notes": null}'
+)

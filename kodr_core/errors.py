@@ -49,5 +49,10 @@ class StoreUnavailable(KodrError):
     """The database is locked past its busy timeout, unreachable, or not migrated."""
 
 
+class StoreCorrupt(StoreUnavailable):
+    """The store answers but its contents cannot be trusted or read: a corrupt file, an
+    event this kodr cannot decode, a broken hash chain. Exit 5, like any store problem."""
+
+
 class RunNotFound(KodrError):
     """No run matches the id, prefix or ``last`` the user gave."""

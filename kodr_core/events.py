@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kodr_core.errors import StoreCorrupt
+
 
 class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -94,6 +96,7 @@ class ModelCallCompleted(Event):
     usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     retries: list[dict[str, Any]] = Field(default_factory=list)
+    capabilities: dict[str, Any] = Field(default_factory=dict)  # what the server accepts, and what was learned
 
 
 class ModelCallFailed(Event):
@@ -106,6 +109,7 @@ class ModelCallFailed(Event):
     message: str
     duration_ms: int
     retries: list[dict[str, Any]] = Field(default_factory=list)
+    capabilities: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProposalRejected(Event):
@@ -158,6 +162,7 @@ class InstallStarted(Event):
     attempt: int
     key: str
     commands: list[list[str]]
+    confinement: dict[str, Any] = Field(default_factory=dict)  # sandbox, mode, network, why
 
 
 class InstallFinished(Event):
@@ -182,6 +187,7 @@ class TestsStarted(Event):
     command: list[str]
     scope: str = "full"  # full | failing
     files: list[str] = Field(default_factory=list)
+    confinement: dict[str, Any] = Field(default_factory=dict)  # sandbox, mode, network, why
 
 
 class TestsFinished(Event):
@@ -241,8 +247,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 
-class UnknownEvent(ValueError):
-    pass
+class UnknownEvent(StoreCorrupt, ValueError):
+    """A stored event this kodr cannot decode (unknown type, or a newer version)."""
 
 
 def decode(type_: str, version: int, data: dict[str, Any]) -> Event:

@@ -1,4 +1,8 @@
-"""``kodr explain``: why a run ended where it did, derived from its events alone."""
+"""``kodr explain``: why a run ended where it did, derived from its events alone.
+
+:func:`one_line` is the run's outcome in one line with the cause a user needs
+(``failed (no_verification: pytest not installed in the project environment)``).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,25 @@ from typing import Any
 
 from kodr_core.aggregate import Run, Turn
 from kodr_core.brakes import best_turn, failure_count, history_from_run
+from kodr_core.results import TestResult
+
+
+def _final(t: Turn | None) -> TestResult | None:
+    return t.final_tests if t else None
 
 
 def _failing(t: Turn | None) -> list[str] | None:
     """Names of the failing tests, or None when the turn's result tells nothing."""
-    res = t.final_tests if t else None
-    if failure_count(res) is None:
+    res = _final(t)
+    if res is None or failure_count(res) is None:
         return None
-    return [f.get("name") or f.get("file") or "?" for f in res.get("failures", [])]
+    return [f.name or f.file or "?" for f in res.failures]
 
 
 def _install(t: Turn, install_requested: bool) -> str:
     if t.install is not None:
         r = t.install
-        return f"ran `{r.get('command')}`: exit {r.get('exitCode')} in {r.get('durationMs')} ms"
+        return f"ran `{r.command}`: exit {r.exit_code} in {r.duration_ms} ms"
     if t.install_skipped:
         return f"skipped: {t.install_skipped}"
     return "not requested" if not install_requested else "not run"
@@ -31,7 +40,7 @@ def explain(run: Run) -> dict[str, Any]:
     for t in run.turns:
         before = _failing(run.turns[t.n - 1]) if t.n > 0 else None
         after = _failing(t)
-        res = t.final_tests
+        res = _final(t)
         turns.append({
             "turn": t.n,
             "kind": ("adopted" if run.mode == "heal" else "proposal") if t.n == 0 else "repair",
@@ -41,13 +50,18 @@ def explain(run: Run) -> dict[str, Any]:
             "failing_before": before,
             "failing_after": after,
             "failures_after": failure_count(res),
-            "tests_after": None if res is None else {k: res.get(k) for k in ("passed", "failed", "skipped", "total")},
+            "tests_after": None if res is None else
+            {"passed": res.passed, "failed": res.failed, "skipped": res.skipped, "total": res.total},
             "install": _install(t, install_requested),
             "model_ms": t.model_ms,
             "model_attempts": t.model_attempts,
             "rejected_outputs": list(t.rejected),
             "refused_writes": list(t.refused),
             "model_error": t.model_error.message if t.model_error else None,
+            "confinement": {k: r.confinement.model_dump() for k, r in (
+                ("install", t.install), ("tests", res))
+                if r is not None and r.confinement is not None},
+            "model_server": t.model_capabilities,
         })
     last = run.transitions[-1] if run.transitions else None
     return {
@@ -93,9 +107,46 @@ def render_text(x: dict[str, Any]) -> str:
             lines.append(f"  refused write: {r}")
         if t["model_error"]:
             lines.append(f"  model error: {t['model_error']}")
+        for step, c in t.get("confinement", {}).items():
+            net = "" if c.get("sandbox") != "bwrap" else (", network on" if c.get("network") else ", network off")
+            lines.append(f"  confinement ({step}): {c.get('sandbox')} (--sandbox {c.get('mode')}{net})")
+        caps = t.get("model_server") or {}
+        for f in caps.get("learned") or []:
+            lines.append(f"  server fallback: {f['parameter']} {f['from']} -> {f['to']} ({f['message'][:100]})")
+        if caps.get("tools") in ("refused", "offered without response_format") and caps.get("learned") is not None:
+            lines.append(f"  server tools: {caps['tools']}")
     if x["stop"]:
         ev = ", ".join(f"{k}={v}" for k, v in x["stop"]["evidence"].items() if k not in ("failures",))
         lines.append(f"stopped by: {x['stop']['rule']} (trigger {x['stop']['trigger']}){': ' + ev if ev else ''}")
     if x["best_turn"] is not None:
         lines.append(f"best turn: {x['best_turn']}")
     return "\n".join(lines)
+
+
+#: The fact of a terminal event that says, in one line, why the run ended there.
+_DETAIL_KEYS = ("detail", "why", "message")
+
+
+def one_line(run: Run) -> str:
+    """The run's outcome in one line: ``state (reason: detail)``.
+
+    The detail is the terminal event's own (a no_verification cause, an install's
+    first error line, a model error); e.g. ``failed (install_failed: uv sync exit 2:
+    error: No `project` table found``. A run still going reads as its state.
+    """
+    if not run.reason:
+        return run.state.value
+    facts = dict(run.transitions[-1].facts) if run.transitions else {}
+    detail = ""
+    if run.reason == "install_failed":
+        line = str(facts.get("detail") or "")
+        detail = f"{facts.get('command') or 'install'} exit {facts.get('exitCode')}" + (f": {line}" if line else "")
+    elif run.reason in ("tests_failed", "budget_exhausted", "off_target_edit", "no_progress") and facts.get("failing"):
+        names = [str(n) for n in facts["failing"]]
+        detail = f"{facts.get('failed', len(names))} failing: " + ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+    elif run.reason == "test_timeout":
+        detail = f"{facts.get('command')} ran over its time limit"
+    else:
+        detail = next((str(facts[k]) for k in _DETAIL_KEYS if facts.get(k)), "")
+    detail = " ".join(detail.split())[:300]
+    return f"{run.state.value} ({run.reason}{': ' + detail if detail else ''})"

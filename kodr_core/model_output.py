@@ -12,6 +12,8 @@ Decisions:
 * When several JSON objects validate, the last one wins: models revise.
 * Raw newlines inside JSON strings are accepted (``strict=False``); so are
   trailing commas, but only as a fallback when nothing parses without them.
+* Only a leading think block (or a lone leading ``</think>``) is removed; think
+  tags anywhere else are content. An unclosed leading ``<think>`` is no answer.
 * Reasoning text is only searched when the visible content is empty, so a draft
   the model thought about and rejected is not mistaken for its answer.
 """
@@ -20,27 +22,84 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from kodr_core.envelope import ENVELOPE_EXAMPLE, SCHEMA_NAME, InvalidProposal, Proposal, parse_proposal
+from kodr_core.envelope import (
+    ENVELOPE_EXAMPLE,
+    SCHEMA_NAME,
+    InvalidProposal,
+    Proposal,
+    parse_proposal,
+)
 from kodr_core.ports import ChatReply
 
-_DECODER = json.JSONDecoder(strict=False)
+_JSON = json.JSONDecoder(strict=False)
+#: A file name's limit on every common filesystem (NAME_MAX), in bytes.
+MAX_NAME_BYTES = 255
 
-_THINK_BLOCK = re.compile(r"<(think|thinking)>.*?</\1>", re.S | re.I)
-_THINK_CLOSE = re.compile(r"</(?:think|thinking)>", re.I)
-_THINK_OPEN = re.compile(r"<(?:think|thinking)>", re.I)
-_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*$", re.S)
-_TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.S)
-_FUNCTION_TAG = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|\Z)", re.S)
-_PARAMETER_TAG = re.compile(r"<parameter=([^>\s]+)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.S)
+_LEADING_THINK = re.compile(r"\s*<(think|thinking)>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</(?:think|thinking)>", re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<(?:think|thinking)>", re.IGNORECASE)
+_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+_TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
+_FUNCTION_TAG = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|\Z)", re.DOTALL)
+_PARAMETER_TAG = re.compile(r"<parameter=([^>\s]+)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.DOTALL)
 _MISTRAL_TAG = "[TOOL_CALLS]"
 
 CUT_OFF = (
     "the reply was cut off at the token limit (finish_reason=length) before the envelope "
     "was complete; answer again with a shorter reply: no commentary, only the files that must change"
 )
+UNCLOSED_THINK = (
+    "the reply opened a <think> block and never closed it, so it holds no answer yet; "
+    "finish thinking, close it with </think>, then answer with the envelope"
+)
 _HINT = f" Answer with exactly one JSON object of the form {ENVELOPE_EXAMPLE}."
+
+
+def _raw_decode(text: str, i: int = 0) -> tuple[Any, int]:
+    """raw_decode that reports JSON nested past Python's recursion limit as a decode error."""
+    try:
+        return _JSON.raw_decode(text, i)
+    except RecursionError:
+        raise json.JSONDecodeError("JSON nested too deep", text, i) from None
+
+
+def _decode(text: str) -> Any:
+    text = text.strip()
+    value, end = _raw_decode(text, 0)
+    if text[end:].strip():
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
+def writable(proposal: Proposal) -> Proposal:
+    """The proposal, if every path and content can be stored and written; else InvalidProposal.
+
+    The envelope's own checks count characters; a file system counts bytes, and
+    JSON escapes can smuggle lone surrogates that no encoder accepts.
+    """
+    for f in proposal.files:
+        shown = ascii(f.path)[:80]
+        try:
+            f.path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidProposal(f"refused path {shown}: not valid Unicode (a lone surrogate)") from None
+        for part in f.path.split("/"):
+            if len(part.encode("utf-8")) > MAX_NAME_BYTES:
+                raise InvalidProposal(f"refused path {shown}: a name is longer than {MAX_NAME_BYTES} bytes")
+        try:
+            f.content.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidProposal(f"the content of {shown} is not valid Unicode (a lone surrogate)") from None
+    for text in (proposal.summary, getattr(proposal, "notes", None)):
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidProposal("the summary or notes are not valid Unicode (a lone surrogate)") from None
+    return proposal
 
 
 def response_format_for(local: bool, has_tools: bool, schema: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -55,16 +114,29 @@ def response_format_for(local: bool, has_tools: bool, schema: dict[str, Any] | N
     return {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema}}
 
 
-def strip_thinking(text: str) -> str:
-    """Drop ``<think>…</think>`` blocks, everything before a lone ``</think>``, and an unclosed ``<think>…``."""
-    text = _THINK_BLOCK.sub("", text)
-    closes = list(_THINK_CLOSE.finditer(text))
-    if closes:
-        text = text[closes[-1].end() :]
-    opened = _THINK_OPEN.search(text)
+def split_thinking(text: str) -> tuple[str, bool]:
+    """(the visible answer, whether the reply is still inside an unclosed leading think block).
+
+    Only a *leading* ``<think>…</think>`` block is removed, or everything up to a
+    lone ``</think>`` (templates that put the opening tag in the prompt) when the
+    reply does not start as JSON: think tags later in the reply are content (a
+    file may hold them) and are kept byte for byte. A reply that opens a think
+    block and never closes it has no answer yet.
+    """
+    opened = _LEADING_THINK.match(text)
     if opened:
-        text = text[: opened.start()]
-    return text
+        close = re.compile(rf"</{opened.group(1)}>", re.IGNORECASE).search(text, opened.end())
+        return ("", True) if close is None else (text[close.end() :], False)
+    close = _THINK_CLOSE.search(text)
+    if (close is not None and not text.lstrip().startswith(("{", "[", "```"))
+            and _THINK_OPEN.search(text, 0, close.start()) is None):
+        return text[close.end() :], False
+    return text, False
+
+
+def strip_thinking(text: str) -> str:
+    """The reply without its leading think block (see :func:`split_thinking`); "" while unclosed."""
+    return split_thinking(text)[0]
 
 
 def _whole_json(text: str) -> Any:
@@ -74,7 +146,7 @@ def _whole_json(text: str) -> Any:
     if not body.startswith("{"):
         return None
     try:
-        return _DECODER.decode(body)
+        return _decode(body)
     except json.JSONDecodeError:
         return None
 
@@ -86,8 +158,11 @@ def _scan_objects(text: str) -> tuple[list[dict[str, Any]], json.JSONDecodeError
     i = text.find("{")
     while i != -1:
         try:
-            obj, end = _DECODER.raw_decode(text, i)
+            obj, end = _raw_decode(text, i)
         except json.JSONDecodeError as exc:
+            if exc.msg == "JSON nested too deep":  # every inner "{" would be as deep: stop here
+                best = (len(text), exc)
+                break
             if best is None or exc.pos - i > best[0]:
                 best = (exc.pos - i, exc)
             i = text.find("{", i + 1)
@@ -102,7 +177,7 @@ def _scan_objects(text: str) -> tuple[list[dict[str, Any]], json.JSONDecodeError
 def _load_args(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return _DECODER.decode(value)
+            return _decode(value)
         except json.JSONDecodeError:
             return value
     return value
@@ -162,7 +237,7 @@ class _Search:
     def try_value(self, value: Any) -> Proposal | None:
         for cand in _candidates(value):
             try:
-                return parse_proposal(cand)
+                return writable(parse_proposal(cand))
             except InvalidProposal as exc:
                 self.invalid = self.invalid or exc.message
         if isinstance(value, dict) and self.other_keys is None:
@@ -208,7 +283,9 @@ def extract_envelope(
     whole = _whole_json(content)
     if whole is not None and (found := search.try_value(whole)) is not None:
         return found
-    visible = strip_thinking(content)
+    visible, unclosed = split_thinking(content)
+    if unclosed:
+        raise InvalidProposal(UNCLOSED_THINK)
     sources = [visible] if visible.strip() else [content, reasoning or ""]
     for repair in (False, True):
         for text in sources:
@@ -275,7 +352,7 @@ def _calls_from_json_text(text: str, *, tagged: bool) -> list[dict[str, Any]]:
     if value is None:
         stripped = text.strip()
         try:
-            value = _DECODER.decode(stripped) if stripped.startswith("[") else None
+            value = _decode(stripped) if stripped.startswith("[") else None
         except json.JSONDecodeError:
             value = None
     if value is None:
@@ -292,14 +369,14 @@ def _mistral_calls(text: str) -> list[dict[str, Any]]:
         if "[ARGS]" in rest.split("\n", 1)[0]:  # [TOOL_CALLS]name[ARGS]{...}
             name, _, tail = rest.partition("[ARGS]")
             try:
-                args, _ = _DECODER.raw_decode(tail.lstrip())
+                args, _ = _raw_decode(tail.lstrip())
             except json.JSONDecodeError:
                 args = None
             call = _call(name.strip(), args)
             out += [call] if call else []
         else:
             try:
-                value, _ = _DECODER.raw_decode(rest)
+                value, _ = _raw_decode(rest)
                 out += _calls_from_value(value, tagged=True)
             except json.JSONDecodeError:
                 pass

@@ -34,6 +34,13 @@ class RunOptions(BaseModel):
     plan: str | None = None  # a scratchpad injected into the prompt
     tools: bool = False  # read-only tool loop (list_files, read_file, inspect_symbols)
     tool_steps: int = 6
+    keep_last: bool = False  # a run that stops without passing keeps the last turn's files, not the best turn's
+    sandbox: Literal["auto", "required", "off"] = "auto"  # the OS sandbox around installs and tests
+    test_network: bool = False  # tests reach the network (inside the sandbox they get loopback only)
+    allow_secret_files: bool = False  # .env*, *.pem, id_*… in snapshots and prompts
+    local: bool | None = None  # the server is treated as local (None: guessed from the preset/host)
+    locality: str | None = None  # why it was judged local or remote, recorded with the run
+    context_tokens: int | None = None  # the server's context window, when the user knows it
 
     @classmethod
     def of(cls, raw: dict[str, Any]) -> "RunOptions":

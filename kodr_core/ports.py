@@ -7,9 +7,12 @@ plain frozen dataclasses, so the core never sees an httpx response or a Popen.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from kodr_core.events import Event, RecordedEvent
+
+if TYPE_CHECKING:
+    from kodr_core.results import InstallResult, TestResult
 
 # -- processes ---------------------------------------------------------------
 
@@ -71,6 +74,7 @@ class ChatReply:
     request_body: dict[str, Any] = field(default_factory=dict)  # what was sent (no headers)
     duration_ms: int = 0
     retries: list[dict[str, Any]] = field(default_factory=list)  # {status|error, wait_ms}
+    capabilities: dict[str, Any] = field(default_factory=dict)  # fallbacks in use and learned
 
 
 class ModelError(Exception):
@@ -84,6 +88,7 @@ class ModelError(Exception):
         self.message = message
         self.duration_ms = duration_ms
         self.retries = retries or []
+        self.capabilities: dict[str, Any] = {}
 
 
 class ModelPort(Protocol):
@@ -104,6 +109,12 @@ class EventLog(Protocol):
 
     def put_blob(self, data: bytes) -> str:
         """Store content-addressed bytes; returns the sha256 hex. Idempotent."""
+
+    def put_blobs(self, items: Sequence[bytes]) -> list[str]:
+        """Many blobs in one transaction; their sha256 hexes, in order."""
+
+    def check_intact(self, run_id: str) -> None:
+        """Raise StoreCorrupt unless the run's recorded history verifies (hash chain, tail)."""
 
     def get_blob(self, sha256: str) -> bytes: ...
 
@@ -133,11 +144,15 @@ class Workspace(Protocol):
 
 
 class Toolchain(Protocol):
-    """Runs the allowlisted install and test commands and returns their artifacts' dicts."""
+    """Runs the allowlisted install and test commands and returns their typed results.
+
+    A plain ``tests.json`` / ``install.json`` mapping is accepted too (fakes): the
+    engine validates it into the model.
+    """
 
     def install(
         self, commands: Sequence[Sequence[str]], *, cwd: str, timeout_s: float, step_key: str
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> tuple[InstallResult, bytes]:
         """Run each command in turn, stopping at the first failure: (install.json, whole log)."""
 
     def test(
@@ -149,12 +164,91 @@ class Toolchain(Protocol):
         timeout_s: float,
         step_key: str,
         only_files: Sequence[str] = (),
-    ) -> tuple[dict[str, Any], bytes]:
+    ) -> tuple[TestResult, bytes]:
         """Run the tests and parse them honestly: (tests.json, whole log)."""
 
     def kill_orphans(self, step_key: str) -> int: ...
+
+    def confinement(self, step: str) -> dict[str, Any]:
+        """How the next ``install``/``tests`` step's processes are confined (recorded in its Started event)."""
 
 
 class ArtifactSink(Protocol):
     def refresh(self, run_id: str, records: Sequence[RecordedEvent]) -> None:
         """Write the run's artifact files again from its events (they are views)."""
+
+
+# -- the service's queue ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One row of the runs projection, lease included."""
+
+    run_id: str
+    state: str
+    outcome: str | None
+    reason: str | None
+    heal_turn: int
+    last_seq: int
+    task: str
+    mode: str
+    workspace: str
+    created_at: str | None
+    updated_at: str | None
+    lease_owner: str | None
+    lease_epoch: int
+    lease_expires_at: float | None
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who appended an event: the lease owner and epoch (None for unleased appends)."""
+
+    owner: str | None
+    epoch: int | None
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    kind: str  # model | install | tests
+    seconds: float
+
+
+class RunQueue(Protocol):
+    """The store as the service layer uses it: events, blobs, the runs list, the queue."""
+
+    def load(self, run_id: str) -> list[RecordedEvent]: ...
+
+    def load_after(self, run_id: str, seq: int) -> list[RecordedEvent]: ...
+
+    def append(self, run_id: str, expected_seq: int, events: Sequence[Event]) -> list[RecordedEvent]: ...
+
+    def put_blob(self, data: bytes) -> str: ...
+
+    def get_blob(self, sha256: str) -> bytes: ...
+
+    def resolve(self, ref: str) -> str:
+        """A run id from an id, a unique prefix or ``last``; RunNotFound otherwise."""
+
+    def announce(self, run_id: str) -> None:
+        """Tell idle workers a run is waiting."""
+
+    def append_seized(
+        self, run_id: str, owner: str, expected_seq: int, events: Sequence[Event]
+    ) -> list[RecordedEvent]:
+        """Take the run's lease from whoever holds it and append under it (fences the holder)."""
+
+    def list_runs(self, state: str | None = None, limit: int = 50, offset: int = 0) -> list[RunRow]: ...
+
+    def get_run(self, run_id: str) -> RunRow | None: ...
+
+    def count_by_state(self) -> dict[str, int]: ...
+
+    def queue_depth(self) -> int: ...
+
+    def heal_turns(self) -> int: ...
+
+    def writers(self, run_id: str) -> dict[int, Writer]: ...
+
+    def step_timings(self) -> list[StepTiming]: ...

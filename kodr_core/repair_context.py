@@ -16,13 +16,16 @@ omitted otherwise. Every omission is recorded with why.
 
 from __future__ import annotations
 
-import ast
 import posixpath
 import re
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterable
+from typing import Any
 
 from kodr_core.failures import failures_from, is_test_path, short_stack
+from kodr_core.import_graph import Closure, import_closure, own_package_name
+from kodr_core.import_graph import imports_of as graph_imports
+from kodr_core.test_cut import cut_to_failing, render
 
 #: A file cut to fit must still show at least this much, or it is omitted instead.
 MIN_TRUNCATED_BYTES = 1024
@@ -34,11 +37,6 @@ _TEST_DIRS = ("test", "tests", "__tests__", "spec", "specs")
 _SKIP_DIRS = {"node_modules", ".venv", "venv", "site-packages", "dist", "build", ".git", ".kodr"}
 _JS_TEST = re.compile(r"^(?P<stem>.+?)[.\-_](?:test|spec)(?P<ext>\.[cm]?[jt]sx?)$")
 _JS_TEST_PREFIX = re.compile(r"^test[-_](?P<stem>.+?)(?P<ext>\.[cm]?[jt]sx?)$")  # node's test-X.js
-_JS_IMPORT = re.compile(
-    r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*)(['"`])(?P<spec>\.{1,2}/[^'"`\n]+)\1"""
-)
-_PY_FROM = re.compile(r"^\s*from\s+(?P<dots>\.*)(?P<mod>[\w.]*)\s+import\s+\(?(?P<names>[\w\s,]+)", re.M)
-_PY_IMPORT = re.compile(r"^\s*import\s+(?P<mods>[\w.]+(?:\s*,\s*[\w.]+)*)", re.M)
 _FENCE_LANG = {".py": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
                ".jsx": "jsx", ".ts": "typescript", ".mts": "typescript", ".cts": "typescript",
                ".tsx": "tsx", ".json": "json", ".toml": "toml", ".md": "markdown"}  # fmt: skip
@@ -134,92 +132,12 @@ def siblings_of(path: str, files: Collection[str]) -> list[str]:
 # -- imports -------------------------------------------------------------------
 
 
-def _resolve_js(importer: str, spec: str, files: Collection[str]) -> tuple[str | None, str | None]:
-    """(existing file, or None; the path a missing relative import would have)."""
-    spec = spec.split("?")[0].split("#")[0]
-    target = posixpath.normpath(posixpath.join(posixpath.dirname(importer), spec))
-    if target.startswith("../") or target == "..":
-        return None, None
-    stem, ext = posixpath.splitext(target)
-    cands = [target]
-    if ext in (".js", ".mjs", ".cjs", ".jsx"):  # TypeScript ESM imports name the output file
-        cands += [stem + e for e in (".ts", ".tsx", ".mts", ".cts")]
-    cands += [target + e for e in (*JS_EXTS, ".json")]
-    cands += [f"{target}/index{e}" for e in JS_EXTS]
-    for c in cands:
-        if c in files:
-            return c, None
-    missing = target if ext in (*JS_EXTS, ".json") else target + (_ext(importer) or ".js")
-    return None, missing
-
-
-def _py_imports(text: str) -> list[tuple[int, str, list[str]]]:
-    """(level, module, names) for each import; a regex fallback when the file does not parse."""
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
-        out = [(len(m["dots"]), m["mod"], [n.strip() for n in m["names"].split(",") if n.strip()])
-               for m in _PY_FROM.finditer(text)]  # fmt: skip
-        for m in _PY_IMPORT.finditer(text):
-            out += [(0, mod.strip(), []) for mod in m["mods"].split(",")]
-        return out
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            out.append((node.level, node.module or "", [a.name for a in node.names]))
-        elif isinstance(node, ast.Import):
-            out += [(0, a.name, []) for a in node.names]
-    return out
-
-
-def _py_module(base: str, dotted: str, files: Collection[str]) -> str | None:
-    p = posixpath.join(base, *dotted.split(".")) if dotted else base
-    for cand in (f"{p}.py", f"{p}/__init__.py"):
-        cand = posixpath.normpath(cand)
-        if cand in files:
-            return cand
-    return None
-
-
-def _resolve_py(importer: str, level: int, module: str, names: list[str], files: Collection[str]
-                ) -> tuple[list[str], str | None]:  # fmt: skip
-    here = posixpath.dirname(importer)
-    if level:
-        base = here
-        for _ in range(level - 1):
-            base = posixpath.dirname(base)
-        roots = [base]
-    else:
-        roots = list(dict.fromkeys([here, "", "src"]))
-    for root in roots:
-        subs = [m for n in names if (m := _py_module(root, f"{module}.{n}".strip("."), files))]
-        mod = _py_module(root, module, files) if module or level else None
-        found = subs or ([mod] if mod else [])
-        if found:
-            return found, None
-    if level and module:
-        return [], posixpath.normpath(posixpath.join(roots[0], *module.split("."))) + ".py"
-    return [], None
-
-
-def imports_of(path: str, text: str, files: Collection[str]) -> tuple[list[str], list[str]]:
-    """Workspace files ``path`` imports by relative path (or, for Python, by module
-    name resolved beside it, at the root or under ``src/``), and the paths of
-    relative imports that name no file yet (a repair may have to create them)."""
-    found: list[str] = []
-    missing: list[str] = []
-    if path.endswith(".py"):
-        for level, module, names in _py_imports(text):
-            got, miss = _resolve_py(path, level, module, names, files)
-            found += got
-            missing += [miss] if miss else []
-    elif _ext(path) in JS_EXTS:
-        for m in _JS_IMPORT.finditer(text):
-            got1, miss1 = _resolve_js(path, m["spec"], files)
-            found += [got1] if got1 else []
-            missing += [miss1] if miss1 else []
-    found = [f for f in dict.fromkeys(found) if f != path and not _skipped(f)]
-    return found, list(dict.fromkeys(m for m in missing if not _skipped(m)))
+def imports_of(path: str, text: str, files: Collection[str], read: Callable[[str], bytes | None] | None = None,
+               ) -> tuple[list[str], list[str]]:  # fmt: skip
+    """Workspace files ``path`` imports (see :mod:`kodr_core.import_graph`), and the paths
+    of relative imports that name no file yet (a repair may have to create them)."""
+    edges, missing = graph_imports(path, text, files, read, own_package_name(read) if read else None)
+    return [e.path for e in edges if not _skipped(e.path)], [m for m in missing if not _skipped(m)]
 
 
 # -- the context -----------------------------------------------------------------
@@ -233,10 +151,14 @@ class ContextFile:
     size: int  # the file's full size
     truncated: bool
     text: str = field(repr=False, default="")
+    cut: str | None = None  # how a truncated view was made: head | excerpt | failing-tests
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "role": self.role, "bytes": self.bytes, "size": self.size,
-                "truncated": self.truncated}  # fmt: skip
+        out: dict[str, Any] = {"path": self.path, "role": self.role, "bytes": self.bytes, "size": self.size,
+                               "truncated": self.truncated}  # fmt: skip
+        if self.cut:
+            out["cut"] = self.cut
+        return out
 
 
 @dataclass(frozen=True)
@@ -253,11 +175,16 @@ class RepairContext:
     scratchpad: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)  # counts and command of the failing run
     task: str | None = None
+    on_target: tuple[str, ...] = ()  # the failing tests' import closure, shown or not
+    closure: tuple[dict[str, Any], ...] = ()  # {path, depth, via} for each closure file
+    closure_truncated: bool = False
 
     @property
     def allowed_paths(self) -> frozenset[str]:
-        """Failing paths, the files shown, and missing relative imports: the off-target brake's map."""
-        return frozenset(self.failing_paths) | {f.path for f in self.files} | set(self.missing_imports)
+        """The off-target brake's map: failing paths, the files shown, missing relative
+        imports, and every file in the failing tests' import closure (shown or not)."""
+        return (frozenset(self.failing_paths) | {f.path for f in self.files} | set(self.missing_imports)
+                | set(self.on_target))  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """``context.json``: everything but the file contents (those are in the prompt)."""
@@ -271,6 +198,9 @@ class RepairContext:
             "omitted": list(self.omitted),
             "missing_imports": list(self.missing_imports),
             "allowed_paths": sorted(self.allowed_paths),
+            "onTarget": list(self.on_target),
+            "closure": list(self.closure),
+            "closureTruncated": self.closure_truncated,
             "scratchpad": self.scratchpad,
             "task": self.task,
         }
@@ -304,7 +234,11 @@ class RepairContext:
             out += ["", "## Plan from an earlier turn", self.scratchpad.strip()]
         out += ["", "## Files"]
         for f in self.files:
-            note = f", truncated: first {f.bytes} of {f.size} bytes" if f.truncated else ""
+            note = ""
+            if f.truncated:
+                note = {"excerpt": f", excerpt: {f.bytes} of {f.size} bytes around the failing lines",
+                        "failing-tests": f", cut to the failing tests: {f.bytes} of {f.size} bytes"}.get(
+                    f.cut or "", f", truncated: first {f.bytes} of {f.size} bytes")  # fmt: skip
             fence = "`" * max(3, _longest_backtick_run(f.text) + 1)
             lang = _FENCE_LANG.get(_ext(f.path), "")
             out += [f"### `{f.path}` ({f.role}{note})", f"{fence}{lang}", f.text.rstrip("\n"), fence]
@@ -318,10 +252,14 @@ class RepairContext:
         out += [
             "",
             "## Answer",
-            "Answer with the full-file envelope only, listing only the files that need to change, "
-            "each with its complete new content. Do not list unchanged files. A file shown "
-            "truncated must not be returned unless you rewrite it whole. Keep to the files named "
-            "above: edits elsewhere can stop the repair loop.",
+            (
+                "Answer with the envelope only, listing only the files that need to change. For a file "
+                "shown whole, give its complete new content in `files`, or search/replace hunks in "
+                "`edits`. A file shown truncated, cut or as an excerpt can only be changed with `edits`: "
+                "each hunk's `search` is text copied exactly from the lines shown, long enough to occur "
+                "once in the file, and `replace` is what it becomes. Keep to the files named above and "
+                "the modules they import: edits elsewhere can stop the repair loop."
+            ),
         ]
         if envelope_hint:
             out.append(envelope_hint)
@@ -348,18 +286,49 @@ def _cut(data: bytes, limit: int) -> bytes:
     return head[: nl + 1] if nl >= 0 else b""
 
 
-def _candidates(
-    failing: list[str], failing_tests: list[str], files: Collection[str]
-) -> list[tuple[str, str]]:
-    frames = [p for p in failing if p not in failing_tests]
-    order: list[tuple[str, str]] = [(p, "failing") for p in failing_tests]
-    order += [(s, "sibling") for p in failing_tests for s in siblings_of(p, files)]
-    order += [(p, "failing") for p in frames]
-    order += [(s, "sibling") for p in frames for s in siblings_of(p, files)]
-    seen: dict[str, str] = {}
-    for path, role in order:  # a failing path keeps its role wherever it is first reached
-        seen.setdefault(path, "failing" if path in failing else role)
-    return list(seen.items())
+#: A failing test file bigger than this share of the budget is cut to its failing tests.
+TEST_SHARE = 0.25
+#: A file in failing frames bigger than this share of the budget is shown around its frame lines.
+FRAME_SHARE = 0.25
+#: A cut test file may always use this much, however many failing test files share the budget.
+TEST_CUT_MIN = 4096
+#: Lines kept around each evidence line of an excerpt, and from a file's head.
+EXCERPT_RADIUS = 30
+EXCERPT_HEAD = 40
+_LOCATION = re.compile(r"(?P<path>[\w./@+-]+\.[A-Za-z]{1,4}):(?P<line>\d+)")
+_PY_LOCATION = re.compile(r"""(?P<path>[\w./@+-]+\.py)"?,? line (?P<line>\d+)""")
+
+
+def _evidence_lines(failures: list[dict[str, Any]], files: Collection[str]) -> dict[str, list[int]]:
+    """path -> lines the failures and their stacks point at (1-based)."""
+    out: dict[str, list[int]] = {}
+    for f in failures:
+        if f.get("file") in files and isinstance(f.get("line"), int):
+            out.setdefault(f["file"], []).append(f["line"])
+        for ln in f.get("stack") or []:
+            for m in [*_LOCATION.finditer(str(ln)), *_PY_LOCATION.finditer(str(ln))]:
+                if m["path"] in files:
+                    out.setdefault(m["path"], []).append(int(m["line"]))
+    return out
+
+
+def _excerpt(text: str, lines: list[int], limit: int, comment: str) -> str | None:
+    """The head and windows around ``lines``, within ``limit`` bytes, narrowing the windows as needed."""
+    total = text.count("\n") + 1
+    for radius in (EXCERPT_RADIUS, 15, 6, 2):
+        keep = set(range(1, min(EXCERPT_HEAD, total) + 1))
+        for n in lines:
+            keep |= set(range(max(1, n - radius), n + radius + 1))
+        out = render(text, keep, comment)
+        if len(out.encode()) <= limit:
+            return out
+        keep = set()
+        for n in lines:
+            keep |= set(range(max(1, n - radius), n + radius + 1))
+        out = render(text, keep, comment)
+        if len(out.encode()) <= limit:
+            return out
+    return None
 
 
 def build_repair_context(
@@ -379,6 +348,14 @@ def build_repair_context(
     ``files`` is the workspace file list; ``read(path)`` returns a file's bytes
     or None. ``workspace_root`` (optional, recommended) makes failure locations
     and stack paths workspace-relative in the prompt; ``task`` (optional) heads it.
+
+    Ranked by evidence: implementation files in failing frames; the failing test
+    files (one bigger than :data:`TEST_SHARE` of the budget is cut to its failing
+    tests, and the cut to that share); their siblings; their import closure (see
+    :mod:`kodr_core.import_graph`): the files the tests import directly, then the
+    rest, smallest first; the frames' siblings. A file that does not fit
+    is shown as an excerpt around its failing lines, or its head, when enough room
+    is left, and omitted otherwise; every cut and omission is recorded with why.
     """
     tests_json = tests_json or {}
     failing = list(dict.fromkeys(failing_paths))
@@ -388,14 +365,23 @@ def build_repair_context(
              for c, r in zip(compact, raw)]  # fmt: skip
     named = {c["file"] for c in compact if c.get("file") in failing}
     failing_tests = [p for p in failing if p in named or is_test_path(p)]
+    frames = [p for p in failing if p not in failing_tests]
+    names = [str(c.get("name") or "") for c in compact]
+    evidence = _evidence_lines(
+        [dict(c, stack=short_stack(r.get("stack"), 200, workspace_root)) for c, r in zip(compact, raw)], files)
+
+    test_siblings = [s for p in failing_tests for s in siblings_of(p, files)]
+    closure: Closure = import_closure([*failing_tests, *test_siblings, *frames], files, read)
 
     budget = max(0, int(budget_bytes))
+    test_share = int(budget * TEST_SHARE) // max(1, len(failing_tests))
     chosen: list[ContextFile] = []
     omitted: list[dict[str, str]] = []
     texts: dict[str, str] = {}
 
     def take(path: str, role: str) -> None:
         used = sum(f.bytes for f in chosen)
+        room = budget - used
         data = read(path) if path in files else None
         text = _decode(data) if data is not None else None
         why = "missing" if path not in files else "unreadable" if data is None else "binary"
@@ -403,29 +389,59 @@ def build_repair_context(
             omitted.append({"path": path, "role": role, "why": why})
             return
         texts[path] = text
-        if len(data) <= budget - used:
+        is_test = path in failing_tests
+        frame_share = int(budget * FRAME_SHARE)
+        if not is_test and evidence.get(path) and len(data) > frame_share and room >= MIN_TRUNCATED_BYTES:
+            # A large file in failing frames: the lines around the frames, leaving room for the rest.
+            part_text = _excerpt(text, evidence[path], min(room, frame_share), "#" if path.endswith(".py") else "//")
+            if part_text is not None:
+                chosen.append(ContextFile(path, role, len(part_text.encode()), len(data), True, part_text, "excerpt"))
+                return
+        if len(data) <= room and not (is_test and len(data) > test_share):
             chosen.append(ContextFile(path, role, len(data), len(data), False, text))
             return
-        part = _cut(data, budget - used)
-        if role != "import" and len(part) >= min(MIN_TRUNCATED_BYTES, len(data)):
-            chosen.append(ContextFile(path, role, len(part), len(data), True, part.decode("utf-8")))
+        if is_test:
+            cut = cut_to_failing(path, text, names)
+            limit = min(room, max(test_share, TEST_CUT_MIN))
+            cut_bytes = _cut(cut.encode(), limit) if cut is not None else b""
+            if cut_bytes.strip():
+                chosen.append(ContextFile(path, role, len(cut_bytes), len(data), True, cut_bytes.decode(),
+                                          "failing-tests"))  # fmt: skip
+                return
+            if len(data) <= room:
+                chosen.append(ContextFile(path, role, len(data), len(data), False, text))
+                return
+        if evidence.get(path) and room >= MIN_TRUNCATED_BYTES:
+            part_text = _excerpt(text, evidence[path], room, "#" if path.endswith(".py") else "//")
+            if part_text is not None:
+                chosen.append(ContextFile(path, role, len(part_text.encode()), len(data), True, part_text, "excerpt"))
+                return
+        part = _cut(data, room)
+        if len(part) >= min(MIN_TRUNCATED_BYTES, len(data)):
+            chosen.append(ContextFile(path, role, len(part), len(data), True, part.decode("utf-8"), "head"))
         else:
             omitted.append({"path": path, "role": role, "why": "budget"})
 
-    queue = _candidates(failing, failing_tests, files)
-    for path, role in queue:
-        take(path, role)
-    seen = {p for p, _ in queue}
-    for path, _role in queue:  # then what those files import, in the same order
-        for dep in imports_of(path, texts[path], files)[0] if path in texts else []:
-            if dep not in seen:
-                seen.add(dep)
-                take(dep, "import")
+    order: list[tuple[str, str]] = [(p, "failing") for p in frames]
+    order += [(p, "failing") for p in failing_tests]
+    order += [(s, "sibling") for s in test_siblings]
+    # The closure: what the tests name directly first, then what runs beneath, smallest first,
+    # so one large module cannot crowd out the others (a file that does not fit is cut).
+    sizes = {p: len(read(p) or b"") for p in closure.paths}
+    ranked = sorted(closure.order, key=lambda c: (c[1] > 1, sizes.get(c[0], 0)))
+    order += [(p, "source" if via == "source" else "import") for p, _depth, via in ranked]
+    order += [(s, "sibling") for p in frames for s in siblings_of(p, files)]
+    seen: set[str] = set()
+    for path, role in order:
+        if path in seen or (role == "import" and _skipped(path) and path not in closure.paths):
+            continue
+        seen.add(path)
+        take(path, "failing" if path in failing else role)
 
     missing: list[str] = []
     for path in failing:
         if path in texts:
-            missing += [m for m in imports_of(path, texts[path], files)[1] if m not in files]
+            missing += [m for m in imports_of(path, texts[path], files, read)[1] if m not in files]
     summary = {
         "command": _command(tests_json.get("command")),
         "passed": tests_json.get("passed"),
@@ -444,6 +460,9 @@ def build_repair_context(
         scratchpad=scratchpad,
         summary=summary,
         task=task,
+        on_target=tuple(dict.fromkeys([*failing, *test_siblings, *closure.paths])),
+        closure=tuple({"path": p, "depth": d, "via": v} for p, d, v in closure.order),
+        closure_truncated=closure.truncated,
     )
 
 

@@ -40,18 +40,23 @@ class Reason(StrEnum):
     OFF_TARGET_EDIT = "off_target_edit"
     MODEL_TIMEOUT = "model_timeout"
     MODEL_UNAVAILABLE = "model_unavailable"
+    CONTEXT_OVERFLOW = "context_overflow"
     RUN_DEADLINE = "run_deadline"
     INSTALL_TIMEOUT = "install_timeout"
     TEST_TIMEOUT = "test_timeout"
     INVALID_PROPOSAL = "invalid_proposal"
     UNSAFE_WRITE = "unsafe_write"
     TEST_COMMAND_REFUSED = "test_command_refused"
+    CANCELLED = "cancelled"  # a user cancelled the run (the service's cancel use case)
+    SANDBOX_UNAVAILABLE = "sandbox_unavailable"  # --sandbox required on a worker that cannot sandbox
 
 
 #: Which terminal state each reason lands in.
 OUTCOME_OF: dict[Reason, State] = {
     Reason.VERIFICATION_PASSED: State.PASSED,
     Reason.DRY_RUN: State.PROPOSED,
+    Reason.CONTEXT_OVERFLOW: State.FAILED,
+    Reason.SANDBOX_UNAVAILABLE: State.FAILED,
     Reason.PLAN_RECORDED: State.PROPOSED,
     Reason.INSTALL_FAILED: State.FAILED,
     Reason.INSTALL_REFUSED: State.FAILED,
@@ -69,4 +74,5 @@ OUTCOME_OF: dict[Reason, State] = {
     Reason.INVALID_PROPOSAL: State.FAILED,
     Reason.UNSAFE_WRITE: State.FAILED,
     Reason.TEST_COMMAND_REFUSED: State.FAILED,
+    Reason.CANCELLED: State.FAILED,
 }

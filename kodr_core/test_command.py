@@ -3,9 +3,12 @@
 A test command is split with :mod:`shlex` into an argv (never handed to a shell)
 and accepted only if it is one of a few known runner invocations::
 
-    npm test | npm run test | npm run test:<name>
+    npm test [-- ARGS] | npm run <script> [-- ARGS] | yarn test [ARGS] | yarn run <script> [ARGS]
+    pnpm test [-- ARGS] | pnpm run <script> [-- ARGS]
+    npx mocha|jest|tape|ava [flags] [files…] | npx vitest run [flags] [files…]
     node --test [node test flags] [files/globs…]
     pytest [args] | python -m pytest [args] | python3 -m pytest [args] | uv run pytest [args]
+    python -m unittest [args] | python3 -m unittest [args]
 
 Every argument is refused if it holds a NUL, is an absolute path or has a ``..``
 segment (also in ``--opt=value``): the run must stay inside the workspace. Flags
@@ -13,8 +16,14 @@ that load code from elsewhere or fight with the reporting kodr sets up are refus
 for pytest ``-p`` (except ``-p no:<plugin>``, which only disables), ``--pyargs``
 (imports packages from anywhere on sys.path), ``--junitxml``/``--junit-xml`` and
 ``--result-log``; for node, anything but the test-runner flags listed in
-``NODE_TEST_FLAGS`` (so no ``--require``/``--import``/``--test-reporter``). npm
-takes no extra arguments: the script in package.json is the contract.
+``NODE_TEST_FLAGS`` (so no ``--require``/``--import``/``--test-reporter``); for the
+runners behind ``npx``, anything but the flags of ``NPX_RUNNER_FLAGS`` (no config
+files, setup files, reporters or ``--require``: they load code or hide results),
+and ``npx`` itself is planned with ``--no`` so it never fetches a package. pytest
+also refuses ``-o addopts=…`` / ``--override-ini=addopts=…``. An npm, yarn or pnpm
+script is the project's contract: it takes extra arguments only after ``--`` (yarn:
+directly), each made of plain characters (letters, digits, ``@%+=:,./-``), since the package
+manager hands them to a shell.
 
 Structured results: pytest gets ``--junitxml`` on its argv; Node (directly or via
 an npm script) gets two reporters through ``NODE_OPTIONS``: ``spec`` to stdout
@@ -33,20 +42,46 @@ from __future__ import annotations
 import fnmatch
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from kodr_core.errors import RefusedInput, UsageError
 
 ALLOWED = (
-    "npm test",
-    "npm run test",
-    "npm run test:<name>",
+    "npm test [-- args]",
+    "npm run <script> [-- args]",
+    "yarn test",
+    "pnpm test",
+    "npx mocha|jest|vitest run|tape|ava [args]",
     "node --test [files/globs…]",
     "pytest [args]",
     "python -m pytest [args]",
     "uv run pytest [args]",
+    "python -m unittest [args]",
 )
+#: Flags accepted after ``npx <runner>``; True when it takes a value. Nothing that loads code
+#: (config, setup files, --require, reporters) or changes where results go.
+NPX_RUNNER_FLAGS: dict[str, dict[str, bool]] = {
+    "mocha": {"--recursive": False, "--bail": False, "-b": False, "--exit": False, "--timeout": True, "-t": True,
+              "--grep": True, "-g": True, "--fgrep": True, "--invert": False, "--extension": True,
+              "--spec": True, "--sort": False, "--check-leaks": False, "--retries": True},
+    "jest": {"--ci": False, "--runInBand": False, "-i": False, "--bail": False, "--testNamePattern": True,
+             "-t": True, "--testPathPattern": True, "--verbose": False, "--silent": False,
+             "--maxWorkers": True, "-w": True, "--testTimeout": True},
+    "vitest": {"--bail": True, "--testNamePattern": True, "-t": True, "--silent": False,
+               "--testTimeout": True, "--maxWorkers": True, "--no-file-parallelism": False},
+    "tape": {},
+    "ava": {"--serial": False, "-s": False, "--fail-fast": False, "--match": True, "-m": True,
+            "--timeout": True, "-T": True, "--verbose": False, "-v": False, "--concurrency": True, "-c": True},
+}
+#: ``python -m unittest`` flags (``discover`` takes -s/-p/-t); True when it takes a value.
+UNITTEST_FLAGS = {"-v": False, "-q": False, "-f": False, "--failfast": False, "-b": False, "--buffer": False,
+                  "-c": False, "--catch": False, "-k": True, "--locals": False, "--durations": True,
+                  "-s": True, "--start-directory": True, "-p": True, "--pattern": True,
+                  "-t": True, "--top-level-directory": True}
+_SCRIPT_NAME = re.compile(r"[\w][\w:.-]*")
+_SCRIPT_ARG = re.compile(r"[\w@%+=:,./-]+")
 NPM_DEFAULT_TEST = 'echo "Error: no test specified" && exit 1'
 
 #: node test-runner flags accepted after ``node --test``; True when it takes a value.
@@ -62,11 +97,15 @@ NODE_TEST_FLAGS = {
 }
 #: pytest options that take their value as the next argument (so it is not a path).
 PYTEST_VALUE_OPTS = frozenset(
-    "-k -m -o -c -W -r -n --deselect --ignore --ignore-glob --rootdir --maxfail --tb "
-    "--durations --basetemp --confcutdir --import-mode --log-level --override-ini "
-    "--config-file --capture --junit-prefix --timeout --color --log-cli-level".split()
+    [
+        "-k", "-m", "-o", "-c", "-W", "-r", "-n", "--deselect", "--ignore", "--ignore-glob", "--rootdir",
+        "--maxfail", "--tb", "--durations", "--basetemp", "--confcutdir", "--import-mode", "--log-level",
+        "--override-ini", "--config-file", "--capture", "--junit-prefix", "--timeout", "--color", "--log-cli-level",
+    ]
 )
 PYTEST_REFUSED = ("--pyargs", "--junitxml", "--junit-xml", "--result-log")
+#: Command kinds that run a project's own script: kodr cannot narrow them to the failing files.
+NOT_NARROWABLE = frozenset({"npm", "npx", "unittest"})
 
 
 @dataclass(frozen=True)
@@ -74,7 +113,7 @@ class TestCommand:
     __test__ = False  # not a pytest test class
 
     argv: list[str]
-    kind: Literal["npm", "node", "pytest"]
+    kind: Literal["npm", "node", "pytest", "npx", "unittest"]
 
     def __str__(self) -> str:
         return shlex.join(self.argv)
@@ -112,23 +151,20 @@ def parse_test_command(s: str) -> TestCommand:
     if not argv:
         raise _refuse(s, "it is empty")
 
-    if argv[0] == "npm":
-        if not (
-            argv[1:] in (["test"], ["run", "test"])
-            or (len(argv) == 3 and argv[1] == "run" and re.fullmatch(r"test:[\w:.-]+", argv[2]))
-        ):
-            raise _refuse(s, "npm is allowed only as 'npm test', 'npm run test' or 'npm run test:<name>'")
-        kind, rest = "npm", []
+    if argv[0] in ("npm", "yarn", "pnpm"):
+        kind, rest = "npm", _script_args(s, argv)
+    elif argv[0] == "npx":
+        kind, rest = "npx", _npx_args(s, argv)
     elif argv[0] == "node":
         if argv[1:2] != ["--test"]:
             raise _refuse(s, "node is allowed only as 'node --test [files…]'")
         kind, rest = "node", argv[2:]
     elif argv[0] == "pytest":
         kind, rest = "pytest", argv[1:]
-    elif argv[0] in ("python", "python3") and argv[1:3] == ["-m", "pytest"]:
+    elif (argv[0] in ("python", "python3") and argv[1:3] == ["-m", "pytest"]) or argv[:3] == ["uv", "run", "pytest"]:
         kind, rest = "pytest", argv[3:]
-    elif argv[:3] == ["uv", "run", "pytest"]:
-        kind, rest = "pytest", argv[3:]
+    elif argv[0] in ("python", "python3") and argv[1:3] == ["-m", "unittest"]:
+        kind, rest = "unittest", argv[3:]
     else:
         raise _refuse(s, "not a known test runner invocation")
 
@@ -140,7 +176,58 @@ def parse_test_command(s: str) -> TestCommand:
         _check_node_args(s, rest)
     elif kind == "pytest":
         _check_pytest_args(s, rest)
+    elif kind == "npx":
+        runner = argv[1]
+        _check_flags(s, rest, NPX_RUNNER_FLAGS[runner], f"{runner} flag")
+    elif kind == "unittest":
+        _check_flags(s, rest[1:] if rest[:1] == ["discover"] else rest, UNITTEST_FLAGS, "unittest flag")
     return TestCommand(argv, kind)  # type: ignore[arg-type]
+
+
+def _script_args(s: str, argv: list[str]) -> list[str]:
+    """The extra arguments of ``npm|yarn|pnpm test`` / ``… run <script>``, checked; refuses anything else."""
+    pm = argv[0]
+    if argv[1:2] == ["test"]:
+        extra = argv[2:]
+    elif argv[1:2] == ["run"] and len(argv) >= 3 and _SCRIPT_NAME.fullmatch(argv[2]):
+        extra = argv[3:]
+    else:
+        raise _refuse(s, f"{pm} is allowed only as '{pm} test' or '{pm} run <script>' (a script name of "
+                         "letters, digits and ':._-')")  # fmt: skip
+    if extra and pm != "yarn":
+        if extra[0] != "--":
+            raise _refuse(s, f"arguments to an {pm} script go after '--'")
+        extra = extra[1:]
+    for a in extra:
+        if a.startswith("--watch"):
+            raise _refuse(s, f"{a!r} would never end (watch mode)")
+        if not _SCRIPT_ARG.fullmatch(a):
+            raise _refuse(s, f"script argument {a!r} is not plain (letters, digits and @%+=:,./- only)")
+    return extra
+
+
+def _npx_args(s: str, argv: list[str]) -> list[str]:
+    runner = argv[1] if len(argv) > 1 else ""
+    if runner not in NPX_RUNNER_FLAGS:
+        raise _refuse(s, "npx is allowed only as 'npx mocha|jest|vitest run|tape|ava [args]'")
+    if runner == "vitest":
+        if argv[2:3] != ["run"]:
+            raise _refuse(s, "vitest is allowed only as 'npx vitest run' (watch mode never ends)")
+        return argv[3:]
+    return argv[2:]
+
+
+def _check_flags(s: str, args: list[str], flags: Mapping[str, bool], what: str) -> None:
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a.startswith("-"):
+            name = a.split("=", 1)[0]
+            if name not in flags:
+                raise _refuse(s, f"{what} {name!r} is not allowed")
+            if flags[name] and "=" not in a:
+                i += 1  # its value
+        i += 1
 
 
 def _check_node_args(s: str, args: list[str]) -> None:
@@ -157,14 +244,49 @@ def _check_node_args(s: str, args: list[str]) -> None:
 
 
 def _check_pytest_args(s: str, args: list[str]) -> None:
+    _refuse_pytest_overrides(s, args)
     for i, a in enumerate(args):
         name = a.split("=", 1)[0]
         if name in PYTEST_REFUSED:
             raise _refuse(s, f"pytest option {name!r} is not allowed")
+        value = a.split("=", 1)[1] if name == "--override-ini" and "=" in a else (
+            args[i + 1] if a in ("-o", "--override-ini") and i + 1 < len(args) else a[2:] if a.startswith("-o") else "")
+        if value.replace(" ", "").startswith("addopts="):
+            raise _refuse(s, "overriding pytest's addopts ('-o addopts=…') is not allowed")
         if a == "-p" or (a.startswith("-p") and not a.startswith("--")):
             value = args[i + 1] if a == "-p" and i + 1 < len(args) else a[2:]
             if not value.startswith("no:"):
                 raise _refuse(s, "pytest plugin loading ('-p <plugin>') is not allowed; '-p no:<plugin>' is")
+
+
+#: Long options that rewrite pytest's configuration or delete directories: refused in
+#: any spelling (``--opt=v``, ``--opt v``, an argparse abbreviation).
+PYTEST_CONFIG_REFUSED = ("--override-ini", "--config-file", "--basetemp", "--confcutdir", "--inifile")
+#: ini keys ``-o key=value`` may set: display only (``addopts`` would smuggle any option in).
+PYTEST_INI_ALLOWED = frozenset({"log_cli", "log_cli_level", "console_output_style", "xfail_strict", "junit_family"})
+_PYTEST_SHORT_VALUE = "kmocWrn"
+
+
+def _refuse_pytest_overrides(s: str, args: list[str]) -> None:
+    """``-o``/``--override-ini``, ``-c``, ``--basetemp``… and ``-p`` hidden in a short-option cluster."""
+    for i, a in enumerate(args):
+        if a.startswith("--") and len(a) > 3:
+            name = a.split("=", 1)[0]
+            hit = next((r for r in PYTEST_CONFIG_REFUSED if r.startswith(name) and len(name) >= 5), None)
+            if hit:
+                raise _refuse(s, f"pytest option {hit!r} rewrites pytest's configuration or empties a directory")
+        elif a.startswith("-") and len(a) > 1 and a != "-":
+            for j, c in enumerate(a[1:], 1):
+                if c not in _PYTEST_SHORT_VALUE and c != "p":
+                    continue
+                value = a[j + 1 :].lstrip("=") or (args[i + 1] if i + 1 < len(args) else "")
+                if c == "c":
+                    raise _refuse(s, "pytest option '-c' (another config file) is not allowed")
+                if c == "o" and value.split("=", 1)[0].strip() not in PYTEST_INI_ALLOWED:
+                    raise _refuse(s, f"pytest '-o {value}' is not allowed (only {', '.join(sorted(PYTEST_INI_ALLOWED))})")
+                if c == "p" and not value.startswith("no:"):
+                    raise _refuse(s, "pytest plugin loading ('-p <plugin>') is not allowed; '-p no:<plugin>' is")
+                break
 
 
 def _pytest_positionals(args: list[str]) -> list[int]:
@@ -269,6 +391,11 @@ def plan_test_run(
         ]
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         return argv, env
+    if cmd.kind == "unittest":
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        return argv, env
+    if cmd.kind == "npx":
+        return ["npx", "--no", *argv[1:]], env  # never fetch a runner the project does not have
     if cmd.kind == "node" and only_files:
         flags, rest, i = [], argv[2:], 0
         while i < len(rest):

@@ -104,8 +104,10 @@ def _parse_args(arguments: str | dict[str, Any] | None) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise _BadArgs(f"arguments are not valid JSON ({exc.msg} at column {exc.colno}): {text[:200]!r}") from None
+    except (ValueError, RecursionError):
+        raise _BadArgs(f"arguments are not valid JSON (nested too deep or too large): {text[:200]!r}") from None
     if not isinstance(value, dict):
         raise _BadArgs(f"arguments must be a JSON object, got {type(value).__name__}")
     return value
@@ -126,7 +128,7 @@ def _int_arg(args: dict[str, Any], key: str) -> int | None:
     value = args.get(key)
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 9:
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise _BadArgs(f"argument {key!r} must be a whole number >= 1, got {json.dumps(value)[:80]}")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from kodr_core.errors import StoreUnavailable
+from store.anchors import HeadAnchors
 from store.engine import DEFAULT_BUSY_TIMEOUT_MS, WRITE, make_engine
 from store.errors import mask_url, translated
 from store.event_store import EventStore
@@ -25,7 +26,9 @@ if TYPE_CHECKING:  # alembic is imported when a schema is checked or migrated: r
     from alembic.script import ScriptDirectory
 
 ENV_URL = "KODR_DATABASE_URL"
+ENV_AUDIT_KEY = "KODR_AUDIT_KEY"
 KODR_DIR = ".kodr"
+SUPPORTED = ("sqlite", "postgresql")
 
 
 def default_url(workspace: str | Path) -> str:
@@ -119,6 +122,11 @@ def engine_for(url: str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sa.E
     """A store engine for ``url``; for SQLite, the file's directory is created first."""
     with translated(url):
         parsed = sa.make_url(normalise_url(url))
+        if parsed.get_backend_name() not in SUPPORTED:
+            raise StoreUnavailable(
+                f"unsupported database URL {mask_url(parsed)}: kodr keeps its store in SQLite "
+                "(sqlite:///PATH) or PostgreSQL (postgresql://...)"
+            )
         if _is_sqlite(parsed):
             _prepare_sqlite(parsed)
         return make_engine(parsed, busy_timeout_ms)
@@ -166,16 +174,45 @@ def status(url: str) -> dict[str, Any]:
     }
 
 
+def audit_key() -> bytes | None:
+    """``KODR_AUDIT_KEY`` as bytes: when set, the hash chain and head anchors are HMACs."""
+    key = os.environ.get(ENV_AUDIT_KEY, "")
+    return key.encode("utf-8") if key else None
+
+
+def default_anchors(url: sa.URL, anchor_dir: str | Path | None) -> HeadAnchors | None:
+    """Where run heads are anchored: ``anchor_dir``, else ``runs/`` beside a SQLite file.
+
+    Beside the default SQLite file (``.kodr/kodr.db``) that is ``.kodr/runs/``, the
+    artifacts directories; there every run must have an anchor. A PostgreSQL store
+    anchors only when given a directory, and runs of other workspaces have none there.
+    """
+    key = audit_key()
+    if anchor_dir is not None:
+        return HeadAnchors(anchor_dir, key=key, required=_is_sqlite(url))
+    if (
+        _is_sqlite(url)
+        and url.database
+        and url.database != ":memory:"
+        and ("mode=memory" not in str(url))
+    ):
+        return HeadAnchors(Path(url.database).expanduser().resolve().parent / "runs", key=key)
+    return None
+
+
 def open_store(
     url: str,
     *,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     auto_migrate: bool | None = None,
+    anchor_dir: str | Path | None = None,
 ) -> EventStore:
     """An EventStore on ``url`` whose schema is at head.
 
     ``auto_migrate`` defaults to True for SQLite (a fresh or older file is migrated)
     and False for PostgreSQL (a schema behind head raises StoreUnavailable).
+    ``anchor_dir`` is where run heads are kept outside the database (see
+    :func:`default_anchors`); ``KODR_AUDIT_KEY`` keys the chain.
     """
     engine = engine_for(url, busy_timeout_ms)
     display = mask_url(engine.url)
@@ -204,7 +241,12 @@ def open_store(
         raise StoreUnavailable(
             f"database {display} is not migrated (at {at}, head is {head}): run `kodr db upgrade`"
         )
-    return EventStore(engine, busy_timeout_ms=busy_timeout_ms)
+    return EventStore(
+        engine,
+        busy_timeout_ms=busy_timeout_ms,
+        audit_key=audit_key(),
+        anchors=default_anchors(engine.url, anchor_dir),
+    )
 
 
 def _known() -> set[str]:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from kodr_core.errors import KodrError, StoreUnavailable
+from kodr_core.errors import KodrError, StoreCorrupt, StoreUnavailable
 
 
 class BlobNotFound(KodrError, KeyError):
@@ -35,6 +35,7 @@ def mask_url(url: object) -> str:
 
 
 _NOT_MIGRATED = ("no such table", "no such column", "undefinedtable", "undefinedcolumn")
+_CORRUPT = ("file is not a database", "malformed", "disk image", "not a database")
 _LOCKED = ("database is locked", "database is busy", "lock timeout", "locknotavailable")
 
 
@@ -45,7 +46,7 @@ def _first_line(exc: BaseException) -> str:
 
 def unavailable(
     exc: BaseException, url: str, busy_timeout_ms: int | None = None
-) -> StoreUnavailable | None:
+) -> StoreUnavailable | None:  # a StoreCorrupt for a file that is not a database
     """The StoreUnavailable that ``exc`` means, or None if it is not about availability."""
     masked = mask_url(url)
     orig = getattr(exc, "orig", None)
@@ -61,6 +62,8 @@ def unavailable(
         return StoreUnavailable(
             f"database {masked} is not migrated ({detail}): run `kodr db upgrade`"
         )
+    if any(p in probe for p in _CORRUPT):
+        return StoreCorrupt(f"database {masked} is corrupt: {detail}")
     if any(p in probe for p in _LOCKED):
         waited = f" for more than {busy_timeout_ms} ms" if busy_timeout_ms is not None else ""
         return StoreUnavailable(

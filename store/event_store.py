@@ -1,9 +1,11 @@
 """The append-only event store: events, blobs, the runs projection and leases.
 
 Implements :class:`kodr_core.ports.EventLog`. Every append runs in one write
-transaction that checks the expected seq, reads the previous hash, inserts the
-chained events and upserts the ``runs`` projection folded from all of the run's
-events, so the projection can never disagree with the history it came from.
+transaction that reads the run's ``runs`` row (state, last seq, last hash), checks
+the expected seq and each transition against it, inserts the chained events and
+upserts the projection advanced by the new events only, so the projection can
+never disagree with the history it came from and an append costs the same at
+seq 10 and at seq 100,000. ``UNIQUE(run_id, seq)`` fences racing writers.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,16 +22,38 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kodr_core.aggregate import project
-from kodr_core.errors import ConcurrencyConflict, RunNotFound
+from kodr_core.aggregate import project, project_onto
+from kodr_core.errors import ConcurrencyConflict, RunNotFound, StoreCorrupt
 from kodr_core.events import Event, RecordedEvent, decode
 from store import leases as _leases
+from store.anchors import HeadAnchors
 from store.engine import DEFAULT_BUSY_TIMEOUT_MS, WRITE, make_engine
 from store.errors import BlobNotFound, mask_url, translated
-from store.hashchain import GENESIS, ChainReport, canonical_bytes, chain_hash, verify_chain
+from store.hashchain import (
+    GENESIS,
+    ChainReport,
+    canonical_bytes,
+    chain_hash,
+    verify_chain,
+)
 from store.leases import Lease
 from store.schema import PROJECTION_COLUMNS, blobs, runs
 from store.schema import events as event_rows
+
+#: Prepared once: an append is three statements, and building them costs more than running them.
+_SELECT_RUN = sa.select(runs).where(runs.c.run_id == sa.bindparam("run_id"))
+_SET_ONCE = ("task", "workspace", "mode", "created_at")  # set by RunRequested only
+_ADVANCE_RUN = (
+    runs.update()
+    .where(runs.c.run_id == sa.bindparam("key"))
+    .values(
+        {
+            c: sa.bindparam(c)
+            for c in PROJECTION_COLUMNS + ("last_hash",)
+            if c != "run_id" and c not in _SET_ONCE
+        }
+    )
+)
 
 
 def utc_iso(dt: datetime) -> str:
@@ -45,6 +70,18 @@ def _is_unique_violation(exc: sa_exc.IntegrityError) -> bool:
     return getattr(orig, "sqlstate", None) == "23505" or "unique" in str(orig).lower()
 
 
+@dataclass(frozen=True)
+class Audit:
+    """What ``kodr audit verify`` found: each run's report, and any blob that lies."""
+
+    runs: dict[str, ChainReport]
+    blob_problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.blob_problems and all(r.ok for r in self.runs.values())
+
+
 class EventStore:
     """One database (SQLite file or PostgreSQL schema) holding any number of runs."""
 
@@ -54,18 +91,24 @@ class EventStore:
         *,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         clock: Callable[[], datetime] = _now,
+        audit_key: bytes | None = None,
+        anchors: HeadAnchors | None = None,
     ) -> None:
         self.engine = engine
         self.url = engine.url.render_as_string(hide_password=False)
         self.display_url = mask_url(self.url)
         self.busy_timeout_ms = busy_timeout_ms
         self._clock = clock
+        self.audit_key = audit_key or None
+        self.anchors = anchors
 
     @classmethod
-    def from_url(cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> EventStore:
+    def from_url(
+        cls, url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, anchors: HeadAnchors | None = None
+    ) -> EventStore:
         """A store on ``url`` without any schema check; prefer :func:`store.database.open_store`."""
         with translated(url):
-            return cls(make_engine(url, busy_timeout_ms), busy_timeout_ms=busy_timeout_ms)
+            return cls(make_engine(url, busy_timeout_ms), busy_timeout_ms=busy_timeout_ms, anchors=anchors)
 
     def __repr__(self) -> str:
         return f"EventStore({self.display_url})"
@@ -102,7 +145,9 @@ class EventStore:
         """Append after ``expected_seq``; raises ConcurrencyConflict if another writer got there.
 
         With ``lease``, the append also fails if that lease was taken over (fencing).
-        All events of one append share one ``recorded_at``.
+        All events of one append share one ``recorded_at``. The cost does not grow with
+        the run: the legality of each transition is checked against the ``runs`` row
+        (state, last seq and hash), read in the same write transaction.
         """
         new = list(events)
         if not run_id or len(run_id) > 64:
@@ -113,28 +158,33 @@ class EventStore:
             return []
         recorded_at = utc_iso(self._clock())
         with self.transaction(write=True) as conn:
-            last = conn.execute(
-                sa.select(event_rows.c.seq, event_rows.c.hash)
-                .where(event_rows.c.run_id == run_id)
-                .order_by(event_rows.c.seq.desc())
-                .limit(1)
-            ).first()
-            last_seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+            row = conn.execute(_SELECT_RUN, {"run_id": run_id}).first()
+            has_row = row is not None
+            stored = dict(row._mapping) if row is not None else None
+            if stored is None or stored["last_hash"] is None:  # no or an old projection row
+                stored = self._rebuilt_row(conn, run_id, stored)
+            last_seq = stored["last_seq"] if stored else 0
+            prev = stored["last_hash"] if stored else GENESIS
             if last_seq != expected_seq:
                 raise ConcurrencyConflict(
                     f"run {run_id}: expected to append seq {expected_seq + 1}, but the last seq "
                     f"is {last_seq}; another writer owns the run"
                 )
-            if lease is not None and (lost := _leases.check_fence(conn, lease)) is not None:
-                raise ConcurrencyConflict(
-                    f"run {run_id}: not appending seq {expected_seq + 1}: {lost.message}"
-                )
+            if lease is not None and (
+                stored is None
+                or (stored["lease_owner"], stored["lease_epoch"]) != (lease.owner, lease.epoch)
+            ):
+                lost = _leases.check_fence(conn, lease)
+                if lost is not None:
+                    raise ConcurrencyConflict(
+                        f"run {run_id}: not appending seq {expected_seq + 1}: {lost.message}"
+                    )
             rows, records = [], []
             for seq, event in enumerate(new, start=expected_seq + 1):
                 body = canonical_bytes(
                     run_id, seq, event.TYPE, event.VERSION, recorded_at, event.payload()
                 )
-                digest = chain_hash(prev, body)
+                digest = chain_hash(prev, body, self.audit_key)
                 rows.append(
                     {
                         "run_id": run_id,
@@ -145,10 +195,13 @@ class EventStore:
                         "body": body.decode("utf-8"),
                         "prev_hash": prev,
                         "hash": digest,
+                        "writer": lease.owner if lease is not None else None,
+                        "lease_epoch": lease.epoch if lease is not None else None,
                     }
                 )
                 records.append(RecordedEvent(run_id, seq, event, recorded_at, prev, digest))
                 prev = digest
+            projection = project_onto(stored, run_id, records)  # raises on an illegal move
             try:
                 conn.execute(event_rows.insert(), rows)
             except sa_exc.IntegrityError as exc:
@@ -158,73 +211,247 @@ class EventStore:
                     f"run {run_id}: seq {expected_seq + 1} was appended by another writer; "
                     "this process no longer owns the run"
                 ) from exc
-            history = self._records(conn, run_id, upto=expected_seq) if expected_seq else []
-            self._upsert_projection(conn, project(run_id, history + records))
+            if (
+                has_row
+                and stored is not None
+                and all(projection[k] == stored[k] for k in _SET_ONCE)
+            ):
+                conn.execute(_ADVANCE_RUN, {**projection, "last_hash": prev, "key": run_id})
+            else:
+                self._upsert_projection(conn, projection, prev)
+        if self.anchors is not None:
+            self.anchors.write(run_id, records[-1].seq, prev)
         return records
 
+    def _rebuilt_row(
+        self, conn: sa.Connection, run_id: str, stored: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The projection from the events, for a run whose row is missing or predates last_hash.
+
+        The slow path (a fold of the history), taken at most once per such run.
+        """
+        last = conn.execute(
+            sa.select(event_rows.c.seq, event_rows.c.hash)
+            .where(event_rows.c.run_id == run_id)
+            .order_by(event_rows.c.seq.desc())
+            .limit(1)
+        ).first()
+        if last is None:
+            return None
+        rebuilt = project(run_id, self._records(conn, run_id))
+        lease = stored or {"lease_owner": None, "lease_epoch": 0}
+        return {
+            **rebuilt,
+            "last_hash": last.hash,
+            "lease_owner": lease["lease_owner"],
+            "lease_epoch": lease["lease_epoch"],
+        }
+
     def load(self, run_id: str) -> list[RecordedEvent]:
-        with self.transaction() as conn:
-            return self._records(conn, run_id)
+        return list(self.iter_events(run_id))
 
     def load_after(self, run_id: str, seq: int) -> list[RecordedEvent]:
-        with self.transaction() as conn:
-            return self._records(conn, run_id, after=seq)
+        return list(self.iter_events(run_id, after=seq))
 
-    def _rows(self, conn: sa.Connection, run_id: str, after: int = 0, upto: int | None = None):
+    def iter_events(
+        self, run_id: str, *, after: int = 0, batch: int = 1000
+    ) -> Iterator[RecordedEvent]:
+        """The run's events in order, read in pages of ``batch``: memory stays bounded.
+
+        Each page is its own short read transaction (keyset on seq); the history is
+        append-only, so pages never disagree with each other.
+        """
+        for row in self._iter_rows(run_id, after=after, batch=batch):
+            yield self._decode(row)
+
+    def _iter_rows(self, run_id: str, *, after: int = 0, batch: int = 1000) -> Iterator[Any]:
+        while True:
+            with self.transaction() as conn:
+                page = self._rows(conn, run_id, after=after, limit=batch)
+            yield from page
+            if len(page) < batch:
+                return
+            after = page[-1].seq
+
+    def _rows(
+        self,
+        conn: sa.Connection,
+        run_id: str,
+        after: int = 0,
+        upto: int | None = None,
+        limit: int | None = None,
+    ) -> Sequence[Any]:
         q = sa.select(event_rows).where(event_rows.c.run_id == run_id, event_rows.c.seq > after)
         if upto is not None:
             q = q.where(event_rows.c.seq <= upto)
-        return conn.execute(q.order_by(event_rows.c.seq)).all()
+        q = q.order_by(event_rows.c.seq)
+        if limit is not None:
+            q = q.limit(limit)
+        return conn.execute(q).all()
+
+    def _decode(self, row: Any) -> RecordedEvent:
+        """One stored row as a RecordedEvent; anything undecodable is StoreCorrupt."""
+        try:
+            data = json.loads(row.body)["data"]
+            event = decode(row.type, row.schema_version, data)
+        except StoreCorrupt as exc:
+            raise StoreCorrupt(
+                f"run {row.run_id} seq {row.seq} in {self.display_url}: {exc.message}"
+            ) from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StoreCorrupt(
+                f"run {row.run_id} seq {row.seq} in {self.display_url}: cannot decode its "
+                f"{row.type} event ({first})"
+            ) from exc
+        return RecordedEvent(row.run_id, row.seq, event, row.recorded_at, row.prev_hash, row.hash)
 
     def _records(
         self, conn: sa.Connection, run_id: str, after: int = 0, upto: int | None = None
     ) -> list[RecordedEvent]:
-        out = []
-        for row in self._rows(conn, run_id, after, upto):
-            data = json.loads(row.body)["data"]
-            event = decode(row.type, row.schema_version, data)
-            out.append(
-                RecordedEvent(row.run_id, row.seq, event, row.recorded_at, row.prev_hash, row.hash)
-            )
-        return out
+        return [self._decode(row) for row in self._rows(conn, run_id, after, upto)]
+
+    # -- audit ------------------------------------------------------------------------
 
     def verify(self, run_id: str) -> ChainReport:
-        """Verify the run's hash chain, and that no events were cut off its tail."""
+        """The run's hash chain (keyed with the audit key, if any), its projection and anchor.
+
+        Rows are streamed, so a long run is verified in bounded memory.
+        """
         with self.transaction() as conn:
-            rows = self._rows(conn, run_id)
             recorded = conn.execute(
-                sa.select(runs.c.last_seq).where(runs.c.run_id == run_id)
-            ).scalar()
-        if not rows and recorded is None:
+                sa.select(runs.c.last_seq, runs.c.last_hash).where(runs.c.run_id == run_id)
+            ).first()
+        head = self.anchors.read(run_id) if self.anchors is not None else None
+        report = verify_chain(self._iter_rows(run_id), self.audit_key)
+        if report.checked == 0 and recorded is None and head is None and report.ok:
             raise RunNotFound(f"no run {run_id!r} in {self.display_url}")
-        report = verify_chain(rows)
-        if report.ok and recorded is not None and recorded > report.checked:
-            return ChainReport(
-                False,
-                report.checked,
-                report.checked + 1,
-                f"events end at seq {report.checked} but the runs projection recorded seq "
-                f"{recorded}: events were removed",
+        if not report.ok:
+            return report
+        n = report.checked
+
+        def broken(problem: str) -> ChainReport:
+            return ChainReport(False, n, n + 1, problem)
+
+        if recorded is not None and recorded.last_seq > n:
+            return broken(
+                f"events end at seq {n} but the runs projection recorded seq "
+                f"{recorded.last_seq}: events were removed"
+            )
+        if head is not None:
+            if head.seq > n:
+                return broken(
+                    f"events end at seq {n} but the run's head anchor "
+                    f"({self.anchors.path(run_id) if self.anchors else ''}) recorded seq "
+                    f"{head.seq}: events were removed from the tail"
+                )
+            anchored = next((r for r in self._iter_rows(run_id, after=head.seq - 1, batch=1)), None)
+            if anchored is None or anchored.hash != head.hash:
+                return ChainReport(
+                    False,
+                    head.seq - 1,
+                    head.seq,
+                    f"seq {head.seq}: hash differs from the run's head anchor: the history "
+                    "was rewritten",
+                )
+        elif self.anchors is not None and self.anchors.required and n:
+            return broken(
+                f"the run's head anchor {self.anchors.path(run_id)} is missing: a cut tail "
+                "cannot be ruled out"
             )
         return report
 
+    def check_intact(self, run_id: str) -> None:
+        """Raise StoreCorrupt unless the run's history verifies (before resume appends)."""
+        report = self.verify(run_id)
+        if not report.ok:
+            raise StoreCorrupt(
+                f"run {run_id}: history does not verify at seq {report.first_broken_seq} "
+                f"({report.problem}); refusing to append to it"
+            )
+
+    def verify_blobs(self, batch: int = 200) -> list[str]:
+        """Every blob's content against its sha256 and size; the problems found."""
+        problems: list[str] = []
+        after = ""
+        while True:
+            with self.transaction() as conn:
+                page = conn.execute(
+                    sa.select(blobs.c.sha256, blobs.c.size, blobs.c.data)
+                    .where(blobs.c.sha256 > after)
+                    .order_by(blobs.c.sha256)
+                    .limit(batch)
+                ).all()
+            for row in page:
+                data = bytes(row.data)
+                if hashlib.sha256(data).hexdigest() != row.sha256:
+                    problems.append(f"blob {row.sha256}: content does not match its sha256")
+                elif len(data) != row.size:
+                    problems.append(
+                        f"blob {row.sha256}: size {row.size} recorded, {len(data)} held"
+                    )
+            if len(page) < batch:
+                return problems
+            after = page[-1].sha256
+
+    def audit(self, run_id: str | None = None) -> Audit:
+        """``kodr audit verify``: one run (or every run) and every blob.
+
+        Every run means every run with events, a projection row or a head anchor, so an
+        emptied database still shows the runs it lost. Nothing at all to verify is
+        StoreCorrupt: an audit of an empty or new database must not say ok.
+        """
+        if run_id is not None:
+            ids = [self.resolve(run_id)]
+        else:
+            with self.transaction() as conn:
+                found = set(conn.execute(sa.select(event_rows.c.run_id).distinct()).scalars())
+                found |= set(conn.execute(sa.select(runs.c.run_id)).scalars())
+            if self.anchors is not None:
+                found |= set(self.anchors.run_ids())
+            ids = sorted(found)
+        if not ids:
+            raise StoreCorrupt(
+                f"database {self.display_url} holds no runs: nothing to verify (a new, emptied "
+                "or missing database)"
+            )
+        reports: dict[str, ChainReport] = {}
+        for rid in ids:
+            try:
+                reports[rid] = self.verify(rid)
+            except (RunNotFound, StoreCorrupt) as exc:  # e.g. a forged head anchor
+                reports[rid] = ChainReport(False, 0, 1, exc.message)
+        return Audit(reports, self.verify_blobs())
+
     # -- blobs ---------------------------------------------------------------------
 
-    def _insert(self, conn: sa.Connection, table: sa.Table):
+    def _insert(self, conn: sa.Connection, table: sa.Table) -> Any:
         return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
     def put_blob(self, data: bytes) -> str:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"blobs are bytes, got {type(data).__name__}")
-        data = bytes(data)
-        sha = hashlib.sha256(data).hexdigest()
+        return self.put_blobs([data])[0]
+
+    def put_blobs(self, items: Sequence[bytes]) -> list[str]:
+        """Store many blobs in one transaction (one fsync); their sha256s, in order."""
+        datas = []
+        for data in items:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"blobs are bytes, got {type(data).__name__}")
+            datas.append(bytes(data))
+        shas = [hashlib.sha256(d).hexdigest() for d in datas]
+        if not datas:
+            return shas
+        created = utc_iso(self._clock())
+        unique = {sha: d for sha, d in zip(shas, datas)}
         with self.transaction(write=True) as conn:
             conn.execute(
-                self._insert(conn, blobs)
-                .values(sha256=sha, size=len(data), data=data, created_at=utc_iso(self._clock()))
-                .on_conflict_do_nothing(index_elements=["sha256"])
+                self._insert(conn, blobs).on_conflict_do_nothing(index_elements=["sha256"]),
+                [
+                    {"sha256": k, "size": len(d), "data": d, "created_at": created}
+                    for k, d in unique.items()
+                ],
             )
-        return sha
+        return shas
 
     def get_blob(self, sha256: str) -> bytes:
         with self.transaction() as conn:
@@ -242,20 +469,24 @@ class EventStore:
 
     # -- the runs projection ------------------------------------------------------
 
-    def _upsert_projection(self, conn: sa.Connection, projection: dict[str, Any]) -> None:
-        values = {k: projection[k] for k in PROJECTION_COLUMNS}
+    def _upsert_projection(
+        self, conn: sa.Connection, projection: dict[str, Any], last_hash: str
+    ) -> None:
+        values = {k: projection[k] for k in PROJECTION_COLUMNS} | {"last_hash": last_hash}
         stmt = self._insert(conn, runs).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=["run_id"],
-            set_={k: stmt.excluded[k] for k in PROJECTION_COLUMNS if k != "run_id"},
+            set_={k: stmt.excluded[k] for k in values if k != "run_id"},
         )
         conn.execute(stmt)
 
-    def runs(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Projection rows (with lease columns), newest first."""
+    def runs(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Projection rows (with lease columns), newest first; a page with limit/offset."""
         q = sa.select(runs).order_by(sa.nulls_last(runs.c.created_at.desc()), runs.c.run_id.desc())
         if limit is not None:
             q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
         with self.transaction() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
@@ -311,7 +542,7 @@ class EventStore:
             if not records:
                 raise RunNotFound(f"no events for run {run_id!r} in {self.display_url}")
             projection = project(run_id, records)
-            self._upsert_projection(conn, projection)
+            self._upsert_projection(conn, projection, records[-1].hash)
         return projection
 
     # -- leases ----------------------------------------------------------------------

@@ -3,13 +3,18 @@
 Each event row stores its canonical JSON as text, exactly the bytes that were
 hashed, and ``hash = sha256(prev_hash || canonical)``. A verifier therefore needs
 nothing but the rows to prove a run's history was not edited, reordered or cut
-in the middle (a cut at the tail needs an outside anchor: the store compares the
-``runs`` projection's ``last_seq``).
+in the middle (a cut at the tail needs an outside anchor: see :mod:`store.anchors`).
+
+With an audit key (``KODR_AUDIT_KEY``) the link is ``HMAC-SHA256(key, prev_hash ||
+canonical)``: whoever rewrites rows without the key cannot recompute valid hashes.
+A verifier with a key accepts only keyed links, so a run written without the key
+(or with another one) fails verification once a key is set.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,8 +49,11 @@ def canonical_bytes(
     )
 
 
-def chain_hash(prev_hash: str, body: bytes) -> str:
-    return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
+def chain_hash(prev_hash: str, body: bytes, key: bytes | None = None) -> str:
+    data = prev_hash.encode("ascii") + body
+    if key:
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class ChainReport:
     checked: int
     first_broken_seq: int | None = None
     problem: str | None = None
+    last_hash: str | None = None  # the hash of the last event that verified
 
 
 def _get(row: Any, key: str) -> Any:
@@ -65,7 +74,7 @@ def _get(row: Any, key: str) -> Any:
     return mapping[key] if mapping is not None else getattr(row, key)
 
 
-def _check_row(row: Any, position: int, prev: str, run_id: Any) -> str | None:
+def _check_row(row: Any, position: int, prev: str, run_id: Any, key: bytes | None) -> str | None:
     """The first thing wrong with one row, or None."""
     seq = _get(row, "seq")
     if seq != position:
@@ -76,8 +85,16 @@ def _check_row(row: Any, position: int, prev: str, run_id: Any) -> str | None:
         return "prev_hash does not link to the previous event's hash"
     text = _get(row, "body")
     body_bytes = text.encode("utf-8")
-    if chain_hash(prev, body_bytes) != _get(row, "hash"):
-        return "hash does not match sha256(prev_hash || body): the body or hash was edited"
+    if not hmac.compare_digest(chain_hash(prev, body_bytes, key), str(_get(row, "hash"))):
+        if key:
+            return (
+                "hash does not match HMAC(KODR_AUDIT_KEY, prev_hash || body): the body or hash "
+                "was edited, or the run was written without this key"
+            )
+        return (
+            "hash does not match sha256(prev_hash || body): the body or hash was edited "
+            "(or the run was written with KODR_AUDIT_KEY set: set it to verify)"
+        )
     try:
         body = json.loads(text)
     except ValueError as exc:
@@ -92,7 +109,7 @@ def _check_row(row: Any, position: int, prev: str, run_id: Any) -> str | None:
     return None
 
 
-def verify_chain(rows: Iterable[Any]) -> ChainReport:
+def verify_chain(rows: Iterable[Any], key: bytes | None = None) -> ChainReport:
     """Check one run's event rows (ordered by seq): gapless from 1, linked, hashes, columns.
 
     Rows may be mappings, SQLAlchemy rows or objects with the events-table columns.
@@ -101,8 +118,8 @@ def verify_chain(rows: Iterable[Any]) -> ChainReport:
     for position, row in enumerate(rows, start=1):
         if run_id is None:
             run_id = _get(row, "run_id")
-        problem = _check_row(row, position, prev, run_id)
+        problem = _check_row(row, position, prev, run_id, key)
         if problem is not None:
             return ChainReport(False, checked, position, f"seq {position}: {problem}")
         prev, checked = _get(row, "hash"), position
-    return ChainReport(True, checked)
+    return ChainReport(True, checked, last_hash=prev if checked else None)

@@ -31,6 +31,8 @@ events = sa.Table(
     sa.Column("body", sa.Text, nullable=False),  # canonical JSON, exactly as hashed
     sa.Column("prev_hash", sa.CHAR(64), nullable=False),
     sa.Column("hash", sa.CHAR(64), nullable=False),
+    sa.Column("writer", sa.String(255)),  # the lease owner that appended it (0002)
+    sa.Column("lease_epoch", sa.Integer),  # the lease epoch it held (0002)
     sa.UniqueConstraint("run_id", "seq", name="uq_events_run_seq"),
 )
 
@@ -57,6 +59,7 @@ runs = sa.Table(
     sa.Column("mode", sa.String(16), nullable=False, server_default="run"),
     sa.Column("created_at", sa.String(32)),
     sa.Column("updated_at", sa.String(32)),
+    sa.Column("last_hash", sa.CHAR(64)),  # hash of the event at last_seq (revision 0002)
     sa.Column("lease_owner", sa.String(255)),
     sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"),
     sa.Column("lease_expires_at", sa.Double),  # epoch seconds

@@ -11,7 +11,7 @@ import click
 
 from adapters.cli import exits
 from adapters.cli.flags import json_flag, workspace_flag
-from adapters.cli.reading import load, no_store, reader, workspace_of
+from adapters.cli.reading import load, no_store, reader, stream, workspace_of
 from adapters.cli.root import cli
 
 
@@ -53,6 +53,8 @@ def replay(ctx: click.Context, run_ref: str | None, ws: str | None, history_file
             raise UsageError("--materialize and --rerun need the run's blobs: replay a RUN from the store")
         run_id, records = rp.records_from_file(history_file)
         app = None
+    elif not (materialize_dir or rerun_dir or at_seq is not None):  # a check only: streamed, bounded memory
+        app, run_id, records = stream(ctx, ws, run_ref or "")
     else:
         app, records, _ = load(ctx, ws, run_ref or "")
         run_id = records[0].run_id if records else str(run_ref)
@@ -88,9 +90,9 @@ def _rerun(run_id: str, records: list[Any], app: Any, target: Path, as_json: boo
     model = rp.RecordedModel(rp.recorded_replies(records, app.store.get_blob))
     progress = Progress(quiet=False, stream=sys.stderr if as_json else sys.stdout)
     with new_app.workspace_held():
-        new_id = new_app.engine(None).request(old.task, options, mode=old.mode)
+        new_id = new_app.engine(None, options=options).request(old.task, options, mode=old.mode)
         try:
-            new = new_app.drive(new_id, model, progress)
+            new = new_app.drive(new_id, model, progress, options=options)
         finally:
             progress.close()
     return {"run_id": new_id, "dir": str(target), "state": new.state.value, "reason": new.reason,
@@ -143,26 +145,42 @@ def audit() -> None:
 @click.pass_context
 def verify(ctx: click.Context, run_ref: str | None, ws: str | None, as_json: bool) -> None:
     """Verify the hash chain of one run, or of every run; report the first broken link."""
-    from kodr_core.errors import RunNotFound
+    from kodr_core.errors import RunNotFound, StoreCorrupt
 
     app = reader(ctx, ws)
     if app is None:
-        if run_ref:
+        lost = _anchored_runs(ctx, ws)
+        if run_ref and not any(rid.startswith(run_ref) for rid in lost):
             raise RunNotFound(no_store(ctx, ws))
-        click.echo(f"nothing to verify: {no_store(ctx, ws)}", err=True)
+        for rid in lost:
+            click.echo(f"{rid}: BROKEN: its head is anchored but the database is gone ({no_store(ctx, ws)})")
+        if not lost:
+            raise StoreCorrupt(f"{no_store(ctx, ws)}: nothing to verify (a new, emptied or missing database)")
         sys.exit(exits.CHECK_FAILED)
-    ids = [app.store.resolve(run_ref)] if run_ref else app.store.run_ids()
-    reports = {rid: app.store.verify(rid) for rid in ids}
-    bad = {rid: r for rid, r in reports.items() if not r.ok}
+    found = app.store.audit(run_ref)  # raises StoreCorrupt on an empty database
+    reports = found.runs
     if as_json:
-        click.echo(json.dumps({rid: r.__dict__ for rid, r in reports.items()}, indent=2, default=str))
-    elif not reports:
-        click.echo(f"no runs to verify in {app.store.display_url}")
+        body: dict[str, Any] = {rid: r.__dict__ for rid, r in reports.items()}
+        if found.blob_problems:
+            body["blobs"] = found.blob_problems
+        click.echo(json.dumps(body, indent=2, default=str))
     else:
         for rid, r in reports.items():
             click.echo(f"{rid}: ok ({r.checked} events)" if r.ok else
                        f"{rid}: BROKEN at seq {r.first_broken_seq}: {r.problem}")
-    sys.exit(exits.CHECK_FAILED if bad else 0)
+        for problem in found.blob_problems:
+            click.echo(f"BROKEN {problem}")
+    sys.exit(0 if found.ok else exits.CHECK_FAILED)
+
+
+def _anchored_runs(ctx: click.Context, ws: str | None) -> list[str]:
+    """Runs whose heads are anchored beside a missing SQLite store: a deleted database is not 'nothing'."""
+    import sqlalchemy as sa
+
+    from store.database import database_url, default_anchors
+
+    anchors = default_anchors(sa.make_url(database_url(Path(workspace_of(ctx, ws)).resolve())), None)
+    return anchors.run_ids() if anchors is not None and anchors.root.is_dir() else []
 
 
 @cli.command()

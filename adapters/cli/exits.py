@@ -42,6 +42,7 @@ UNEXPECTED = 1
 CHECK_FAILED = 1
 USAGE = 2
 UNREACHABLE = 7
+NOT_THE_PROTOCOL = 8
 INTERRUPTED = 130
 TERMINATED = 143
 
@@ -57,6 +58,7 @@ MEANING: tuple[tuple[int, str], ...] = (
     (STORE, "the store is unavailable: locked, unreachable, not migrated, corrupt, unsupported URL"),
     (6, "no such run"),
     (UNREACHABLE, "`kodr probe`: the model server did not answer"),
+    (NOT_THE_PROTOCOL, "`kodr probe`: the server answered but does not speak the OpenAI chat-completions protocol"),
     (10, "the run ended `failed`"),
     (11, "the run ended `stalled`"),
     (12, "the run ended `timed_out`"),

@@ -63,6 +63,17 @@ def loop_flags(f: F) -> F:
                      help="seconds for the whole run")(f)
     f = click.option("--off-target", type=click.Choice(["strict", "lenient", "off"]), default=None,
                      help="how the off-target-edit brake judges repairs")(f)
+    f = click.option("--keep-last", is_flag=True, default=None,
+                     help="a run that stops without passing keeps the last turn's files (default: the best turn's)")(f)
+    f = click.option("--local/--remote", "local", default=None,
+                     help="treat the model server as local or remote (default: from the preset or host)")(f)
+    f = click.option("--context-tokens", type=click.IntRange(256), default=None,
+                     help="the server's context window in tokens (default: asked from the server)")(f)
+    f = click.option("--sandbox", type=click.Choice(["auto", "required", "off"]), default=None,
+                     help="bubblewrap around installs and tests (default auto: when it works here)")(f)
+    f = click.option("--test-network", is_flag=True, default=None, help="let tests reach the network")(f)
+    f = click.option("--allow-secret-files", is_flag=True, default=None,
+                     help="include .env*, *.pem, id_* … in snapshots and prompts")(f)
     f = json_flag(f)
     f = quiet_flag(f)
     return f
@@ -75,8 +86,10 @@ def run_options(**kw: Any) -> RunOptions:
 
 
 def options_from_flags(flags: Mapping[str, Any], **extra: Any) -> RunOptions:
-    """RunOptions from the shared model and loop flags of ``run`` and ``heal``."""
-    return run_options(**{OPTION_OF_FLAG.get(k, k): v for k, v in flags.items()}, **extra)
+    """RunOptions from the shared model and loop flags of ``run`` and ``heal``, with the server's locality."""
+    from adapters.providers import record_locality
+
+    return record_locality(run_options(**{OPTION_OF_FLAG.get(k, k): v for k, v in flags.items()}, **extra))
 
 
 def require_server(provider: str | None, base_url: str | None) -> None:

@@ -16,6 +16,8 @@ from adapters.cli.flags import json_flag, workspace_flag
 from adapters.cli.root import cli
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from adapters.bootstrap import App
     from kodr_core.aggregate import Run
     from kodr_core.events import RecordedEvent
@@ -52,6 +54,17 @@ def load(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[App, list[Re
     run_id = app.store.resolve(run_ref)
     records = app.store.load(run_id)
     return app, records, fold(run_id, records)
+
+
+def stream(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[App, str, Iterator[RecordedEvent]]:
+    """A run's history as a stream (pages read on demand): bounded memory for a long run."""
+    from kodr_core.errors import RunNotFound
+
+    app = reader(ctx, ws)
+    if app is None:
+        raise RunNotFound(no_store(ctx, ws))
+    run_id = app.store.resolve(run_ref)
+    return app, run_id, app.store.iter_events(run_id)
 
 
 @cli.command()
@@ -102,7 +115,10 @@ def show(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> Non
     """One run: state, outcome, settings and where its artifacts are."""
     from adapters.cli.running import summary
 
-    app, _, run = load(ctx, ws, run_ref)
+    from kodr_core.aggregate import fold
+
+    app, run_id, events = stream(ctx, ws, run_ref)
+    run = fold(run_id, events)
     data = summary(app, run) | {"task": run.task, "mode": run.mode, "workspace": run.workspace,
                                 "options": run.options, "created_at": run.created_at, "updated_at": run.updated_at}
     if as_json:

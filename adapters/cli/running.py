@@ -104,7 +104,7 @@ def drive(app: App, run_id: str, options: RunOptions, progress: Any, *, resume: 
     driving(run_id)
     try:
         return app.drive(run_id, model if model is not None else model_of(app, options), progress,
-                         resume=resume, overrides=overrides)
+                         resume=resume, overrides=overrides, options=options)
     finally:
         progress.close()
 
@@ -142,7 +142,7 @@ def run(ctx: click.Context, /, prompt: str | None, prompt_file: str | None, ws: 
     model = model_of(app, options)
     stream = progress_stream(as_json, dry_run)
     with app.workspace_held():
-        run_id = app.engine(None).request(task, options)
+        run_id = app.engine(None, options=options).request(task, options)
         if not quiet:
             click.echo(f"run {run_id} in {str(app.root)}", file=stream)
         result = drive(app, run_id, options, Progress(quiet, stream), model=model)
@@ -209,7 +209,7 @@ def plan(ctx: click.Context, prompt: str, ws: str | None, provider: str | None, 
     model = model_of(app, options)
     stream = progress_stream(as_json)
     with app.workspace_held():
-        run_id = app.engine(None).request(prompt, options, mode="plan")
+        run_id = app.engine(None, options=options).request(prompt, options, mode="plan")
         result = drive(app, run_id, options, Progress(quiet, stream), model=model)
     if result.plan and not as_json:
         click.echo(result.plan)
@@ -232,7 +232,7 @@ def heal(ctx: click.Context, /, prompt: str | None, ws: str | None, as_json: boo
     model = model_of(app, options)
     stream = progress_stream(as_json)
     with app.workspace_held():
-        run_id = app.engine(None).request(prompt or "Make the failing tests pass.", options, mode="heal")
+        run_id = app.engine(None, options=options).request(prompt or "Make the failing tests pass.", options, mode="heal")
         if not quiet:
             click.echo(f"run {run_id} (heal) in {str(app.root)}", file=stream)
         result = drive(app, run_id, options, Progress(quiet, stream), model=model)

@@ -3,6 +3,13 @@
 The model is deterministic (its reply depends only on the request), so a resumed run
 must end exactly like the run that never crashed: same state and reason, same final
 workspace, a gapless and valid hash chain, no step completed twice, no orphan left.
+
+The full matrix (every event, before and after) runs in-process: the engine on the
+real SQLite store and a real workspace directory, a crash raised at the fault point,
+then a resume through a freshly opened store; tests are judged from the workspace's
+files (no node), so the matrix takes seconds and belongs to the fast suite. A sample
+of fault points still crashes a real ``kodr`` process (``os._exit``) and resumes it
+with real node tests (slow).
 """
 
 from __future__ import annotations
@@ -99,10 +106,11 @@ def reference(tmp_path_factory) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("when", ["after", "before"])
-def test_crash_at_every_event_then_resume(reference: dict, tmp_path: Path, when: str) -> None:
+def test_crash_a_real_process_at_sample_events_then_resume(reference: dict, tmp_path: Path, when: str) -> None:
     failures = {}
+    last = reference["events"]
     with ScriptedServer(responder=deterministic_model) as srv:
-        for n in range(1, reference["events"] + 1):
+        for n in sorted({1, 3, last // 2, last - 1}):  # the whole matrix runs in-process below
             ws = tmp_path / f"{when}-{n}"
             ws.mkdir()
             crashed = _run(ws, srv, f"{when}:{n}")
@@ -156,3 +164,104 @@ def test_two_resumers_exactly_one_proceeds(tmp_path: Path) -> None:
         ok = kodr("resume", run_id, "--json", "-q", cwd=ws)
         assert ok.code == 0, ok.err
         assert ok.json()["state"] == "passed"
+
+
+# -- the whole matrix, in-process ---------------------------------------------------------
+
+
+class _Model:
+    """deterministic_model without HTTP."""
+
+    def complete(self, request, *, deadline_s=None):
+        from kodr_core.ports import ChatReply
+
+        return ChatReply(content=json.dumps(deterministic_model({"messages": request.messages})),
+                         finish_reason="stop", duration_ms=1)  # fmt: skip
+
+
+class _Toolchain:
+    """Install succeeds; the tests judge slug.js by its marker, as ``node --test`` does."""
+
+    def install(self, commands, *, cwd, timeout_s, step_key):
+        from tests.unit.fakes import fake_install_json
+
+        return fake_install_json(commands), b"installed\n"
+
+    def test(self, argv, kind, *, cwd, timeout_s, step_key, only_files=()):
+        from tests.unit.fakes import fake_tests_json, failure
+
+        src = (Path(cwd) / "slug.js").read_text() if (Path(cwd) / "slug.js").exists() else ""
+        names = [] if "FIXED" in src else ["joins words"] if "BUG_V2" in src else ["lowercases", "joins words"]
+        failures = [failure(n, "slug.js", 2) for n in names]
+        return fake_tests_json(argv, passed=2 - len(names), failed=len(names), failures=failures), b"tests\n"
+
+    def kill_orphans(self, step_key):
+        return 0
+
+    def confinement(self, step):
+        return {"sandbox": "none (in-process test)", "step": step}
+
+
+_OPTIONS = {"test_command": "node --test", "install": True, "heal": True, "max_turns": 3}
+
+
+def _engine(ws: Path, log, store):
+    from adapters.artifacts import ArtifactWriter
+    from adapters.workspace import DiskWorkspace
+    from kodr_core.engine import Engine
+
+    return Engine(log, DiskWorkspace(ws), _Toolchain(), _Model(), artifacts=ArtifactWriter(ws, store))
+
+
+def _in_process_run(ws: Path, fault: tuple[str, int] | None) -> str | None:
+    """Run to the end, or to an injected crash; the run id, or None if nothing was recorded."""
+    from adapters.faults import FaultyLog, InjectedCrash
+    from adapters.leasing import held
+    from kodr_core.engine import new_run_id
+    from kodr_core.options import RunOptions
+
+    (ws / "README.md").write_text("slugify\n")
+    with open_store(default_url(ws)) as store:
+        log = FaultyLog(store, *fault, hard=False) if fault else store
+        run_id = new_run_id()
+        try:
+            _engine(ws, log, store).request("slugify", RunOptions(**_OPTIONS), run_id=run_id)
+        except InjectedCrash:
+            if not store.load(run_id):
+                return None
+        with held(store, run_id) as fenced:
+            try:
+                _engine(ws, FaultyLog(fenced, *fault, hard=False) if fault else fenced, store).drive(run_id)
+            except InjectedCrash:
+                pass
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def in_process_reference(tmp_path_factory) -> dict:
+    ws = tmp_path_factory.mktemp("in-process-reference")
+    run_id = _in_process_run(ws, None)
+    with open_store(default_url(ws)) as store:
+        row = store.get_run(run_id)
+    assert (row["state"], row["reason"], row["heal_turn"]) == ("passed", "verification_passed", 2)
+    return {"state": row["state"], "reason": row["reason"], "events": row["last_seq"], "workspace": snapshot(ws)}
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_crash_at_every_event_in_process_then_resume(in_process_reference: dict, tmp_path: Path, when: str) -> None:
+    from adapters.leasing import held
+
+    failures = {}
+    for n in range(1, in_process_reference["events"] + 1):
+        ws = tmp_path / f"{when}-{n}"
+        ws.mkdir()
+        run_id = _in_process_run(ws, (when, n))
+        if run_id is None:
+            assert (when, n) == ("before", 1)  # the run was never recorded: nothing to resume
+            continue
+        with open_store(default_url(ws)) as store, held(store, run_id) as fenced:
+            _engine(ws, fenced, store).resume(run_id, fenced.lease.owner)
+        problems = _check(ws, run_id, in_process_reference)
+        if problems:
+            failures[f"{when}:{n}"] = problems
+    assert failures == {}

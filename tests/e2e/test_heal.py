@@ -251,14 +251,18 @@ def test_budget_spent_fails_with_budget_exhausted(workspace: Path) -> None:
     assert len(requests) == 3
     records = events_of(workspace, out["run_id"])
     # npm scripts cannot be narrowed to the failing files: every verification is the full suite
-    assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + REPAIR + VERIFY_ONCE + ["StateChanged:fail"]
+    assert chain(records) == (FIRST_VERIFY + REPAIR + VERIFY_ONCE + REPAIR + VERIFY_ONCE
+                              + ["StateChanged:fail", "WorkspaceRestored"])
     assert {s.scope for s in of_type(records, "TestsStarted")} == {"full"}
     last = transitions(records)[-1]
     assert (last.from_state, last.to_state, last.outcome, last.reason) == ("verifying", "failed", "failed",
                                                                            "budget_exhausted")
     assert last.facts["max_turns"] == 2 and last.facts["failures_per_turn"] == [1, 2, 1]
     assert last.facts["best_turn"] == 0  # a tie goes to the earliest turn
-    assert (workspace / "calc.js").read_text() == node_impl("a - b - 0")
+    # the run stopped without passing: the workspace is back at the best turn (0), recorded
+    assert (workspace / "calc.js").read_text() == NODE_BUGGY
+    restored = of_type(records, "WorkspaceRestored")[-1].files
+    assert [(f["path"], f["why"]) for f in restored] == [("calc.js", "best turn 0")]
 
     text, x = explained(workspace, out["run_id"], "failed", "budget_exhausted", "fail")
     ev = x["stop"]["evidence"]
@@ -324,7 +328,8 @@ def test_repair_editing_an_unrelated_file_stalls_with_off_target_edit(workspace:
     assert len(requests) == 2
     records = events_of(workspace, out["run_id"])
     # the failing file is run first; it still fails, so the brake judges that result
-    assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + ["StateChanged:stall"]
+    assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + ["StateChanged:stall", "WorkspaceRestored"]
+    assert (workspace / "format.js").read_text() == NODE_FORMAT  # back at the best turn (0)
     allowed = of_type(records, "ModelCallStarted")[1].allowed_paths
     assert {"calc.js", "calc.test.js"} <= set(allowed) and "format.js" not in allowed
     last = transitions(records)[-1]
@@ -611,7 +616,8 @@ def test_repair_that_makes_the_tests_hang_times_out_and_is_not_the_best_turn(wor
     assert (out["state"], out["reason"], out["heal_turn"]) == ("timed_out", "test_timeout", 1)
     assert took < 30 and tagged_processes(out["run_id"]) == []
     records = events_of(workspace, out["run_id"])
-    assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + ["StateChanged:time_out"]
+    assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + ["StateChanged:time_out", "WorkspaceRestored"]
+    assert (workspace / "calc.js").read_text() == NODE_BUGGY  # the hanging repair is not left behind
     assert of_type(records, "TestsFinished")[-1].result["timedOut"] is True
 
     text, x = explained(workspace, out["run_id"], "timed_out", "test_timeout", "time_out")
@@ -631,3 +637,58 @@ def test_repair_that_deletes_the_failing_test_does_not_pass(workspace: Path) -> 
     assert (out["state"], out["reason"]) == ("failed", "tests_removed"), out
     assert out["facts"]["total_before"] == 2 and out["facts"]["total"] == 1
     assert r.code == 10
+
+
+# -- a real mocha project (mocha from the registry, its default spec reporter) -------------
+
+MOCHA_PKG = json.dumps({"name": "calc-mocha", "version": "1.0.0", "private": True,
+                        "scripts": {"test": "mocha"}, "devDependencies": {"mocha": "12.0.3"}}, indent=2) + "\n"
+MOCHA_TEST = """const assert = require('assert');
+const { add, sub } = require('../src/calc');
+describe('calc', () => {
+  it('adds', () => { assert.strictEqual(add(2, 3), 5); });
+  it('subtracts', () => { assert.strictEqual(sub(5, 2), 3); });
+  describe('edge cases', () => {
+    it('adds zero', () => { assert.strictEqual(add(4, 0), 4); });
+    it.skip('subtracts big numbers', () => {});
+  });
+});
+"""
+MOCHA_BUGGY = "exports.add = (a, b) => a + b;\nexports.sub = (a, b) => a + b;\n"
+MOCHA_FIXED = "exports.add = (a, b) => a + b;\nexports.sub = (a, b) => a - b;\n"
+MOCHA_FILES = {"package.json": MOCHA_PKG, "src/calc.js": MOCHA_BUGGY, "test/calc.test.js": MOCHA_TEST}
+
+
+@pytest.mark.slow
+def test_heal_a_real_mocha_project_reaches_the_model_and_passes(workspace: Path) -> None:
+    """issue 9: mocha as published (``npm test`` → ``mocha``, spec reporter) read as 2 passing, 1 failing,
+    1 pending, the failure named and located, the model called with it, and the fix verified."""
+    r, requests = _heal_existing(workspace, MOCHA_FILES, {"src/calc.js": MOCHA_FIXED}, ("--install", *NPM_RUN))
+    out = summary(r)
+    assert r.code == 0, r.err
+    assert (out["state"], out["reason"], out["heal_turn"]) == ("passed", "verification_passed", 1)
+    records = events_of(workspace, out["run_id"])
+    results = [t.result for t in of_type(records, "TestsFinished")]
+    first, last = results[0], results[-1]
+    assert (first["parser"], first["passed"], first["failed"], first["skipped"], first["total"]) == (
+        "mocha-text", 2, 1, 1, 4)
+    [f] = first["failures"]
+    assert (f["name"], f["file"], f["line"]) == ("calc > subtracts", "test/calc.test.js", 5)
+    assert "7 !== 3" in f["message"]
+    assert (last["parser"], last["passed"], last["failed"], last["total"], last["ok"]) == ("mocha-text", 3, 0, 4, True)
+    assert len(requests) == 1
+    prompt = requests[0]["body"]["messages"][-1]["content"]
+    assert "calc > subtracts" in prompt and "src/calc.js" in prompt
+    assert (workspace / "src" / "calc.js").read_text() == MOCHA_FIXED
+
+
+def test_mocha_not_installed_is_no_verification_with_its_cause(workspace: Path) -> None:
+    """Without --install, ``npm test`` finds no mocha: the run says so in its one line and its facts."""
+    r, requests = _heal_existing(workspace, MOCHA_FILES, {"src/calc.js": MOCHA_FIXED}, NPM_RUN)
+    out = summary(r)
+    assert (out["state"], out["reason"]) == ("failed", "no_verification")
+    assert requests == []  # nothing to repair: the model is never called
+    records = events_of(workspace, out["run_id"])
+    facts = transitions(records)[-1].facts
+    assert facts["cause"] == "runner_missing"
+    assert facts["detail"].startswith("mocha not installed in the project (") and "not found" in facts["detail"]

@@ -4,7 +4,7 @@ What local models and servers actually send (think blocks, reasoning fields,
 fences, tool calls written as text, Ollama's whole-call chunks, cut-off replies),
 what a server does to a call (hangs, slow streams, 429s), what kodr records of a
 call (usage, retries, the tool trace), that API keys stay out of every file kodr
-writes, the plan → run hand-off, the read-only tool loop, and ``kodr probe``.
+writes, the plan → run hand-off and the read-only tool loop (``kodr probe``: test_server_quirks.py).
 
 Every test goes through the CLI in a subprocess over real loopback HTTP and reads
 the run back from the store; ``--dry-run`` keeps the parsing tests fast (nothing
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -577,47 +576,3 @@ def test_tool_loop_timeout_message_names_the_users_budget(workspace: Path) -> No
         r, out = dry(workspace, srv, "--tools", "--model-timeout", "2")
     failed = of_type(events_of(workspace, out["run_id"]), "ModelCallFailed")[0]
     assert "its 2s deadline" in failed.message, failed.message
-
-
-# -- 9. probe -------------------------------------------------------------------------------------
-
-
-def test_probe_reports_a_reachable_server_and_its_models(tmp_path: Path) -> None:
-    ok = '{"ok": true}'
-    with ScriptedServer([ok, Turn(tool_calls=[{"name": "noop", "arguments": {}}]), ok, ok],
-                        models=["qwen2.5-coder-7b", "llama-3.1-8b"]) as srv:
-        r = kodr("probe", "--base-url", srv.base_url, "--json", cwd=tmp_path, timeout=120)
-        bodies = [q["body"] for q in srv.requests]
-    assert r.code == 0, r.err
-    out = r.json()
-    assert out["reachable"] is True
-    assert out["models"] == ["qwen2.5-coder-7b", "llama-3.1-8b"]
-    assert out["model"] == "qwen2.5-coder-7b"
-    assert out["base_url"] == srv.base_url and out["local"] is True
-    assert (out["tools"], out["json_schema"], out["both"]) == (True, True, True)
-    assert out["protocol"] == "tools without response_format", "local servers never get the pair"
-    assert out["streaming"] is True and out["errors"] == {}
-    assert len(bodies) == 4 and "tools" in bodies[3] and "response_format" in bodies[3]
-    assert not (tmp_path / ".kodr").exists(), "probe touches no store"
-
-
-def test_probe_reports_what_the_server_refuses(tmp_path: Path) -> None:
-    refuse = Turn(status=400, error="tools and response_format cannot be used together")
-    with ScriptedServer(['{"ok": true}', Turn(tool_calls=[{"name": "noop", "arguments": {}}]), '{"ok": true}',
-                         refuse]) as srv:
-        r = kodr("probe", "--base-url", srv.base_url, "--json", cwd=tmp_path, timeout=120)
-    out = r.json()
-    assert r.code == 0 and (out["tools"], out["json_schema"], out["both"]) == (True, True, False)
-    assert "cannot be used together" in out["errors"]["both"]
-
-
-def test_probe_of_an_unreachable_server(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    r = kodr("probe", "--base-url", f"http://127.0.0.1:{port}/v1", "--json", "--timeout", "3", cwd=tmp_path,
-             timeout=60)
-    assert r.code == 7, r.err
-    out = r.json()
-    assert out["reachable"] is False and out["models"] == [] and out["protocol"] == "unknown"
-    assert "models" in out["errors"]

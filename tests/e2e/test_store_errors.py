@@ -32,3 +32,37 @@ def test_locked_database_is_a_clear_error_and_loses_nothing(workspace: Path) -> 
     assert "locked" in r.err.lower() and "Traceback" not in r.err
     assert not (workspace / "a.txt").exists()
     assert kodr("runs", "--json", cwd=workspace).json() == []
+
+
+def _one_line_exit_5(r) -> str:
+    assert r.code == 5, (r.code, r.err)
+    assert "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    return r.err.strip()
+
+
+def test_an_event_this_kodr_cannot_decode_is_exit_5_with_one_line(tmp_path: Path) -> None:
+    from kodr_core import events as ev
+    from store.database import default_url, open_store
+
+    with open_store(default_url(tmp_path)) as s:
+        s.append("r1", 0, [ev.RunRequested(task="t", workspace=str(tmp_path))])
+    db = sqlite3.connect(tmp_path / ".kodr" / "kodr.db")
+    db.execute("INSERT INTO events (run_id, seq, type, schema_version, recorded_at, body, prev_hash, hash) "
+               "VALUES ('r1', 2, 'FromTheFuture', 1, 'x', '{\"data\":{}}', 'p', 'h')")  # fmt: skip
+    db.commit()
+    db.close()
+    line = _one_line_exit_5(kodr("show", "r1", cwd=tmp_path))
+    assert "run r1 seq 2" in line and "unknown event type 'FromTheFuture'" in line
+
+
+def test_a_corrupt_sqlite_file_is_exit_5_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / ".kodr").mkdir()
+    (tmp_path / ".kodr" / "kodr.db").write_bytes(b"this is not a database, " * 400)
+    line = _one_line_exit_5(kodr("runs", cwd=tmp_path))
+    assert "is corrupt" in line and "file is not a database" in line
+
+
+def test_an_unsupported_database_url_is_exit_5_with_one_line(tmp_path: Path) -> None:
+    r = kodr("runs", cwd=tmp_path, env={"KODR_DATABASE_URL": "mysql://kodr:s3cret@db.example/kodr"})
+    line = _one_line_exit_5(r)
+    assert "unsupported database URL mysql://kodr:***@db.example/kodr" in line and "s3cret" not in line

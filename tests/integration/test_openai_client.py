@@ -157,15 +157,59 @@ def test_cut_off_reply_is_reported_by_the_parser():
         extract_envelope(reply.content, reply.reasoning, finish_reason=reply.finish_reason)
 
 
-def test_error_inside_the_stream():
+def test_error_inside_the_stream_is_retried_then_reported():
+    crashed = Turn(raw_chunks=[_chunk({"content": "a"}), {"error": {"message": "model crashed"}}])
     with pytest.raises(ModelError) as info:
-        one_reply(Turn(raw_chunks=[_chunk({"content": "a"}), {"error": {"message": "model crashed"}}]))
+        one_reply(crashed, crashed, crashed)
     assert info.value.kind == "http" and "model crashed" in info.value.message
+    assert [r["attempt"] for r in info.value.retries] == [1, 2, 3]
 
 
-def test_malformed_stream_event():
-    with pytest.raises(ModelError, match="not JSON"):
-        one_reply(Turn(raw_chunks=["{not json"]))
+def test_malformed_stream_event_is_retried():
+    reply, requests = one_reply(Turn(raw_chunks=["{not json"]), "ok")
+    assert reply.content == "ok" and len(requests) == 2
+    assert "not JSON" in reply.retries[0]["error"]
+
+
+# -- issue 11 item 5: only a finished stream is an answer ------------------------------
+
+
+def test_a_complete_looking_stream_without_finish_reason_is_retried_not_trusted():
+    """llmock's truncated_stream_accepted: a valid envelope, then the connection ends."""
+    cut = Turn(raw_chunks=[_chunk({"content": json.dumps(ENV)}, None)])
+    reply, requests = one_reply(cut, Turn(content=json.dumps(ENV)))
+    assert len(requests) == 2 and reply.finish_reason == "stop"
+    assert "before a finish_reason" in reply.retries[0]["error"]
+
+
+def test_a_stream_cut_mid_json_is_a_transport_failure_not_the_models_fault():
+    cut = Turn(raw_chunks=[_chunk({"content": json.dumps(ENV)[:30]}, None)], done=False)
+    with pytest.raises(ModelError) as info:
+        one_reply(cut, cut, cut)
+    assert info.value.kind == "unavailable" and "cut off" in info.value.message
+    assert len(info.value.retries) == 3
+
+
+def test_a_cut_tool_call_is_never_returned():
+    half = Turn(raw_chunks=[_chunk({"tool_calls": [_call("a", "read_file", '{"path": "src/', 0)]}, None)])
+    reply, requests = one_reply(half, Turn(tool_calls=[{"name": "read_file", "arguments": {"path": "src/a.js"}}]))
+    assert [json.loads(c["function"]["arguments"]) for c in reply.tool_calls] == [{"path": "src/a.js"}]
+    assert len(requests) == 2
+
+
+def test_hostile_fields_are_ignored_and_noted_not_raised():
+    chunks = [
+        _chunk({"content": [{"text": 5}, {"text": "ok"}]}, None),
+        _chunk({"tool_calls": [{"index": [0], "function": {"name": "list_files", "arguments": {"a": 1}}}]}, None),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": 7}]},
+        _chunk({"content": "\ud800"}, "stop"),
+    ]
+    reply, _ = one_reply(Turn(raw_chunks=[json.dumps(c).replace("\\\\ud800", "\\ud800") for c in chunks]))
+    assert reply.content == "ok\ufffd" and reply.finish_reason == "stop"
+    assert [c["function"]["name"] for c in reply.tool_calls] == ["list_files"]
+    problems = reply.raw["protocol_problems"]
+    assert any("index is not an integer" in p for p in problems)
+    assert any("finish_reason is not a string: 7" in p for p in problems)
 
 
 # -- deadlines and stalls -----------------------------------------------------------
@@ -194,16 +238,16 @@ def test_stream_that_goes_silent_is_cut_at_the_deadline_not_a_stall_window_later
     assert elapsed < 1.5 + 1.0, elapsed
 
 
-def test_stall_timeout_fires_between_chunks_and_is_not_retried():
+def test_stall_timeout_fires_between_chunks_and_is_retried_like_a_disconnect():
     turn = Turn(content="abc", hang_after_chunks=2)
-    with ScriptedServer([turn, "never used"]) as srv, client_for(srv, stall_timeout_s=0.5) as client:
+    with ScriptedServer([turn, turn, "ok"]) as srv, client_for(srv, stall_timeout_s=0.5, max_retries=1) as client:
         started = time.monotonic()
         with pytest.raises(ModelError, match="stall") as info:
             client.complete(ASK)
         elapsed = time.monotonic() - started
-        assert len(srv.requests) == 1
-    assert info.value.kind == "timeout" and info.value.retries == []
-    assert 0.4 <= elapsed < 1.5, elapsed
+        assert len(srv.requests) == 2
+    assert info.value.kind == "timeout" and [r["attempt"] for r in info.value.retries] == [1, 2]
+    assert 0.9 <= elapsed < 2.5, elapsed
 
 
 def test_slow_but_steady_stream_outlives_the_stall_timeout():
@@ -226,7 +270,9 @@ def test_429_then_success_honours_retry_after_and_records_it():
         reply = client.complete(ASK)
         elapsed = time.monotonic() - started
     assert reply.content == "ok"
-    assert reply.retries == [{"attempt": 1, "status": 429, "message": "slow down", "wait_ms": 1000}]
+    assert [{k: v for k, v in r.items() if k != "duration_ms"} for r in reply.retries] == [
+        {"attempt": 1, "status": 429, "message": "slow down", "wait_ms": 1000}]
+    assert reply.retries[0]["duration_ms"] >= 0
     assert elapsed >= 1.0
 
 
@@ -245,8 +291,9 @@ def test_500s_exhaust_the_retries():
         assert len(srv.requests) == 3
     err = info.value
     assert err.kind == "http" and "HTTP 500: boom 2" in err.message and "3 attempts" in err.message
-    assert [(r["attempt"], r["status"]) for r in err.retries] == [(1, 500), (2, 500)]
-    assert all(r["wait_ms"] >= 0 for r in err.retries)
+    # every attempt is recorded, the last one too (it has no wait: nothing came after it)
+    assert [(r["attempt"], r["status"]) for r in err.retries] == [(1, 500), (2, 500), (3, 500)]
+    assert all(r["wait_ms"] >= 0 for r in err.retries[:2]) and "wait_ms" not in err.retries[2]
 
 
 def test_retries_stop_when_the_wait_would_pass_the_deadline():
@@ -276,7 +323,7 @@ def test_connection_refused_is_retried_then_unavailable():
     with OpenAIChatClient(config, max_retries=2, backoff_base_s=0.01) as client, pytest.raises(ModelError) as info:
         client.complete(ASK)
     assert info.value.kind == "unavailable"
-    assert [r["attempt"] for r in info.value.retries] == [1, 2]
+    assert [r["attempt"] for r in info.value.retries] == [1, 2, 3]
     assert "cannot connect" in info.value.retries[0]["error"]
 
 
@@ -342,25 +389,38 @@ def test_model_defaults_to_the_servers_first_model():
     assert reply.request_body["model"] == "qwen2.5-coder"
 
 
-def test_probe_reports_what_the_server_accepts():
-    turns = ["ok", "ok", "ok", Turn(status=400, error="Cannot use tools with response_format")]
-    with ScriptedServer(turns) as srv, client_for(srv) as client:
-        result = client.probe(timeout_s=5)
+def test_probe_sends_a_runs_request_and_reports_fallbacks():
+    env = json.dumps(ENV)
+    turns = [Turn(status=400, error="response_format json_schema is not supported"), env]
+    with ScriptedServer(turns) as srv:
+        config = ProviderConfig("test", srv.base_url, model=None, local=True)
+        with OpenAIChatClient(config, stall_timeout_s=5.0, max_retries=0) as client:
+            result = client.probe(timeout_s=5)
         bodies = [r["body"] for r in srv.requests]
-    assert result["reachable"] is True and result["models"] == ["scripted-model"]
-    assert result["protocol"] == "openai-chat-completions" and result["streaming"] is True
-    assert (result["tools"], result["json_schema"], result["both"]) == (True, True, False)
-    assert "Cannot use tools" in result["errors"]["both"]
-    assert "tools" in bodies[3] and "response_format" in bodies[3]
+    assert result["reachable"] is True and result["protocol"] is True and result["models"] == ["scripted-model"]
+    assert [b["response_format"]["type"] for b in bodies] == ["json_schema", "json_object"]
+    assert [(f["from"], f["to"]) for f in result["fallbacks"]] == [("json_schema", "json_object")]
+    assert result["envelope"] == "valid" and result["model"] == "scripted-model"
+    assert [e["method"] + " " + e["path"] for e in result["exchanges"]][:1] == ["GET /models"]
 
 
 def test_probe_of_nothing():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = OpenAIChatClient(ProviderConfig("x", f"http://127.0.0.1:{port}/v1", model="m"))
+    client = OpenAIChatClient(ProviderConfig("x", f"http://127.0.0.1:{port}/v1", model="m"), max_retries=0)
     result = client.probe(timeout_s=2)
-    assert result["reachable"] is False and result["tools"] is None and "models" in result["errors"]
+    assert result["reachable"] is False and result["protocol"] is False
+    assert result["error"]["kind"] == "unavailable"
+
+
+@pytest.mark.parametrize(("host", "local"), [
+    ("ollama", True), ("host.docker.internal", True), ("gpu.internal", True), ("box.lan", True),
+    ("10.1.2.3", True), ("[fd00::1]", True), ("169.254.1.1", True), ("api.example.com", False), ("8.8.8.8", False),
+])
+def test_locality_of_hosts(host, local):
+    assert resolve_provider("openai-compatible", f"http://{host}:8000/v1", "m", {}).local is local
+    assert resolve_provider("openai-compatible", f"http://{host}:8000/v1", "m", {}, local=not local).local is not local
 
 
 # -- provider resolution (pure, but it belongs with the client it configures) -----------

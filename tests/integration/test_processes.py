@@ -181,3 +181,176 @@ def test_kill_orphans_finds_a_tagged_sleeper(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+# -- the OS sandbox (bubblewrap), as root -------------------------------------------
+
+from adapters.sandbox import Sandbox, probe  # noqa: E402
+
+needs_bwrap = pytest.mark.skipif(probe(shutil.which("bwrap")) is not None, reason="bubblewrap cannot run here")
+
+
+def boxed(**kw) -> SubprocessRunner:
+    return SubprocessRunner(sandbox=Sandbox("required"), **kw)
+
+
+def sh(runner: SubprocessRunner, script: str, cwd, **kw):
+    return runner.run(["sh", "-c", script], cwd=str(cwd), timeout_s=kw.pop("timeout_s", 20), **kw)
+
+
+@pytest.fixture
+def box(tmp_path):
+    """A workspace with a .kodr store dir, and a sibling directory an escape would hit."""
+    ws, sibling = tmp_path / "ws", tmp_path / "sibling"
+    (ws / ".kodr").mkdir(parents=True)
+    (ws / ".kodr" / "kodr.db").write_bytes(b"store")
+    sibling.mkdir()
+    (sibling / "keep.txt").write_text("keep")
+    return ws, sibling
+
+
+@needs_bwrap
+def test_sandbox_writes_only_the_workspace_even_as_root(box):
+    ws, sibling = box
+    res = sh(boxed(), f"""
+        echo in > inside.txt
+        echo x > {sibling}/keep.txt; echo x > {sibling}/new.txt
+        echo x > /etc/kodr-escape; echo x > /root/kodr-escape; echo x > /dev/shm/kodr-escape
+        echo x > .kodr/kodr.db
+        mount -o remount,rw / && echo REMOUNTED
+        echo x > /tmp/private && cat /tmp/private
+        id -u
+    """, ws)
+    assert (ws / "inside.txt").read_text() == "in\n"
+    assert (sibling / "keep.txt").read_text() == "keep" and not (sibling / "new.txt").exists()
+    assert not os.path.exists("/etc/kodr-escape") and not os.path.exists("/root/kodr-escape")
+    assert not os.path.exists("/dev/shm/kodr-escape")
+    assert (ws / ".kodr" / "kodr.db").read_bytes() == b"store"  # the run's store is read-only inside
+    assert "REMOUNTED" not in res.stdout
+    assert res.stdout.split()[-2:] == ["x", str(os.getuid())]  # a private /tmp works; root stays root
+
+
+@needs_bwrap
+def test_sandbox_hides_the_parents_environment(box, tmp_path):
+    """kodr's own environment (with a key) is unreachable: new PID namespace, fresh /proc, allowlisted env."""
+    ws, _ = box
+    code = (
+        "import sys; from adapters.sandbox import Sandbox; from adapters.processes import SubprocessRunner\n"
+        "r = SubprocessRunner(sandbox=Sandbox('required'))\n"
+        "res = r.run(['sh', '-c', 'env; cat /proc/[0-9]*/environ | tr \"\\\\0\" \"\\\\n\"; ls /proc | grep -c \"^[0-9]\"'],"
+        " cwd=sys.argv[1], timeout_s=20)\n"
+        "print(res.stdout)\n"
+    )
+    secret = "sk-parent-" + uuid.uuid4().hex
+    env = {**os.environ, "OPENAI_API_KEY": secret, "PLAIN_VALUE": "plain-" + secret[-6:]}
+    p = subprocess.run([sys.executable, "-c", code, str(ws)], env=env, capture_output=True, text=True, timeout=60,
+                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert p.returncode == 0, p.stderr
+    assert secret not in p.stdout and secret[-6:] not in p.stdout
+    assert int(p.stdout.split()[-1]) < 10  # only the sandbox's own few processes are visible
+
+
+def _sleepers(marker: str) -> list[str]:
+    """Live pids whose command line holds ``marker`` (a unique sleep duration)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and alive(int(d)):
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(d)
+            except OSError:
+                pass
+    return found
+
+
+@needs_bwrap
+def test_sandbox_kills_every_descendant_however_it_detaches(box):
+    """setsid + env -i leaves the group and drops the step tag: only the PID namespace catches it."""
+    ws, _ = box
+    n = f"{int(uuid.uuid4().int % 10**6)}"
+    res = sh(boxed(), f"""
+        setsid env -i sh -c 'sleep 601.{n}' &
+        (setsid sh -c 'sleep 602.{n}' &)
+        env -i sh -c 'nohup setsid sleep 603.{n} >/dev/null 2>&1 &'
+        sleep 0.3; echo started
+    """, ws, step_key="k-" + n)
+    assert "started" in res.stdout and res.exit_code == 0
+    time.sleep(0.3)
+    assert _sleepers(f".{n}") == []
+
+
+@needs_bwrap
+def test_sandbox_timeout_kills_the_namespace(box):
+    ws, _ = box
+    n = f"{int(uuid.uuid4().int % 10**6)}"
+    t0 = time.monotonic()
+    res = sh(boxed(kill_grace_s=0.5), f"setsid env -i sh -c 'sleep 604.{n}' & sleep 60", ws, timeout_s=1)
+    assert res.timed_out and time.monotonic() - t0 < 10
+    time.sleep(0.3)
+    assert _sleepers(f".{n}") == []
+
+
+@needs_bwrap
+def test_sandbox_network_only_when_allowed(box):
+    import socket
+    import threading
+
+    ws, _ = box
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(5)
+    port = srv.getsockname()[1]
+    def serve() -> None:
+        try:
+            while True:
+                srv.accept()[0].close()
+        except OSError:
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    probe_code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('CONNECTED')"
+    cut = boxed().run([sys.executable, "-c", probe_code], cwd=str(ws), timeout_s=20, network=False)
+    assert "CONNECTED" not in cut.stdout and cut.exit_code != 0
+    local = boxed().run([sys.executable, "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); "
+                         "s.listen(); c=socket.create_connection(s.getsockname()); print('LOOPBACK')"],
+                        cwd=str(ws), timeout_s=20, network=False)
+    assert "LOOPBACK" in local.stdout  # tests still get their own loopback
+    open_ = boxed().run([sys.executable, "-c", probe_code], cwd=str(ws), timeout_s=20, network=True)
+    assert "CONNECTED" in open_.stdout
+    srv.close()
+
+
+@needs_bwrap
+def test_sandbox_binds_the_package_caches_and_tmp_extras(box, tmp_path, monkeypatch):
+    ws, _ = box
+    cache = tmp_path / "npm-cache"
+    extra = tmp_path / "junit"
+    extra.mkdir()
+    monkeypatch.setenv("npm_config_cache", str(cache))
+    res = sh(boxed(), f'echo c > "$npm_config_cache/x" && echo j > {extra}/r.xml && echo ok', ws, writable=[str(extra)])
+    assert res.stdout.strip() == "ok", res.stderr
+    assert (cache / "x").read_text() == "c\n" and (extra / "r.xml").read_text() == "j\n"
+
+
+def test_sandbox_off_and_auto_record_their_confinement():
+    assert SubprocessRunner(sandbox=Sandbox("off")).confinement(network=False).sandbox == "none"
+    missing = Sandbox("auto", bwrap="/nonexistent/bwrap")
+    missing.bwrap = None
+    c = missing.confinement(network=False)
+    assert c.sandbox == "none" and "not installed" in c.why
+    from adapters.sandbox import SandboxUnavailable
+
+    req = Sandbox("required")
+    req.bwrap = None
+    with pytest.raises(SandboxUnavailable):
+        req.confinement(network=False)
+
+
+def test_captured_output_is_scrubbed(tmp_path):
+    from kodr_core.secrets import Scrubber
+
+    runner = SubprocessRunner(scrubber=Scrubber({"s3cr3t-value-123": "MY_TOKEN"}))
+    res = runner.run(["sh", "-c", "echo key=s3cr3t-value-123; echo s3cr3t-value-123 >&2"], cwd=str(tmp_path), timeout_s=10)
+    assert "s3cr3t" not in res.stdout + res.stderr and b"s3cr3t" not in res.log
+    assert "[secret:MY_TOKEN]" in res.stdout

@@ -10,7 +10,8 @@ import pytest
 
 from adapters.processes import SubprocessRunner
 from kodr_core.test_command import TestCommand, detect_test_command, parse_test_command, plan_test_run
-from kodr_core.test_report import build_tests_json, report_from_outputs
+from kodr_core.results import build_tests_json
+from kodr_core.runners import report_from_outputs
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="node/npm not on PATH")
 
@@ -37,7 +38,7 @@ def run_tests(root: Path, cmd: TestCommand, only_files=None, script=None, env=No
     result = SubprocessRunner().run(argv, cwd=str(root), timeout_s=120, env={**extra, **(env or {})})
     xml = junit.read_text() if junit.exists() else None
     report = report_from_outputs(cmd.kind, result.stdout, result.stderr, xml, root=str(root))
-    return build_tests_json(result, report, cmd.argv)
+    return build_tests_json(result, report, cmd.argv).dump()
 
 
 @pytest.fixture
@@ -155,3 +156,91 @@ def test_pytest_project_passing_only_file(py_project):
 def test_pytest_no_tests_is_never_ok(tmp_path):
     j = run_tests(tmp_path, parse_test_command("python -m pytest"), env=VENV_PATH)
     assert j["exitCode"] == 5 and j["total"] == 0 and j["ok"] is False
+
+
+# -- the JS runners projects use, from the registry (slow; cached under ~/.cache) ------------------
+
+from adapters.toolchain import ProcessToolchain  # noqa: E402
+from tests.unit.fixtures.runners.capture import PROJECTS  # noqa: E402
+
+JS_RUNNERS = {"mocha": "12.0.3", "tape": "5.10.2", "ava": "7.0.0", "jest": "30.5.2", "vitest": "4.1.12"}
+JS_CACHE = Path.home() / ".cache" / "kodr-tests" / "js-runners"
+
+
+@pytest.fixture(scope="module")
+def js_runners() -> Path:
+    """mocha, tape, ava, jest and vitest at pinned versions, installed once into a cache folder."""
+    if not all((JS_CACHE / "node_modules" / name / "package.json").is_file() for name in JS_RUNNERS):
+        JS_CACHE.mkdir(parents=True, exist_ok=True)
+        (JS_CACHE / "package.json").write_text(json.dumps({"name": "kodr-js-runners", "private": True,
+                                                           "devDependencies": JS_RUNNERS}))  # fmt: skip
+        done = SubprocessRunner().run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts"],
+                                      cwd=str(JS_CACHE), timeout_s=600)  # fmt: skip
+        assert done.exit_code == 0, done.stderr[-2000:]
+    return JS_CACHE / "node_modules"
+
+
+@needs_node
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, command, counts, failing",
+    [
+        ("mocha-spec", "npx mocha", (4, 1, 1, 6), [("calc > subtracts", "test/calc.test.js", 5)]),
+        ("mocha-spec", "npm test", (4, 1, 1, 6), [("calc > subtracts", "test/calc.test.js", 5)]),
+        ("mocha-load-error", "npx mocha", (0, 1, 0, 1), [("src/calc.js", "src/calc.js", 2)]),
+        ("tape", "npx tape test/*.js", (2, 1, 0, 3), [("subtracts", "test/calc.js", 9)]),
+        ("tape-crash", "npx tape test/*.js", (1, 1, 0, 2), [("len of nothing", "test/calc.js", 8)]),
+        ("ava", "npx ava", (3, 1, 0, 4), [("calc > subtracts", "test/calc.js", 4)]),
+        ("jest", "npx jest", (3, 1, 0, 4), [("calc > subtracts", "test/calc.test.js", 4)]),
+        ("vitest", "npx vitest run", (3, 1, 0, 4), [("calc > subtracts", "test/calc.test.js", 5)]),
+    ],
+)
+def test_js_runner_through_the_toolchain(tmp_path, js_runners, name, command, counts, failing):
+    """The command as a user types it, planned and run by kodr (npx --no, NODE_OPTIONS for npm scripts)."""
+    project = PROJECTS[name]
+    for rel, text in project["files"].items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    if command == "npm test":
+        (tmp_path / "package.json").write_text(json.dumps({"name": "p", "scripts": {"test": "mocha"}}))
+    (tmp_path / "node_modules").symlink_to(js_runners)
+    cmd = parse_test_command(command)
+    env_bin = str(js_runners / ".bin")
+    os.environ["PATH"] = env_bin + os.pathsep + os.environ["PATH"]  # npm scripts find local bins themselves
+    try:
+        result, _ = ProcessToolchain().test(cmd.argv, cmd.kind, cwd=str(tmp_path), timeout_s=120, step_key=None)
+    finally:
+        os.environ["PATH"] = os.environ["PATH"].split(os.pathsep, 1)[1]
+    r = result if isinstance(result, dict) else result.dump()
+    assert (r["passed"], r["failed"], r["skipped"], r["total"]) == counts, (r["stdoutTail"], r["stderrTail"])
+    assert [(f["name"], f["file"], f["line"]) for f in r["failures"]] == failing
+    assert r["ok"] is False and r["cause"] is None
+
+
+@needs_node
+def test_npx_never_fetches_a_missing_runner(tmp_path):
+    (tmp_path / "test.js").write_text("require('assert').ok(true)\n")
+    cmd = parse_test_command("npx mocha")
+    result, _ = ProcessToolchain().test(cmd.argv, cmd.kind, cwd=str(tmp_path), timeout_s=120, step_key=None)
+    r = result if isinstance(result, dict) else result.dump()
+    assert r["argv"][:3] == ["npx", "--no", "mocha"]
+    assert (r["ok"], r["total"], r["cause"]) == (False, 0, "runner_missing")
+    assert r["detail"].startswith("mocha not installed in the project")
+    assert not (tmp_path / "node_modules").exists()
+
+
+def test_python_unittest_through_the_toolchain(tmp_path):
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (tmp_path / "test_calc.py").write_text(
+        "import unittest\nfrom calc import add\n\n\nclass CalcTest(unittest.TestCase):\n"
+        "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n\n"
+        "    def test_zero(self):\n        self.assertEqual(add(0, 0), 0)\n\n"
+        "    @unittest.skip('later')\n    def test_big(self):\n        pass\n"
+    )
+    cmd = parse_test_command("python3 -m unittest")
+    result, _ = ProcessToolchain().test(cmd.argv, cmd.kind, cwd=str(tmp_path), timeout_s=60, step_key=None)
+    r = result.dump()
+    assert (r["parser"], r["passed"], r["failed"], r["skipped"], r["total"]) == ("unittest-text", 1, 1, 1, 3)
+    [f] = r["failures"]
+    assert (f["name"], f["file"], f["line"]) == ("test_calc.CalcTest.test_add", "test_calc.py", 7)
+    assert f["message"] == "AssertionError: -1 != 3"

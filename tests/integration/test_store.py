@@ -15,11 +15,18 @@ import sqlalchemy as sa
 
 from kodr_core import events as ev
 from kodr_core.aggregate import project
-from kodr_core.errors import ConcurrencyConflict, IllegalTransition, RunNotFound, StoreUnavailable
+from kodr_core.errors import (
+    ConcurrencyConflict,
+    IllegalTransition,
+    RunNotFound,
+    StoreCorrupt,
+    StoreUnavailable,
+)
 from store.database import (
     database_url,
     default_url,
     downgrade,
+    head_revision,
     normalise_url,
     open_store,
     status,
@@ -30,6 +37,7 @@ from store.errors import BlobNotFound
 from store.event_store import EventStore
 from store.hashchain import GENESIS, canonical_bytes, chain_hash, verify_chain
 from store.schema import PROJECTION_COLUMNS
+from store.schema import events as events_table
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -411,7 +419,7 @@ def test_sqlite_file_that_cannot_be_created_is_store_unavailable(tmp_path):
 def test_invalid_url_is_store_unavailable():
     with pytest.raises(StoreUnavailable, match="invalid database URL"):
         open_store("not a url at all")
-    with pytest.raises(StoreUnavailable, match="invalid database URL"):
+    with pytest.raises(StoreUnavailable, match="unsupported database URL"):
         open_store("nosuchdb://x/y")
 
 
@@ -453,7 +461,7 @@ def test_fresh_sqlite_workspace_is_migrated_on_first_use(tmp_path):
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     assert (ws / ".kodr" / "kodr.db").is_file()
     assert (ws / ".kodr" / ".gitignore").read_text() == "*\n"
-    assert status(url) == {"url": url, "current": ["0001"], "head": "0001", "up_to_date": True}
+    assert status(url) == {"url": url, "current": [head_revision()], "head": head_revision(), "up_to_date": True}
 
 
 def test_sqlite_behind_head_is_migrated_on_open(tmp_path):
@@ -474,3 +482,66 @@ def test_database_url_and_normalisation(tmp_path, monkeypatch):
     assert normalise_url("postgresql://h/d") == "postgresql+psycopg://h/d"
     assert normalise_url("postgresql+psycopg://h/d") == "postgresql+psycopg://h/d"
     assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+# -- what an undecodable or corrupt store gets: StoreCorrupt (exit 5), one line ------------------
+
+
+@pytest.mark.parametrize(
+    ("type_", "version", "body", "says"),
+    [
+        ("FromTheFuture", 1, '{"data": {}}', "unknown event type 'FromTheFuture'"),
+        ("PlanRecorded", 9, '{"data": {"plan": "p"}}', "PlanRecorded v9 is newer than this kodr"),
+        ("PlanRecorded", 1, "not json", "cannot decode its PlanRecorded event"),
+        ("PlanRecorded", 1, '{"data": {"plan": 5}}', "cannot decode its PlanRecorded event"),
+        ("PlanRecorded", 1, '{"no": "data"}', "cannot decode its PlanRecorded event"),
+    ],
+    ids=["unknown-type", "newer-version", "not-json", "invalid-field", "no-data"],
+)
+def test_an_undecodable_event_is_store_corrupt_naming_run_and_seq(store, type_, version, body, says):
+    new_run(store)
+    with store.transaction(write=True) as conn:
+        conn.execute(sa.insert(events_table).values(run_id="run-1", seq=2, type=type_, schema_version=version,
+                                                    recorded_at="x", body=body, prev_hash="p", hash="h"))  # fmt: skip
+    for read in (lambda: store.load("run-1"), lambda: list(store.iter_events("run-1"))):
+        with pytest.raises(StoreCorrupt) as info:
+            read()
+        assert "run run-1 seq 2" in info.value.message and says in info.value.message
+        assert len(info.value.message.splitlines()) == 1
+
+
+def test_a_corrupt_sqlite_file_is_store_corrupt(tmp_path):
+    path = tmp_path / "kodr.db"
+    path.write_bytes(b"garbage" * 1000)
+    with pytest.raises(StoreCorrupt, match="is corrupt: file is not a database"):
+        open_store(f"sqlite:///{path}")
+
+
+@pytest.mark.parametrize("url", ["mysql://u:pw@h/db", "mssql+pyodbc://h/db", "oracle://h/db"])
+def test_an_unsupported_url_is_store_unavailable_with_the_password_masked(url):
+    with pytest.raises(StoreUnavailable, match="unsupported database URL") as info:
+        open_store(url)
+    assert "pw" not in info.value.message.replace("mssql+pyodbc", "")
+
+
+def test_migration_0002_fills_last_hash_and_appends_continue(tmp_path):
+    url = f"sqlite:///{tmp_path / 'kodr.db'}"
+    with open_store(url) as s:
+        new_run(s)
+        s.append("run-1", 1, [changed("requested", "applied", "adopt")])
+    downgrade(url, "0001")  # the run as 0001 held it: no last_hash column
+    upgrade(url)
+    with open_store(url) as s:
+        assert s.get_run("run-1")["last_hash"] == s.load("run-1")[-1].hash
+        s.append("run-1", 2, [changed("applied", "verifying", "verify")])
+        assert s.verify("run-1").ok and s.get_run("run-1")["state"] == "verifying"
+
+
+def test_runs_pages_newest_first(store):
+    for i in range(5):
+        store.append(f"run-{i}", 0, [requested()])
+    every = [r["run_id"] for r in store.runs()]
+    assert len(every) == 5
+    pages = [[r["run_id"] for r in store.runs(limit=2, offset=o)] for o in (0, 2, 4)]
+    assert pages[0] + pages[1] + pages[2] == every and [len(p) for p in pages] == [2, 2, 1]
+    assert store.runs(limit=2, offset=10) == []

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
-from click.testing import CliRunner
 
-from adapters.cli_models import probe
 from adapters.openai_client import OpenAIChatClient
 from adapters.providers import ProviderConfig
-from adapters.tool_loop import FINAL_PROMPT, ToolLoopModel
+from adapters.tool_loop import FINAL_PROMPT, PROSE_PROMPT, ToolLoopModel
 from adapters.workspace import DiskWorkspace
 from kodr_core.envelope import proposal_json_schema
 from kodr_core.model_output import envelope_from_reply
@@ -218,11 +215,87 @@ def test_server_refusing_tools_gets_a_plain_request(workspace):
     assert bodies[1]["messages"] == ask().messages
 
 
-def test_a_later_http_error_is_raised_not_taken_for_a_refusal(workspace):
-    """After step 1 a 400 is more likely an overflowing context than a server without tools."""
+def test_a_later_overflow_is_raised_as_an_overflow_not_taken_for_a_refusal(workspace):
     with pytest.raises(ModelError) as info:
         run_loop(workspace, call("list_files"), Turn(status=400, error="context length exceeded"), ENV)
-    assert info.value.kind == "http" and "context length" in info.value.message
+    assert info.value.kind == "context_overflow" and "context length" in info.value.message
+
+
+def test_an_overflow_on_the_first_tool_step_never_turns_tools_off(workspace):
+    """llama.cpp's exceed_context_size_error was once read as "server refused tools"."""
+    overflow = Turn(status=400, error="the request exceeds the available context size, try increasing it")
+    with ScriptedServer([overflow, call("list_files"), ENV]) as srv:
+        config = ProviderConfig("test", srv.base_url, model="test-model", local=True)
+        with OpenAIChatClient(config, stall_timeout_s=5.0, max_retries=0) as client:
+            loop = ToolLoopModel(client, workspace, local=True)
+            with pytest.raises(ModelError) as info:
+                loop.complete(ask(), deadline_s=20)
+            assert info.value.kind == "context_overflow"
+            assert not loop.tools_refused and client.learned == []
+            loop.complete(ask(), deadline_s=20)
+            assert srv.requests[1]["body"]["tools"]
+
+
+# -- issue 11 item 1: prose after tool results -------------------------------------------
+
+
+def test_prose_after_tool_results_gets_one_more_turn_without_tools_and_with_the_schema(workspace):
+    """llmock (and many small models) answer in prose after a tool result."""
+    prose = "I have looked at the files. I will now add mul.js next to sum.js."
+    reply, bodies = run_loop(workspace, call("list_files"), prose, ENV, local=True)
+    assert envelope_from_reply(reply).summary == "add mul"
+    assert len(bodies) == 3
+    assert bodies[0]["tools"] and "response_format" not in bodies[0]  # a local tool turn
+    final = bodies[2]
+    assert "tools" not in final and final["response_format"]["type"] == "json_schema"
+    texts = [m["content"] for m in final["messages"]]
+    assert any("[result of list_files]" in t for t in texts), "the tool transcript is kept"
+    assert any(prose in t for t in texts) and texts[-1].endswith(PROSE_PROMPT)
+    assert [t["name"] for t in reply.raw["tool_trace"]] == ["list_files"]
+    assert reply.raw["tool_steps"] == 3 and "prose" in reply.raw["tool_notes"][0]
+
+
+def test_prose_twice_is_the_models_answer_and_the_run_decides(workspace):
+    reply, bodies = run_loop(workspace, "just prose", "still prose", "never asked", local=True)
+    assert len(bodies) == 2 and reply.content == "still prose"  # asked once more, not forever
+
+
+# -- issue 11 item 3: refusals only from a 400/422 naming the parameter --------------------
+
+
+@pytest.mark.parametrize("transient", [
+    Turn(status=503, error="model is loading"),
+    Turn(raw_chunks=[]),  # one empty 200 stream
+    Turn(raw_chunks=["{not json"]),  # a malformed chunk
+    Turn(raw_chunks=[{"choices": [{"index": 0, "delta": {"content": "{\"summ"}, "finish_reason": None}]}]),
+])
+def test_a_transient_error_on_the_first_tool_turn_never_turns_tools_off(workspace, transient):
+    with ScriptedServer([transient, call("list_files"), ENV]) as srv:
+        config = ProviderConfig("test", srv.base_url, model="test-model", local=True)
+        with OpenAIChatClient(config, stall_timeout_s=5.0, max_retries=0) as client:
+            loop = ToolLoopModel(client, workspace, local=True)
+            with pytest.raises(ModelError) as info:
+                loop.complete(ask(), deadline_s=20)
+            assert not loop.tools_refused and loop.format_with_tools is False
+            assert client.learned == [] and client.format_mode == "json_schema"
+            assert len(info.value.retries) == 1 and info.value.retries[0]["duration_ms"] >= 0
+            reply = loop.complete(ask(), deadline_s=20)  # the next call still offers tools
+            bodies = [r["body"] for r in srv.requests]
+    assert envelope_from_reply(reply).summary == "add mul"
+    assert bodies[1]["tools"] and bodies[2]["tools"]
+
+
+def test_a_503_retried_then_refused_records_true_attempts_and_time(workspace):
+    """The record once showed retries=0 and a few ms after 7 s of retries."""
+    turns = [Turn(status=503, error="busy", headers={"Retry-After": "0.4"})] * 2 + [
+        Turn(status=400, error="tools are not supported by this model"), ENV]
+    with ScriptedServer(turns) as srv:
+        config = ProviderConfig("test", srv.base_url, model="test-model", local=True)
+        with OpenAIChatClient(config, stall_timeout_s=5.0, max_retries=3) as client:
+            reply = ToolLoopModel(client, workspace, local=True).complete(ask(), deadline_s=20)
+    assert envelope_from_reply(reply).summary == "add mul"
+    assert [r.get("status") or r.get("refused") for r in reply.retries] == [503, 503, "tools"]
+    assert reply.duration_ms >= 800 and sum(r["wait_ms"] for r in reply.retries[:2]) == 800
 
 
 def test_the_whole_loop_keeps_the_callers_deadline(workspace):
@@ -238,63 +311,3 @@ def test_max_steps_one_is_a_plain_call(workspace):
     reply, bodies = run_loop(workspace, ENV, max_steps=1)
     assert "tools" not in bodies[0] and bodies[0]["messages"] == ask().messages
     assert reply.raw["tool_trace"] == []
-
-
-# -- kodr probe ----------------------------------------------------------------------------
-
-PROBE_TURNS = ["ok", Turn(tool_calls=[{"name": "noop", "arguments": {}}]), '{"ok": true}']
-
-
-def run_probe(srv: ScriptedServer, *args: str, env: dict | None = None):
-    env = {"KODR_API_KEY": "", "KODR_MODEL": "", "OPENAI_API_KEY": "", **(env or {})}
-    return CliRunner().invoke(probe, [*args, "--timeout", "10"], env=env)
-
-
-def test_probe_reports_a_local_server_that_refuses_the_pair():
-    both_refused = Turn(status=400, error="tools and response_format cannot be used together")
-    with ScriptedServer([*PROBE_TURNS, both_refused], models=["qwen3-coder", "llama"]) as srv:
-        result = run_probe(srv, "--base-url", srv.base_url, "--json")
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
-    assert data["reachable"] is True and data["models"] == ["qwen3-coder", "llama"]
-    assert (data["tools"], data["json_schema"], data["both"]) == (True, True, False)
-    assert data["protocol"] == "tools without response_format"
-    assert data["api"] == "openai-chat-completions" and data["local"] is True
-    assert "cannot be used together" in data["errors"]["both"]
-
-
-def test_probe_remote_server_honouring_both():
-    with ScriptedServer([*PROBE_TURNS, '{"ok": true}']) as srv:
-        result = run_probe(srv, "--provider", "openai", "--base-url", srv.base_url, "--model", "gpt-x",
-                           env={"OPENAI_API_KEY": "sk-probe-secret-123456"})
-        auth = srv.requests[0]["headers"].get("Authorization")
-    assert result.exit_code == 0, result.output
-    assert "sk-probe-secret" not in result.output and auth == "Bearer sk-probe-secret-123456"
-    lines = dict(line.split(None, 1) for line in result.output.splitlines())
-    assert lines["reachable"] == "yes" and lines["tools+schema"] == "yes"
-    assert lines["model"] == "gpt-x"
-    assert lines["protocol"] == "tools with response_format"
-
-
-def test_probe_remote_server_refusing_the_pair():
-    with ScriptedServer([*PROBE_TURNS, Turn(status=400, error="nope")]) as srv:
-        result = run_probe(srv, "--provider", "openai", "--base-url", srv.base_url, "--json",
-                           env={"OPENAI_API_KEY": "sk-probe-secret-123456"})
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
-    assert data["local"] is False and data["both"] is False
-    assert data["protocol"] == "tools without response_format"
-
-
-def test_probe_unreachable_exits_7():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    result = CliRunner().invoke(probe, ["--base-url", f"http://127.0.0.1:{port}/v1", "--timeout", "5"])
-    assert result.exit_code == 7
-    assert "reachable    no" in result.output and "cannot reach" in result.output
-
-
-def test_probe_usage_error_exits_2():
-    result = CliRunner().invoke(probe, ["--provider", "openai"], env={"OPENAI_API_KEY": "", "KODR_API_KEY": ""})
-    assert result.exit_code == 2 and "needs an API key" in result.output

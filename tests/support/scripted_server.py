@@ -5,6 +5,11 @@ the request asks for ``stream``), every request is recorded, and misbehaviour a
 real server shows can be scripted: error statuses, hangs, slow streams, exact
 chunks (Ollama-style whole tool calls), ignoring ``stream``.
 
+It is also the quirk server: ``Turn(raw_body=...)`` sends exact bytes as a 200
+answer (anything a hostile server can send), and ``routes`` answers other paths
+(``/models``, ``/props``, ``/api/show``, or ``""`` for every unknown path) with
+a handler; ``endless``, ``html_page`` and ``json_route`` are ready-made ones.
+
 ``srv.requests`` holds the chat-completion requests (one per scripted turn
 consumed, so ``requests[1]`` is the second model call even when the client first
 asked ``GET /models``); ``srv.all_requests`` holds everything, GETs included.
@@ -21,9 +26,10 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import Any
 
 AUTO: Any = "auto"
 
@@ -49,6 +55,49 @@ class Turn:
     ignore_stream: bool = False  # answer plain JSON even when a stream was asked for
     usage: dict[str, Any] | None = AUTO  # None: send no usage at all
     model: str | None = None
+    raw_body: bytes | None = None  # exact bytes after a 200 header (Content-Type from headers, else SSE)
+
+
+Route = Callable[["_Handler"], None]
+
+
+def json_route(payload: Any, status: int = 200) -> Route:
+    """A handler answering ``payload`` as JSON."""
+    return lambda h: h._json(status, payload)
+
+
+def html_page(status: int = 404, text: str = "<html><body><h1>Not Found</h1></body></html>") -> Route:
+    """A handler answering an HTML page, as a web server that is not a model server does."""
+
+    def handle(h: _Handler) -> None:
+        data = text.encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "text/html")
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    return handle
+
+
+def endless(chunk: bytes = b'{"data": [' + b'{"id": "m"},' * 1000, interval_s: float = 0.0) -> Route:
+    """A handler whose 200 body never ends (until the server stops or the client hangs up)."""
+
+    def handle(h: _Handler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.end_headers()
+        stop = h.server.owner.stop_event
+        try:
+            while not stop.is_set():
+                h.wfile.write(chunk)
+                h.server.owner.bytes_sent += len(chunk)
+                if interval_s and stop.wait(interval_s):
+                    return
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+    return handle
 
 
 def as_turn(item: str | dict[str, Any] | Turn) -> Turn:
@@ -156,7 +205,7 @@ class _HTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet tests
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _record(self, body: Any) -> None:
@@ -173,16 +222,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def _route(self) -> Route | None:
+        routes = self.server.owner.routes
+        path = self.path.split("?")[0].rstrip("/")
+        for suffix, handler in routes.items():
+            if suffix and path.endswith(suffix):
+                return handler
+        return routes.get("")
+
+    def do_GET(self) -> None:
         self._record(None)
         owner = self.server.owner
-        if self.path.rstrip("/").endswith("/models"):
+        route = self._route()
+        if route is not None:
+            route(self)
+        elif self.path.rstrip("/").endswith("/models"):
             data = [{"id": m, "object": "model", "owned_by": "scripted"} for m in owner.models]
             self._json(200, {"object": "list", "data": data})
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
@@ -191,6 +251,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"_unparsed": raw.decode("utf-8", "replace")}
         self._record(body)
         owner = self.server.owner
+        route = self._route()
+        if route is not None and (not _is_chat(self.path) or route is not owner.routes.get("")):
+            route(self)
+            return
         if not _is_chat(self.path):
             self._json(404, {"error": {"message": f"no route {self.path}"}})
             return
@@ -214,6 +278,15 @@ class _Handler(BaseHTTPRequestHandler):
         if turn.status >= 400:
             message = turn.error or f"scripted HTTP {turn.status}"
             self._json(turn.status, {"error": {"message": message, "code": turn.status}}, turn.headers)
+            return
+        if turn.raw_body is not None:
+            self.send_response(turn.status)
+            headers = {"Content-Type": "text/event-stream", **turn.headers}
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(turn.raw_body)
+            self.wfile.flush()
             return
         model = turn.model or body.get("model") or self.server.owner.models[0]
         if not body.get("stream") or turn.ignore_stream:
@@ -246,12 +319,15 @@ class ScriptedServer:
         *,
         models: list[str] | None = None,
         responder: Callable[[dict[str, Any]], str | dict[str, Any] | Turn] | None = None,
+        routes: dict[str, Route] | None = None,
     ) -> None:
         """``responder`` answers from the request body instead of the script: a deterministic
         model whose reply depends only on what it was asked (crash/resume tests need that)."""
         self.turns: deque[Turn] = deque(as_turn(t) for t in turns)
         self.responder = responder
         self.models = models or ["scripted-model"]
+        self.routes: dict[str, Route] = dict(routes or {})
+        self.bytes_sent = 0  # by ``endless`` routes
         self.all_requests: list[dict[str, Any]] = []
         self.stop_event = threading.Event()
         self._cond = threading.Condition()

@@ -6,7 +6,7 @@ test can set up the world, run the engine and look at what happened:
 * :class:`MemoryLog` - the event store (seq checks, ISO ``recorded_at``, blobs);
 * :class:`MemoryWorkspace` - a dict of files behind the real path checks;
 * :class:`FakeToolchain` - install and test results from a script, in the shapes
-  of ``install.json`` / ``tests.json`` (see ``kodr_core.test_report``);
+  of ``install.json`` / ``tests.json`` (see ``kodr_core.results``);
 * :class:`FakeModel` - scripted replies or :class:`ModelError` s.
 """
 
@@ -16,12 +16,15 @@ import hashlib
 import json
 import shlex
 from datetime import UTC, datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from kodr_core import events as ev
+from kodr_core.aggregate import project_onto
 from kodr_core.envelope import check_relative_path
-from kodr_core.errors import ConcurrencyConflict, RefusedInput
+from kodr_core.errors import ConcurrencyConflict, RefusedInput, StoreCorrupt
 from kodr_core.ports import ChatReply, ChatRequest, ModelError
+from kodr_core.results import InstallResult, TestResult
+from store.hashchain import GENESIS, canonical_bytes, chain_hash
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z: every fake clock starts here
 
@@ -51,44 +54,85 @@ def iso_utc(epoch: float) -> str:
 
 
 class MemoryLog:
-    """kodr_core.ports.EventLog in memory.
+    """kodr_core.ports.EventLog in memory, held to the store's contract.
 
     Events go through their JSON payload and :func:`events.decode` on the way in,
     as they do in the real store, so an event that would not survive storage fails here.
+    Like the store it refuses a seq conflict and an illegal transition (checked against
+    the projection, with :func:`aggregate.project_onto`), chains the events' hashes, and
+    refuses to let a resume append to a history that no longer verifies.
+    tests/integration/test_store_contract.py runs the same suite on it, SQLite and PostgreSQL.
     """
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self.clock = clock or FakeClock()
         self.runs: dict[str, list[ev.RecordedEvent]] = {}
+        self.projections: dict[str, dict[str, Any]] = {}
         self.blobs: dict[str, bytes] = {}
-        self.blob_writes = 0  # put_blob calls, deduplicated or not
+        self.blob_writes = 0  # blobs passed to put_blob(s), deduplicated or not
+        self.blob_transactions = 0  # put_blob / put_blobs calls
 
     def load(self, run_id: str) -> list[ev.RecordedEvent]:
         return list(self.runs.get(run_id, []))
 
+    def iter_events(self, run_id: str, *, after: int = 0, batch: int = 1000) -> Iterator[ev.RecordedEvent]:
+        return iter([r for r in self.runs.get(run_id, []) if r.seq > after])
+
     def append(self, run_id: str, expected_seq: int, events: Sequence[ev.Event]) -> list[ev.RecordedEvent]:
-        records = self.runs.setdefault(run_id, [])
+        if not run_id or len(run_id) > 64:
+            raise ValueError(f"run id must be 1..64 characters, got {run_id!r}")
+        if expected_seq < 0:
+            raise ValueError(f"expected_seq must be >= 0, got {expected_seq}")
+        records = self.runs.get(run_id, [])
         last_seq = records[-1].seq if records else 0
         if last_seq != expected_seq:
             raise ConcurrencyConflict(
                 f"run {run_id}: expected to append seq {expected_seq + 1}, but the last seq is {last_seq}"
             )
+        if not events:
+            return []
         recorded_at = iso_utc(self.clock())
+        prev = records[-1].hash if records else GENESIS
         new = []
         for seq, event in enumerate(events, start=expected_seq + 1):
-            stored = ev.decode(event.TYPE, event.VERSION, json.loads(json.dumps(event.payload())))
-            new.append(ev.RecordedEvent(run_id=run_id, seq=seq, event=stored, recorded_at=recorded_at))
-        records.extend(new)
+            payload = json.loads(json.dumps(event.payload()))
+            stored = ev.decode(event.TYPE, event.VERSION, payload)
+            digest = chain_hash(prev, canonical_bytes(run_id, seq, event.TYPE, event.VERSION, recorded_at, payload))
+            new.append(ev.RecordedEvent(run_id, seq, stored, recorded_at, prev, digest))
+            prev = digest
+        projection = project_onto(self.projections.get(run_id), run_id, new)  # raises on an illegal move
+        self.runs[run_id] = records + new
+        self.projections[run_id] = projection
         return new
 
     def put_blob(self, data: bytes) -> str:
-        self.blob_writes += 1
-        key = sha(data)
-        self.blobs.setdefault(key, bytes(data))
-        return key
+        return self.put_blobs([data])[0]
+
+    def put_blobs(self, items: Sequence[bytes]) -> list[str]:
+        self.blob_transactions += 1
+        keys = []
+        for data in items:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"blobs are bytes, got {type(data).__name__}")
+            self.blob_writes += 1
+            keys.append(sha(bytes(data)))
+            self.blobs.setdefault(keys[-1], bytes(data))
+        return keys
 
     def get_blob(self, sha256: str) -> bytes:
         return self.blobs[sha256]  # KeyError when absent, as the port allows
+
+    def check_intact(self, run_id: str) -> None:
+        """The chain recomputed from the events as held; StoreCorrupt at the first break."""
+        prev = GENESIS
+        for i, r in enumerate(self.runs.get(run_id, []), start=1):
+            body = canonical_bytes(run_id, r.seq, r.type, r.event.VERSION, r.recorded_at, r.event.payload())
+            if r.seq != i or r.prev_hash != prev or chain_hash(prev, body) != r.hash:
+                raise StoreCorrupt(f"run {run_id}: history does not verify at seq {i}; refusing to append to it")
+            prev = r.hash
+        projection = self.projections.get(run_id)
+        if projection is not None and projection["last_seq"] != len(self.runs.get(run_id, [])):
+            raise StoreCorrupt(f"run {run_id}: events were removed from the tail; refusing to append to it")
 
     # -- for assertions --------------------------------------------------------
     def events(self, run_id: str) -> list[ev.Event]:
@@ -163,14 +207,14 @@ def fake_tests_json(
     exit_code: int | None = None,
     error: str | None = None,
 ) -> dict[str, Any]:
-    """tests.json with the keys of kodr_core.test_report.build_tests_json."""
+    """tests.json with the keys of kodr_core.results.build_tests_json."""
     total = passed + failed + skipped
     if exit_code is None and not timed_out:
         exit_code = 1 if failed else 0
     ok = not timed_out and exit_code == 0 and total > 0 and failed == 0
     if error is None and not ok:
         error = "timed out" if timed_out else "no tests ran" if total == 0 else None
-    return {
+    return TestResult.of({
         "command": shlex.join(argv),
         "argv": list(argv),
         "exitCode": exit_code,
@@ -188,13 +232,13 @@ def fake_tests_json(
         "failures": [dict(f) for f in failures],
         "parser": "junit" if total else None,
         "error": error,
-    }
+    }).dump()
 
 
 def fake_install_json(
     commands: Sequence[Sequence[str]], *, ok: bool = True, timed_out: bool = False, stderr: str = ""
 ) -> dict[str, Any]:
-    """install.json with the keys of kodr_core.test_report.build_install_json."""
+    """install.json with the keys of kodr_core.results.build_install_json."""
     exit_code = None if timed_out else 0 if ok else 1
     step = {
         "command": shlex.join(commands[-1]) if commands else "",
@@ -209,7 +253,7 @@ def fake_install_json(
         "stderrTail": stderr,
         "error": None,
     }
-    return {
+    return InstallResult.of({
         "command": " && ".join(shlex.join(c) for c in commands),
         "commands": [list(c) for c in commands],
         "exitCode": exit_code,
@@ -222,7 +266,7 @@ def fake_install_json(
         "stderrTail": stderr,
         "steps": [step],
         "error": "timed out" if timed_out else None if ok else "exit code 1",
-    }
+    }).dump()
 
 
 def passing(n: int = 2) -> dict[str, Any]:
@@ -252,6 +296,9 @@ class FakeToolchain:
         self.installs_script = list(installs)
         self.calls: list[dict[str, Any]] = []
         self.killed: list[str] = []
+
+    def confinement(self, step):
+        return {"sandbox": "fake", "step": step}
 
     def install(self, commands, *, cwd, timeout_s, step_key):
         self.calls.append({"op": "install", "commands": [list(c) for c in commands], "cwd": cwd,

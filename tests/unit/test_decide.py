@@ -247,9 +247,11 @@ def test_verifying_decides_on_the_test_result(result, options, trigger, reason):
     assert step.facts["command"] == "node --test" and step.facts["scope"] == "full"
 
 
-def test_no_verification_says_no_test_executed():
+def test_no_verification_carries_its_cause():
     step = next_step(fold_of(verifying(result_of())), T0)
-    assert step.facts["why"] == "no test executed" and step.facts["total"] == 0  # type: ignore[union-attr]
+    assert isinstance(step, Fire) and step.reason is Reason.NO_VERIFICATION
+    assert step.facts["cause"] == "no_tests_collected" and step.facts["total"] == 0
+    assert step.facts["detail"] == "no tests ran"
 
 
 def test_tests_failed_without_heal_names_the_failing_tests():

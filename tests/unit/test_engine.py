@@ -22,7 +22,8 @@ from kodr_core.install_plan import NPM_FLAGS
 from kodr_core.options import RunOptions
 from kodr_core.ports import ModelError, ProcessResult
 from kodr_core.states import State
-from kodr_core.test_report import Failure, TestReport, build_install_json, build_tests_json
+from kodr_core.results import Failure, Parser, build_install_json, build_tests_json
+from kodr_core.runners.report import TestReport
 from tests.unit.fakes import (
     T0,
     Crash,
@@ -573,13 +574,13 @@ def test_the_fake_results_have_the_keys_of_the_real_ones():
     argv = ["node", "--test"]
     done = ProcessResult(argv=argv, cwd="/ws", exit_code=1, timed_out=False, duration_ms=5, started_at="a",
                          finished_at="b", stdout="", stderr="")  # fmt: skip
-    report = TestReport(1, 1, 0, 2, [Failure("adds", "calc.test.js", 4)], "junit")
-    real = build_tests_json(done, report, argv)
+    report = TestReport(1, 1, 0, 2, [Failure(name="adds", file="calc.test.js", line=4)], Parser.JUNIT)
+    real = build_tests_json(done, report, argv).dump()
     fake = fake_tests_json(argv, **failing(failure("adds", "calc.test.js", 4)))
     assert fake.keys() == real.keys()
     assert {k: fake[k] for k in ("command", "exitCode", "ok", "passed", "failed", "total")} == \
         {k: real[k] for k in ("command", "exitCode", "ok", "passed", "failed", "total")}  # fmt: skip
     assert fake["failures"][0].keys() == real["failures"][0].keys()
-    fake_install, real_install = fake_install_json([NPM_INSTALL]), build_install_json([done], [NPM_INSTALL])
+    fake_install, real_install = fake_install_json([NPM_INSTALL]), build_install_json([done], [NPM_INSTALL]).dump()
     assert fake_install.keys() == real_install.keys()
     assert fake_install["steps"][0].keys() == real_install["steps"][0].keys()

@@ -23,7 +23,7 @@ def _objects(node):
 def test_schema_is_openai_strict():
     schema = proposal_json_schema()
     objects = list(_objects(schema))
-    assert len(objects) == 2  # the envelope and a file write
+    assert len(objects) == 3  # the envelope, a file write, an edit
     for obj in objects:
         assert obj["additionalProperties"] is False
         assert obj["required"] == list(obj["properties"])
@@ -31,6 +31,42 @@ def test_schema_is_openai_strict():
     assert "$ref" not in text and "anyOf" not in text and "default" not in text
     assert schema["properties"]["notes"]["type"] == ["string", "null"]
     assert schema["properties"]["files"]["items"]["properties"]["path"]["type"] == "string"
+    assert schema["properties"]["edits"]["items"]["required"] == ["path", "search", "replace"]
+
+
+#: Keywords llama.cpp's json-schema-to-grammar and vLLM's guided decoding both handle.
+GRAMMAR_KEYWORDS = {"type", "properties", "required", "additionalProperties", "items", "description"}
+
+
+def test_schema_uses_only_keywords_local_grammars_support():
+    def keys(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k != "properties":
+                    yield k
+                    yield from keys(v)
+                else:
+                    for sub in v.values():
+                        yield from keys(sub)
+        elif isinstance(node, list):
+            for v in node:
+                yield from keys(v)
+
+    assert set(keys(proposal_json_schema())) <= GRAMMAR_KEYWORDS
+
+
+def test_edits_are_optional_in_validation_and_checked():
+    assert parse_proposal({"summary": "s", "files": []}).edits == []
+    p = parse_proposal({"summary": "s", "files": [], "edits": [{"path": "./a.js", "search": "x", "replace": "y"}]})
+    assert p.edits[0].path == "a.js"
+    with pytest.raises(InvalidProposal, match="also written whole"):
+        parse_proposal({"summary": "s", "files": [{"path": "a.js", "content": ""}],
+                        "edits": [{"path": "a.js", "search": "x", "replace": "y"}]})
+    with pytest.raises(InvalidProposal, match="search is empty"):
+        parse_proposal({"summary": "s", "files": [], "edits": [{"path": "a.js", "search": "", "replace": "y"}]})
+    with pytest.raises(InvalidProposal, match="too many edits"):
+        parse_proposal({"summary": "s", "files": [],
+                        "edits": [{"path": "a.js", "search": "x", "replace": "y"}] * (envelope.MAX_EDITS + 1)})
 
 
 @pytest.mark.parametrize(

@@ -17,35 +17,126 @@ def test_npm_ci_with_a_lockfile(lock):
     assert "npm ci" in plan.why
 
 
+def test_the_lockfile_present_picks_pnpm_or_yarn_frozen_and_without_scripts():
+    plan = plan_install({"package.json", "pnpm-lock.yaml"})
+    assert plan.commands == [["pnpm", "install", "--frozen-lockfile", "--ignore-scripts"]]
+    plan = plan_install({"package.json", "yarn.lock"})
+    assert plan.commands == [["yarn", "install", "--frozen-lockfile", "--ignore-scripts", "--non-interactive"]]
+    assert plan_install({"package.json", "yarn.lock", "package-lock.json"}).commands[0][:2] == ["npm", "ci"]
+
+
 def test_npm_install_without_a_lockfile():
     plan = plan_install({"package.json", "index.test.js"})
     assert plan.commands == [["npm", "install", *NPM_FLAGS]]
     assert plan.kind == "node"
 
 
-def test_uv_sync_frozen_with_uv_lock():
-    plan = plan_install({"pyproject.toml", "uv.lock"})
-    assert plan.commands == [["uv", "sync", "--frozen"]]
+def _reader(texts):
+    return lambda name: texts[name].encode() if name in texts else None
+
+
+def _plan(texts):
+    return plan_install(set(texts), _reader(texts))
+
+
+VENV = ["uv", "venv", "--allow-existing", ".venv"]
+PIP = ["uv", "pip", "install", "--python", ".venv/bin/python"]
+
+
+def test_pyproject_with_test_extras_and_groups_builds_one_venv_with_pytest():
+    plan = _plan({"pyproject.toml": """
+[project]
+name = "p"
+version = "1"
+[project.optional-dependencies]
+test = ["hypothesis"]
+docs = ["sphinx"]
+dev = ["black"]
+[dependency-groups]
+test = ["pytest-mock"]
+lint = ["ruff"]
+"""})
     assert plan.kind == "python"
-    assert plan.manifests == ["pyproject.toml", "uv.lock"]
+    assert plan.commands == [VENV, [*PIP, "-e", ".[test]", "--group", "test", "pytest"]]  # dev: only without test
+    assert "extras" in plan.why and "dependency-groups" in plan.why
 
 
-def test_uv_sync_without_lock():
-    assert plan_install({"pyproject.toml", "app.py"}).commands == [["uv", "sync"]]
+def test_dev_extra_is_taken_when_there_is_no_test_extra_or_group():
+    plan = _plan({"pyproject.toml": '[project]\nname = "p"\nversion = "1"\n[project.optional-dependencies]\ndev = ["x"]\n'})
+    assert plan.commands[-1] == [*PIP, "-e", ".[dev]", "pytest"]
 
 
-def test_requirements_into_workspace_venv():
+def test_uv_lock_is_synced_frozen_then_test_tools_added():
+    plan = _plan({"pyproject.toml": '[project]\nname = "p"\nversion = "1"\n[project.optional-dependencies]\ntests = ["x"]\n',
+                  "uv.lock": "version = 1\n"})
+    assert plan.commands == [["uv", "sync", "--frozen", "--extra", "tests"], [*PIP, "pytest"]]
+    assert plan.manifests == ["pyproject.toml"]
+
+
+def test_pyproject_without_project_table_is_refused_not_a_silent_success():
+    with pytest.raises(RefusedInput, match=r"no \[project\] table"):
+        _plan({"pyproject.toml": "[tool.black]\nline-length = 100\n"})
+
+
+def test_pyproject_tool_config_only_with_setup_py_installs_setup_py():
+    plan = _plan({"pyproject.toml": "[tool.pytest.ini_options]\naddopts = '--cov=pkg -p pytest_mock'\n",
+                  "setup.py": "from setuptools import setup\nsetup(name='p', extras_require={'testing': ['mock']})\n"})
+    assert plan.commands == [VENV, [*PIP, "-e", ".[testing]", "pytest", "pytest-cov", "pytest-mock"]]
+
+
+def test_setup_py_only_project_is_installed_editable():
+    plan = _plan({"setup.py": "from setuptools import setup\nsetup(name='p')\n", "test_p.py": ""})
+    assert plan.commands == [VENV, [*PIP, "-e", ".", "pytest"]]
+
+
+def test_setup_cfg_extras():
+    plan = _plan({"setup.cfg": "[metadata]\nname = p\n[options.extras_require]\ntest = pytest-mock\ndocs = sphinx\n"})
+    assert plan.commands[-1] == [*PIP, "-e", ".[test]", "pytest"]
+
+
+def test_poetry_groups_become_requirements():
+    plan = _plan({"pyproject.toml": """
+[tool.poetry]
+name = "p"
+version = "1"
+[tool.poetry.dependencies]
+python = "^3.8"
+[tool.poetry.group.dev.dependencies]
+pytest = "^7.0"
+freezegun = "1.2.3"
+evil = {git = "https://example.com/x.git"}
+[build-system]
+requires = ["poetry-core"]
+build-backend = "poetry.core.masonry.api"
+"""})
+    assert plan.commands == [VENV, [*PIP, "-e", ".", "pytest>=7.0", "freezegun==1.2.3", "pytest"]]
+    assert "dropped" in plan.why and "evil" not in " ".join(plan.commands[-1])
+
+
+def test_requirements_files_and_tox_deps():
+    plan = _plan({
+        "requirements.txt": "attrs\n",
+        "requirements-dev.txt": "-r requirements.txt\n-e .\nflake8\n",
+        "requirements-test.txt": "--index-url https://evil.example/simple\nfoo\n",
+        "tox.ini": "[testenv]\ndeps =\n    mock>=2\n    py38: six\n    https://evil.example/x.tar.gz\n    {posargs}\n"
+                   "[pytest]\naddopts = -n auto --timeout=30\n",
+    })
+    assert plan.commands == [VENV, [*PIP, "-r", "requirements.txt", "-r", "requirements-dev.txt",
+                                    "mock>=2", "six", "pytest", "pytest-xdist", "pytest-timeout"]]
+    assert "requirements-test.txt line 1" in plan.why  # refused, said why, not installed
+
+
+def test_pytest_config_plugins_from_every_config_file():
+    from kodr_core.python_env import pytest_plugins
+    read = _reader({"pytest.ini": "[pytest]\nasyncio_mode = auto\nrequired_plugins = pytest-httpx>=0.1\n",
+                    "setup.cfg": "[tool:pytest]\naddopts = --cov-report=term -p xdist\n",
+                    "pyproject.toml": "[tool.pytest.ini_options]\naddopts = ['--benchmark-skip']\n"})
+    assert pytest_plugins(read) == ["pytest-asyncio", "pytest-httpx", "pytest-cov", "pytest-xdist", "pytest-benchmark"]
+
+
+def test_requirements_only_without_read_is_a_preview():
     plan = plan_install({"requirements.txt", "test_app.py"})
-    assert plan.commands == [
-        ["uv", "venv", ".venv"],
-        ["uv", "pip", "install", "--python", ".venv/bin/python", "-r", "requirements.txt"],
-    ]
-    assert plan.kind == "python"
-
-
-def test_pyproject_wins_over_requirements():
-    plan = plan_install({"pyproject.toml", "requirements.txt"})
-    assert plan.commands == [["uv", "sync"]]
+    assert plan.kind == "python" and plan.commands[0] == VENV
 
 
 def test_node_and_python_both_install_node_first():
@@ -69,7 +160,7 @@ def test_nothing_recognisable_is_refused_with_what_was_looked_for():
 
 def test_every_command_is_an_argv_list():
     for files in ({"package.json"}, {"pyproject.toml", "uv.lock"}, {"requirements.txt"}):
-        for cmd in plan_install(files).commands:
+        for cmd in plan_install(files, _reader({f: '[project]\nname="p"\nversion="1"\n' for f in files})).commands:
             assert isinstance(cmd, list) and all(isinstance(a, str) for a in cmd)
 
 
@@ -77,6 +168,7 @@ def test_manifests_changed():
     before = {"package.json": "a", "index.js": "x", "uv.lock": "l"}
     after = {"package.json": "b", "index.js": "y", "package-lock.json": "n"}
     assert manifests_changed(before, after) == ["package-lock.json", "package.json", "uv.lock"]
+    assert manifests_changed({"setup.py": "a"}, {"setup.py": "b"}) == ["setup.py"]
     assert manifests_changed(before, dict(before, **{"index.js": "z"})) == []
     assert manifests_changed({}, {}) == []
 
@@ -190,3 +282,11 @@ def test_pyproject_plain_dependencies_pass():
 
     text = '[project]\nname = "a"\nversion = "0"\ndependencies = ["pytest>=8"]\n[tool.uv.sources]\nlib = { path = "libs/lib" }\n'
     assert check_pyproject_toml(text) == []
+
+
+def test_a_lockfile_left_behind_a_changed_manifest_is_stale():
+    from kodr_core.install_plan import stale_locks
+
+    assert stale_locks(["package.json"]) == {"package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock"}
+    assert stale_locks(["package.json", "package-lock.json"]) == {"npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock"}
+    assert stale_locks(["pyproject.toml"]) == {"uv.lock"} and stale_locks(["index.js"]) == set()

@@ -131,10 +131,28 @@ def test_envelope_from_reply_prefers_a_protocol_tool_call():
         envelope_from_reply(ChatReply(content=JSON, finish_reason="length"))
 
 
-def test_strip_thinking():
-    assert strip_thinking("<think>a</think>b<think>c</think>d") == "bd"
-    assert strip_thinking("thinking\n</think>answer") == "answer"
-    assert strip_thinking("answer<think>still thinking") == "answer"
+def test_strip_thinking_removes_only_the_leading_block():
+    assert strip_thinking("<think>a</think>b<think>c</think>d") == "b<think>c</think>d"
+    assert strip_thinking("  <THINKING>a</THINKING>b") == "b"
+    assert strip_thinking("thinking\n</think>answer</think>") == "answer</think>"  # a lone leading close
+    assert strip_thinking("answer<think>still thinking") == "answer<think>still thinking"
+    assert strip_thinking('{"a": "</think>"}') == '{"a": "</think>"}'  # JSON first: content, not a close
+    assert strip_thinking("<think>never closed {\"files\": []}") == ""
+
+
+def test_think_tags_inside_file_content_are_kept_byte_for_byte_after_a_think_block():
+    """Issue 11 item 6: the tags were silently stripped when the reply began with a think block."""
+    code = "const open = '<think>';\nconst close = '</think>';\n// <think>x</think>\n"
+    env = {"summary": "s", "files": [{"path": "tags.js", "content": code}], "notes": None}
+    for reply in (f"<think>plan</think>{json.dumps(env)}", f"plan\n</think>\n{json.dumps(env)}",
+                  f"<think>plan</think>```json\n{json.dumps(env)}\n```"):
+        assert extract_envelope(reply).files[0].content == code
+
+
+def test_a_draft_inside_an_unclosed_think_is_no_answer():
+    draft = json.dumps({"summary": "draft", "files": [{"path": "a.js", "content": "x"}], "notes": None})
+    with pytest.raises(InvalidProposal, match="never closed"):
+        extract_envelope(f"<think>maybe this: {draft}")
 
 
 # -- tool calls written as text ------------------------------------------------

@@ -117,12 +117,13 @@ def test_siblings(path: str, files: set[str], expected: list[str]) -> None:
         ("a.js", "import x from './a.js'", {"a.js"}, [], []),  # itself
         ("a.js", "import x from './node_modules/y.js'", {"node_modules/y.js"}, [], []),
         ("pkg/m.py", "from .a import b", {"pkg/a.py"}, ["pkg/a.py"], []),
-        ("pkg/m.py", "from . import a", {"pkg/a.py", "pkg/__init__.py"}, ["pkg/a.py"], []),
+        ("pkg/m.py", "from . import a", {"pkg/a.py", "pkg/__init__.py"}, ["pkg/__init__.py", "pkg/a.py"], []),
         ("pkg/m.py", "from . import thing", {"pkg/__init__.py"}, ["pkg/__init__.py"], []),
         ("pkg/sub/m.py", "from .. import util", {"pkg/util.py"}, ["pkg/util.py"], []),
         ("pkg/sub/m.py", "from ..util import f", {"pkg/util.py"}, ["pkg/util.py"], []),
         ("tests/test_m.py", "from pkg.a import b", {"src/pkg/a.py"}, ["src/pkg/a.py"], []),
-        ("tests/test_m.py", "from pkg import a", {"pkg/__init__.py", "pkg/a.py"}, ["pkg/a.py"], []),
+        # the package's __init__ runs first
+        ("tests/test_m.py", "from pkg import a", {"pkg/__init__.py", "pkg/a.py"}, ["pkg/__init__.py", "pkg/a.py"], []),
         ("tests/test_m.py", "import helpers", {"tests/helpers.py"}, ["tests/helpers.py"], []),
         ("tests/test_m.py", "import pkg.a as a", {"pkg/a.py"}, ["pkg/a.py"], []),
         ("tests/test_m.py", "import os, json\nfrom pathlib import Path", set(), [], []),
@@ -156,25 +157,28 @@ def project_context(name: str, budget: int = 48_000) -> tuple[RepairContext, dic
 @pytest.mark.parametrize(
     "name, expected",
     [
+        # implementation frames first, then the failing tests, their siblings, their import closure
         ("node-cjs", [("test/math.test.js", "failing"), ("src/math.js", "sibling")]),
-        ("node-impl-throw", [("test/parse.test.js", "failing"), ("src/parse.js", "failing")]),
-        ("win-node-impl-throw", [("test/parse.test.js", "failing"), ("src/parse.js", "failing")]),
-        ("node-tap", [("test/parse.test.js", "failing"), ("src/parse.js", "failing")]),
-        ("node-outside", [("test/app.test.js", "failing"), ("src/app.js", "failing")]),
-        ("mac-node-outside", [("test/app.test.js", "failing"), ("src/app.js", "failing")]),
-        ("node-space", [("test/greet.test.js", "failing"), ("lib/greet.js", "failing")]),
-        ("node-esm-space", [("slug-test.mjs", "failing"), ("slug.mjs", "failing"),
-                            ("util/strings.mjs", "failing")]),
-        ("node-syntax", [("test/broken.test.js", "failing"), ("src/broken.js", "failing")]),
-        ("jest", [("src/__tests__/format.test.js", "failing"), ("src/sum.test.js", "failing"),
-                  ("src/format.js", "failing"), ("src/sum.js", "sibling")]),
-        ("vitest", [("src/math.test.ts", "failing"), ("src/math.ts", "failing")]),
-        ("pytest-helper", [("tests/test_orders.py", "failing"), ("src/shop/orders.py", "sibling"),
-                           ("tests/helpers.py", "failing")]),
+        ("node-impl-throw", [("src/parse.js", "failing"), ("test/parse.test.js", "failing")]),
+        ("win-node-impl-throw", [("src/parse.js", "failing"), ("test/parse.test.js", "failing")]),
+        ("node-tap", [("src/parse.js", "failing"), ("test/parse.test.js", "failing")]),
+        ("node-outside", [("src/app.js", "failing"), ("test/app.test.js", "failing")]),
+        ("mac-node-outside", [("src/app.js", "failing"), ("test/app.test.js", "failing")]),
+        ("node-space", [("lib/greet.js", "failing"), ("test/greet.test.js", "failing")]),
+        ("node-esm-space", [("util/strings.mjs", "failing"), ("slug.mjs", "failing"),
+                            ("slug-test.mjs", "failing")]),
+        ("node-syntax", [("src/broken.js", "failing"), ("test/broken.test.js", "failing")]),
+        ("jest", [("src/format.js", "failing"), ("src/__tests__/format.test.js", "failing"),
+                  ("src/sum.test.js", "failing"), ("src/sum.js", "sibling")]),
+        ("vitest", [("src/math.ts", "failing"), ("src/math.test.ts", "failing")]),
+        # the package __init__ that `from shop.orders import ...` executes is in the closure
+        ("pytest-helper", [("tests/helpers.py", "failing"), ("tests/test_orders.py", "failing"),
+                           ("src/shop/orders.py", "sibling"), ("src/shop/__init__.py", "import")]),
         # app/service.py is reached as the test's sibling but keeps its failing role
-        ("pytest-chain", [("tests/test_service.py", "failing"), ("app/service.py", "failing"),
-                          ("app/repo.py", "failing")]),
-        ("pytest-impl", [("tests/test_ops.py", "failing"), ("calc/ops.py", "failing")]),
+        ("pytest-chain", [("app/repo.py", "failing"), ("app/service.py", "failing"),
+                          ("tests/test_service.py", "failing"), ("app/__init__.py", "import")]),
+        ("pytest-impl", [("calc/ops.py", "failing"), ("tests/test_ops.py", "failing"),
+                         ("calc/__init__.py", "import")]),
         ("pytest-native-space", [("test_slug.py", "failing"), ("slug.py", "sibling")]),
     ],
 )
@@ -259,28 +263,28 @@ def test_budget_is_never_exceeded_and_everything_is_accounted_for(budget: int) -
         assert len(f.text.encode()) == f.bytes
         assert f.truncated == (f.bytes < f.size)
         if f.truncated:
-            assert f.role != "import" and f.text.endswith("\n")
+            assert f.text.endswith("\n") and f.cut in ("head", "excerpt", "failing-tests")
 
 
 @pytest.mark.parametrize(
     "budget, expected_files, expected_omitted",
     [
-        # everything fits: failing test, sibling, frame, import
-        (48_000, [("test/a.test.js", "failing", False), ("src/a.js", "sibling", False),
-                  ("src/b.js", "failing", False), ("test/h.js", "import", False)],
+        # everything fits: frame, failing test, sibling, import
+        (48_000, [("src/b.js", "failing", False), ("test/a.test.js", "failing", False),
+                  ("src/a.js", "sibling", False), ("test/h.js", "import", False)],
          [("src/img.png", "binary"), ("src/gone.js", "unreadable")]),
         # the sibling is cut at a line boundary and fills the budget
-        (2000, [("test/a.test.js", "failing", False), ("src/a.js", "sibling", True)],
-         [("src/b.js", "budget"), ("src/img.png", "binary"), ("src/gone.js", "unreadable"),
-          ("test/h.js", "budget")]),
+        (2000, [("src/b.js", "failing", False), ("test/a.test.js", "failing", False),
+                ("src/a.js", "sibling", True)],
+         [("src/img.png", "binary"), ("src/gone.js", "unreadable"), ("test/h.js", "budget")]),
         # too little room to cut the sibling usefully: omitted, later small files still come in
         (SIZES["test/a.test.js"] + 500,
-         [("test/a.test.js", "failing", False), ("src/b.js", "failing", False),
+         [("src/b.js", "failing", False), ("test/a.test.js", "failing", False),
           ("test/h.js", "import", False)],
-         [("src/a.js", "budget"), ("src/img.png", "binary"), ("src/gone.js", "unreadable")]),
+         [("src/img.png", "binary"), ("src/gone.js", "unreadable"), ("src/a.js", "budget")]),
         # nothing fits
-        (0, [], [("test/a.test.js", "budget"), ("src/a.js", "budget"), ("src/b.js", "budget"),
-                 ("src/img.png", "binary"), ("src/gone.js", "unreadable"), ("test/h.js", "budget")]),
+        (0, [], [("src/b.js", "budget"), ("src/img.png", "binary"), ("src/gone.js", "unreadable"),
+                 ("test/a.test.js", "budget"), ("src/a.js", "budget"), ("test/h.js", "budget")]),
     ],
 )
 def test_budget_table(budget, expected_files, expected_omitted) -> None:
@@ -289,14 +293,15 @@ def test_budget_table(budget, expected_files, expected_omitted) -> None:
     assert [(o["path"], o["why"]) for o in ctx.omitted] == expected_omitted
 
 
-def test_an_import_is_omitted_rather_than_truncated() -> None:
+def test_an_import_that_does_not_fit_is_omitted_but_stays_on_target() -> None:
     big_helper = "export const h = 2;\n" * 200  # 4000 bytes
-    budget = SIZES["test/a.test.js"] + 20 + MIN_TRUNCATED_BYTES + 10
+    budget = SIZES["test/a.test.js"] + 20 + MIN_TRUNCATED_BYTES + 30
     ctx, _ = synthetic(budget, **{"test/h.js": big_helper, "src/a.js": "export const a = 1;\n" * 200})
     roles = {f.path: (f.role, f.truncated) for f in ctx.files}
     assert roles["src/a.js"] == ("sibling", True)
     assert "test/h.js" not in roles
     assert {"path": "test/h.js", "role": "import", "why": "budget"} in ctx.omitted
+    assert "test/h.js" in ctx.on_target and "test/h.js" in ctx.allowed_paths
 
 
 def test_missing_failing_path_is_recorded() -> None:
@@ -332,7 +337,8 @@ def test_prompt_has_task_failures_files_and_answer_instruction() -> None:
     assert "## Plan from an earlier turn\n1. fix add" in prompt
     assert "### `test/a.test.js` (failing)\n````javascript\n" in prompt  # longer fence than ```
     assert "### `src/a.js` (failing)\n```javascript\nmodule.exports = 1;\n```" in prompt
-    assert "full-file envelope only" in prompt and "only the files that need to change" in prompt
+    assert "envelope only" in prompt and "only the files that need to change" in prompt
+    assert "can only be changed with `edits`" in prompt
     assert prompt.rstrip().endswith('{"summary": "...", "files": [...]}')
 
 
@@ -340,8 +346,8 @@ def test_prompt_marks_truncation_and_omissions_and_caps_failures() -> None:
     ctx, _ = synthetic(2000)
     prompt = ctx.to_prompt()
     size = len(BIG)
-    assert f"### `src/a.js` (sibling, truncated: first {ctx.files[1].bytes} of {size} bytes)" in prompt
-    assert "Not shown: `src/b.js` (budget), `src/img.png` (binary)" in prompt
+    assert f"### `src/a.js` (sibling, truncated: first {ctx.files[2].bytes} of {size} bytes)" in prompt
+    assert "Not shown: `src/img.png` (binary), `src/gone.js` (unreadable), `test/h.js` (budget)" in prompt
     many = {"failed": 130, "total": 130,  # the report kept 100 of them
             "failures": [{"name": f"t{i}", "message": "x"} for i in range(100)]}
     ctx = build_repair_context(many, [], set(), reader({}), None)
@@ -355,13 +361,16 @@ def test_to_json_is_context_json() -> None:
     data = ctx.to_json()
     json.dumps(data)  # serialisable
     assert set(data) == {"summary", "failures", "failing_paths", "files", "budget_bytes", "used_bytes",
-                         "omitted", "missing_imports", "allowed_paths", "scratchpad", "task"}
-    assert data["files"][1] == {"path": "src/a.js", "role": "sibling", "bytes": ctx.files[1].bytes,
-                                "size": len(BIG), "truncated": True}
+                         "omitted", "missing_imports", "allowed_paths", "scratchpad", "task",
+                         "onTarget", "closure", "closureTruncated"}
+    assert data["files"][2] == {"path": "src/a.js", "role": "sibling", "bytes": ctx.files[2].bytes,
+                                "size": len(BIG), "truncated": True, "cut": "head"}
+    assert data["closure"] == [{"path": "test/h.js", "depth": 1, "via": "import"}]
     assert data["allowed_paths"] == sorted(ctx.allowed_paths)
     assert data["used_bytes"] <= data["budget_bytes"] == 2000
-    # omitted files are not allowed; failing ones are, even when not shown
-    assert "test/h.js" not in data["allowed_paths"] and "src/b.js" in data["allowed_paths"]
+    # an import the budget left out is still on target; failing ones are, shown or not
+    assert "test/h.js" in data["allowed_paths"] and "src/b.js" in data["allowed_paths"]
+    assert data["onTarget"] == ["test/a.test.js", "src/b.js", "src/img.png", "src/gone.js", "src/a.js", "test/h.js"]
 
 
 def test_empty_inputs() -> None:

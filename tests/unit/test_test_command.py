@@ -27,6 +27,26 @@ from kodr_core.test_command import (
         ("python3 -m pytest", ["python3", "-m", "pytest"], "pytest"),
         ("uv run pytest tests", ["uv", "run", "pytest", "tests"], "pytest"),
         ("pytest -p no:randomly", ["pytest", "-p", "no:randomly"], "pytest"),
+        ("npm run build", ["npm", "run", "build"], "npm"),
+        ("npm run test:unit:ci", ["npm", "run", "test:unit:ci"], "npm"),
+        ("npm test -- --grep add test/a.js", ["npm", "test", "--", "--grep", "add", "test/a.js"], "npm"),
+        ("npm run spec -- --bail", ["npm", "run", "spec", "--", "--bail"], "npm"),
+        ("yarn test", ["yarn", "test"], "npm"),
+        ("yarn test --ci", ["yarn", "test", "--ci"], "npm"),
+        ("yarn run test:unit", ["yarn", "run", "test:unit"], "npm"),
+        ("pnpm test", ["pnpm", "test"], "npm"),
+        ("pnpm test -- -t add", ["pnpm", "test", "--", "-t", "add"], "npm"),
+        ("npx mocha", ["npx", "mocha"], "npx"),
+        ("npx mocha --recursive test/ -g add", ["npx", "mocha", "--recursive", "test/", "-g", "add"], "npx"),
+        ("npx jest --ci -t 'adds two'", ["npx", "jest", "--ci", "-t", "adds two"], "npx"),
+        ("npx vitest run", ["npx", "vitest", "run"], "npx"),
+        ("npx vitest run test/a.test.ts", ["npx", "vitest", "run", "test/a.test.ts"], "npx"),
+        ("npx tape 'test/*.js'", ["npx", "tape", "test/*.js"], "npx"),
+        ("npx ava --serial", ["npx", "ava", "--serial"], "npx"),
+        ("python -m unittest", ["python", "-m", "unittest"], "unittest"),
+        ("python3 -m unittest -v tests.test_calc", ["python3", "-m", "unittest", "-v", "tests.test_calc"], "unittest"),
+        ("python -m unittest discover -s tests -p 'test_*.py'",
+         ["python", "-m", "unittest", "discover", "-s", "tests", "-p", "test_*.py"], "unittest"),
     ],
 )
 def test_allowed(text, argv, kind):
@@ -38,10 +58,41 @@ def test_allowed(text, argv, kind):
     "text, why",
     [
         ("rm -rf /", "not a known test runner"),
-        ("npm test && curl evil", "npm is allowed only"),
+        ("npm test && curl evil", "go after '--'"),
+        ("npm test -- '&&' curl evil", "is not plain"),
+        ("npm test -- '$(id)'", "is not plain"),
+        ("npm test -- 'a;b'", "is not plain"),
+        ("npm test -- /etc/passwd", "absolute path"),
+        ("npm test -- ../x", "leaves the workspace"),
         ("npm install", "npm is allowed only"),
-        ("npm run build", "npm is allowed only"),
+        ("npm test -- --watch", "watch mode"),
+        ("yarn test --watchAll", "watch mode"),
+        ("npm exec evil", "npm is allowed only"),
         ("npm run test:$(id)", "npm is allowed only"),
+        ("npm run -- test", "npm is allowed only"),
+        ("yarn add evil", "yarn is allowed only"),
+        ("yarn test '`id`'", "is not plain"),
+        ("pnpm dlx evil", "pnpm is allowed only"),
+        ("npx evil-package", "npx is allowed only"),
+        ("npx -y mocha", "npx is allowed only"),
+        ("npx mocha --require ./evil.js", "mocha flag '--require' is not allowed"),
+        ("npx mocha -r ./evil.js", "mocha flag '-r' is not allowed"),
+        ("npx mocha --reporter ./evil.js", "mocha flag '--reporter' is not allowed"),
+        ("npx jest --config evil.js", "jest flag '--config' is not allowed"),
+        ("npx jest --setupFiles=./evil.js", "jest flag '--setupFiles' is not allowed"),
+        ("npx vitest", "only as 'npx vitest run'"),
+        ("npx vitest run --config evil.ts", "vitest flag '--config' is not allowed"),
+        ("npx tape -r ./evil.js test.js", "tape flag '-r' is not allowed"),
+        ("npx ava --config evil.js", "ava flag '--config' is not allowed"),
+        ("npx mocha /etc", "absolute path"),
+        ("python -m unittest --evil", "unittest flag '--evil' is not allowed"),
+        ("python -m unittest ../x", "leaves the workspace"),
+        ("python -c 'import os'", "not a known test runner"),
+        ("pytest -o addopts=--cov", "addopts"),
+        ("pytest -o 'addopts=-p evil'", "addopts"),
+        ("pytest --override-ini=addopts=-pevil", "addopts"),
+        ("pytest -oaddopts=-pevil", "addopts"),
+        ("sh -c 'npm test'", "not a known test runner"),
         ("node index.js", "node is allowed only"),
         ("node -e 'process.exit(0)'", "node is allowed only"),
         ("node --test --require ./evil.js", "not allowed after --test"),
@@ -65,6 +116,22 @@ def test_refused(text, why):
         parse_test_command(text)
     assert why in e.value.message
     assert "Allowed:" in e.value.message and "npm test" in e.value.message
+
+
+def test_plan_npx_never_fetches_a_package():
+    argv, env = plan_test_run(parse_test_command("npx mocha -g add"), "/tmp/j.xml")
+    assert argv == ["npx", "--no", "mocha", "-g", "add"] and "NODE_OPTIONS" not in env
+
+
+def test_plan_unittest_keeps_argv():
+    argv, env = plan_test_run(parse_test_command("python -m unittest -v"), "/tmp/j.xml")
+    assert argv == ["python", "-m", "unittest", "-v"] and "NODE_OPTIONS" not in env
+
+
+def test_plan_yarn_and_pnpm_scripts_get_node_options_like_npm():
+    for text in ("yarn test", "pnpm test -- -t add"):
+        argv, env = plan_test_run(parse_test_command(text), "/tmp/j.xml")
+        assert argv == parse_test_command(text).argv and "--test-reporter=junit" in env["NODE_OPTIONS"]
 
 
 # -- detect ----------------------------------------------------------------------------

@@ -5,17 +5,26 @@ from pathlib import Path
 import pytest
 
 from kodr_core.ports import ProcessResult
-from kodr_core.test_report import (
-    Failure,
+from kodr_core.results import Failure
+from kodr_core.results import build_install_json as _build_install_json
+from kodr_core.results import build_tests_json as _build_tests_json
+from kodr_core.runners import (
     TestReport,
-    build_install_json,
-    build_tests_json,
     parse_jest_text,
+    parse_vitest_text,
     parse_junit,
     parse_node_text,
     parse_pytest_text,
     report_from_outputs,
 )
+
+
+def build_tests_json(*args, **kw) -> dict:
+    return _build_tests_json(*args, **kw).dump()
+
+
+def build_install_json(*args, **kw) -> dict:
+    return _build_install_json(*args, **kw).dump()
 
 OUT = Path(__file__).parent / "fixtures" / "outputs"
 NODE = "/tmp/kodr-fx/node"
@@ -156,7 +165,7 @@ def test_jest_text():
 
 
 def test_vitest_text():
-    r = parse_jest_text(read("vitest_stdout.txt") + read("vitest_stderr.txt"))
+    r = parse_vitest_text(read("vitest_stdout.txt") + read("vitest_stderr.txt"))
     assert r.parser == "vitest-text"
     assert counts(r) == (2, 1, 1, 4)
     assert brief(r) == [("adds wrongly", "sum.test.js", 4)]
@@ -205,6 +214,7 @@ def result(exit_code=0, **kw) -> ProcessResult:
 TESTS_JSON_KEYS = {
     "command", "argv", "exitCode", "ok", "timedOut", "durationMs", "startedAt", "finishedAt",
     "stdoutTail", "stderrTail", "passed", "failed", "skipped", "total", "failures", "parser", "error",
+    "cause", "detail", "scope", "logBlob", "confinement",  # why no test told anything; which tests ran; the whole log; the sandbox
 }  # fmt: skip
 
 
@@ -217,7 +227,7 @@ def test_tests_json_ok():
 
 
 def test_tests_json_failures():
-    f = Failure("adds", "a.test.js", 3, "boom", "stack")
+    f = Failure(name="adds", file="a.test.js", line=3, message="boom", stack="stack")
     j = build_tests_json(result(1), TestReport(1, 1, 0, 2, [f], "junit"), ["node", "--test"])
     assert j["ok"] is False and j["error"] is None
     assert j["failures"] == [{"name": "adds", "file": "a.test.js", "line": 3, "message": "boom", "stack": "stack"}]
