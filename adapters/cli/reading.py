@@ -114,7 +114,6 @@ def _settings(options: dict[str, Any]) -> list[str]:
 def show(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> None:
     """One run: state, outcome, settings and where its artifacts are."""
     from adapters.cli.running import summary
-
     from kodr_core.aggregate import fold
 
     app, run_id, events = stream(ctx, ws, run_ref)

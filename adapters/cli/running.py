@@ -144,7 +144,7 @@ def run(ctx: click.Context, /, prompt: str | None, prompt_file: str | None, ws: 
     with app.workspace_held():
         run_id = app.engine(None, options=options).request(task, options)
         if not quiet:
-            click.echo(f"run {run_id} in {str(app.root)}", file=stream)
+            click.echo(f"run {run_id} in {app.root!s}", file=stream)
         result = drive(app, run_id, options, Progress(quiet, stream), model=model)
     if result.state.value == "proposed" and not as_json:
         from kodr_core.aggregate import fold
@@ -234,7 +234,7 @@ def heal(ctx: click.Context, /, prompt: str | None, ws: str | None, as_json: boo
     with app.workspace_held():
         run_id = app.engine(None, options=options).request(prompt or "Make the failing tests pass.", options, mode="heal")
         if not quiet:
-            click.echo(f"run {run_id} (heal) in {str(app.root)}", file=stream)
+            click.echo(f"run {run_id} (heal) in {app.root!s}", file=stream)
         result = drive(app, run_id, options, Progress(quiet, stream), model=model)
     finish(app, result, as_json, stream)
 
@@ -297,7 +297,7 @@ def resume(ctx: click.Context, run_ref: str | None, all_runs: bool, ws: str | No
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
     elif not ids:
-        click.echo(f"no unfinished runs in {str(app.root)}")
+        click.echo(f"no unfinished runs in {app.root!s}")
     sys.exit(max(codes, default=0))
 
 
