@@ -186,10 +186,12 @@ def open_reader(workspace: str | os.PathLike[str]) -> App | None:
         return None
     import sqlalchemy as sa
 
-    from store.database import default_anchors
+    from store.database import audit_key, default_anchors
 
     anchors = default_anchors(sa.make_url(url), anchor_dir(root, url))  # no migration on the read path
-    return App(root, EventStore.from_url(url, anchors=anchors))
+    store = EventStore.from_url(url, anchors=anchors)
+    store.audit_key = audit_key()  # a keyed chain verifies on the read path too
+    return App(root, store)
 
 
 def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPort:
