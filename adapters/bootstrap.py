@@ -189,7 +189,12 @@ def open_reader(workspace: str | os.PathLike[str]) -> App | None:
     from store.database import audit_key, default_anchors
 
     anchors = default_anchors(sa.make_url(url), anchor_dir(root, url))  # no migration on the read path
-    store = EventStore.from_url(url, anchors=anchors)
+    if file is None:  # a server database: engine_for refuses a URL kodr has no store for
+        from store.database import engine_for
+
+        store = EventStore(engine_for(url), anchors=anchors)
+    else:  # the SQLite file exists: open it as it is (engine_for would prepare its directory)
+        store = EventStore.from_url(url, anchors=anchors)
     store.audit_key = audit_key()  # a keyed chain verifies on the read path too
     return App(root, store)
 

@@ -163,6 +163,6 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        else:
+        elif code != exits.STORE:  # a store problem is said in its one line
             _say("run it again with --log-level debug for the traceback")
         sys.exit(code)
