@@ -12,15 +12,16 @@ import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adapters.workspace import DiskWorkspace
 from kodr_core.errors import UsageError
 from store.database import database_url
 from store.event_store import EventStore
 
 if TYPE_CHECKING:  # what only recording commands need is imported when they run
+    from adapters.workspace import DiskWorkspace
     from adapters.toolchain import ProcessToolchain
     from kodr_core.aggregate import Run
     from kodr_core.engine import Engine, Observer
@@ -30,8 +31,15 @@ if TYPE_CHECKING:  # what only recording commands need is imported when they run
 
 @dataclass
 class App:
-    workspace: DiskWorkspace
+    root: Path
     store: EventStore
+
+    @cached_property
+    def workspace(self) -> DiskWorkspace:
+        """Built on first use: read-only commands need only ``root`` (and skip the envelope's pydantic models)."""
+        from adapters.workspace import DiskWorkspace
+
+        return DiskWorkspace(self.root)
 
     def engine(
         self,
@@ -49,7 +57,7 @@ class App:
         """One live run per workspace: a second one is refused with WorkspaceBusy naming the owner."""
         from adapters.leasing import workspace_lock
 
-        return workspace_lock(Path(self.workspace.root))
+        return workspace_lock(self.root)
 
     def drive(
         self,
@@ -133,7 +141,7 @@ def open_app(workspace: str | os.PathLike[str]) -> App:
 
     root = _root(workspace)
     url = database_url(root)
-    return App(DiskWorkspace(root), open_store(url, anchor_dir=anchor_dir(root, url)))
+    return App(root, open_store(url, anchor_dir=anchor_dir(root, url)))
 
 
 def anchor_dir(root: Path, url: str) -> Path | None:
@@ -178,10 +186,17 @@ def open_reader(workspace: str | os.PathLike[str]) -> App | None:
         return None
     import sqlalchemy as sa
 
-    from store.database import default_anchors
+    from store.database import audit_key, default_anchors
 
     anchors = default_anchors(sa.make_url(url), anchor_dir(root, url))  # no migration on the read path
-    return App(DiskWorkspace(root), EventStore.from_url(url, anchors=anchors))
+    if file is None:  # a server database: engine_for refuses a URL kodr has no store for
+        from store.database import engine_for
+
+        store = EventStore(engine_for(url), anchors=anchors)
+    else:  # the SQLite file exists: open it as it is (engine_for would prepare its directory)
+        store = EventStore.from_url(url, anchors=anchors)
+    store.audit_key = audit_key()  # a keyed chain verifies on the read path too
+    return App(root, store)
 
 
 def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPort:

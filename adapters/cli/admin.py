@@ -48,6 +48,7 @@ def replay(ctx: click.Context, run_ref: str | None, ws: str | None, history_file
         if target and not force and not _empty_or_absent(Path(target)):
             raise UsageError(f"{flag} {target}: the directory is not empty; its files would be replaced "
                              "(give an empty or new directory, or --force)")
+    records: Any  # a list, or a stream when only checking
     if history_file:
         if materialize_dir or rerun_dir:
             raise UsageError("--materialize and --rerun need the run's blobs: replay a RUN from the store")

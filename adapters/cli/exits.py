@@ -34,6 +34,10 @@ EXIT_FOR_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (RunNotFound, 6),
 )
 
+#: Errors raised by a database driver that reached the edge untranslated: still a store problem (5).
+STORE_DRIVER_MODULES = ("sqlalchemy", "psycopg", "sqlite3", "MySQLdb", "pymysql")
+STORE = 5
+
 UNEXPECTED = 1
 CHECK_FAILED = 1
 USAGE = 2
@@ -51,7 +55,7 @@ MEANING: tuple[tuple[int, str], ...] = (
              "an unusable provider configuration, a test command outside the allowlist")),
     (3, "an illegal transition in a stored history"),
     (4, "another live process owns the run, or is driving a run in this workspace"),
-    (5, "the store is unavailable: locked, unreachable, not migrated, corrupt, unsupported URL"),
+    (STORE, "the store is unavailable: locked, unreachable, not migrated, corrupt, unsupported URL"),
     (6, "no such run"),
     (UNREACHABLE, "`kodr probe`: the model server did not answer"),
     (NOT_THE_PROTOCOL, "`kodr probe`: the server answered but does not speak the OpenAI chat-completions protocol"),
@@ -68,7 +72,16 @@ def exit_code_for(exc: BaseException) -> int:
     for cls, code in EXIT_FOR_ERROR:
         if isinstance(exc, cls):
             return code
+    if is_store_driver_error(exc):
+        return STORE
     return UNEXPECTED
+
+
+def is_store_driver_error(exc: BaseException) -> bool:
+    """A driver's own error (a corrupt SQLite file, a URL for a database kodr has no driver for)."""
+    module = type(exc).__module__.split(".")[0]
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    return module in STORE_DRIVER_MODULES or (missing or "").split(".")[0] in STORE_DRIVER_MODULES
 
 
 def exit_code_for_state(state: str) -> int:

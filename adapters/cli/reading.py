@@ -114,7 +114,6 @@ def _settings(options: dict[str, Any]) -> list[str]:
 def show(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> None:
     """One run: state, outcome, settings and where its artifacts are."""
     from adapters.cli.running import summary
-
     from kodr_core.aggregate import fold
 
     app, run_id, events = stream(ctx, ws, run_ref)
@@ -188,8 +187,8 @@ def artifacts(ctx: click.Context, run_ref: str, ws: str | None) -> None:
     from adapters.artifacts import ArtifactWriter, run_dir
 
     app, records, run = load(ctx, ws, run_ref)
-    ArtifactWriter(app.workspace.root, app.store).refresh(run.run_id, records)
-    click.echo(str(run_dir(app.workspace.root, run.run_id)))
+    ArtifactWriter(str(app.root), app.store).refresh(run.run_id, records)
+    click.echo(str(run_dir(str(app.root), run.run_id)))
 
 
 @cli.command(name="explain")

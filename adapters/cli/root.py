@@ -156,11 +156,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the edge: one line; the traceback only when asked
         first = str(exc).splitlines()[0] if str(exc) else ""
-        _say(f"unexpected error: {type(exc).__name__}{': ' + first if first else ''}")
+        code = exits.exit_code_for(exc)
+        what = "the store failed" if code == exits.STORE else "unexpected error"
+        _say(f"{what}: {type(exc).__name__}{': ' + first if first else ''}")
         if _level() == "debug":
             import traceback
 
             traceback.print_exc()
-        else:
+        elif code != exits.STORE:  # a store problem is said in its one line
             _say("run it again with --log-level debug for the traceback")
-        sys.exit(exits.UNEXPECTED)
+        sys.exit(code)

@@ -50,11 +50,11 @@ def summary(app: App, run: Run) -> dict[str, Any]:
         "outcome": run.outcome,
         "reason": run.reason,
         "detail": detail(run),
-        "next": next_command(run, app.workspace.root),
+        "next": next_command(run, str(app.root)),
         "heal_turn": run.heal_turn,
         "last_seq": run.last_seq,
-        "workspace": app.workspace.root,
-        "artifacts": str(run_dir(app.workspace.root, run.run_id)),
+        "workspace": str(app.root),
+        "artifacts": str(run_dir(str(app.root), run.run_id)),
         "facts": dict(run.transitions[-1].facts) if run.transitions else {},
     }
 
@@ -69,8 +69,8 @@ def report(app: App, run: Run, as_json: bool, stream: TextIO | None = None) -> N
 
     out = stream or sys.stdout
     click.echo(one_line(run), file=out)
-    click.echo(f"  next:      {next_command(run, app.workspace.root)}", file=out)
-    click.echo(f"  artifacts: {run_dir(app.workspace.root, run.run_id)}", file=out)
+    click.echo(f"  next:      {next_command(run, str(app.root))}", file=out)
+    click.echo(f"  artifacts: {run_dir(str(app.root), run.run_id)}", file=out)
 
 
 def finish(app: App, run: Run, as_json: bool, stream: TextIO | None = None) -> NoReturn:
@@ -144,7 +144,7 @@ def run(ctx: click.Context, /, prompt: str | None, prompt_file: str | None, ws: 
     with app.workspace_held():
         run_id = app.engine(None, options=options).request(task, options)
         if not quiet:
-            click.echo(f"run {run_id} in {app.workspace.root}", file=stream)
+            click.echo(f"run {run_id} in {app.root!s}", file=stream)
         result = drive(app, run_id, options, Progress(quiet, stream), model=model)
     if result.state.value == "proposed" and not as_json:
         from kodr_core.aggregate import fold
@@ -234,7 +234,7 @@ def heal(ctx: click.Context, /, prompt: str | None, ws: str | None, as_json: boo
     with app.workspace_held():
         run_id = app.engine(None, options=options).request(prompt or "Make the failing tests pass.", options, mode="heal")
         if not quiet:
-            click.echo(f"run {run_id} (heal) in {app.workspace.root}", file=stream)
+            click.echo(f"run {run_id} (heal) in {app.root!s}", file=stream)
         result = drive(app, run_id, options, Progress(quiet, stream), model=model)
     finish(app, result, as_json, stream)
 
@@ -278,7 +278,7 @@ def resume(ctx: click.Context, run_ref: str | None, all_runs: bool, ws: str | No
         result = _resume_one(app, run_id, overrides, quiet, stream, rebind=bool(ws or ctx.find_root().obj.get("workspace")))
         finish(app, result, as_json, stream)
     ids = [r["run_id"] for r in app.store.runs()
-           if r["state"] not in exits.EXIT_FOR_STATE and _same_dir(r.get("workspace"), app.workspace.root)]
+           if r["state"] not in exits.EXIT_FOR_STATE and _same_dir(r.get("workspace"), str(app.root))]
     rows: list[dict[str, Any]] = []
     codes: list[int] = []
     for run_id in ids:
@@ -297,7 +297,7 @@ def resume(ctx: click.Context, run_ref: str | None, all_runs: bool, ws: str | No
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
     elif not ids:
-        click.echo(f"no unfinished runs in {app.workspace.root}")
+        click.echo(f"no unfinished runs in {app.root!s}")
     sys.exit(max(codes, default=0))
 
 
@@ -323,13 +323,13 @@ def _resume_one(app: App, run_id: str, overrides: dict[str, Any], quiet: bool, s
     records = app.store.load(run_id)
     run = fold(run_id, records)
     recorded = bound_workspace(records) or run.workspace
-    moved = bool(recorded) and not _same_dir(recorded, app.workspace.root)
+    moved = bool(recorded) and not _same_dir(recorded, str(app.root))
     if moved and not rebind:
         raise UsageError(f"run {run_id} belongs to workspace {recorded}: resume it there, or give "
                          f"--workspace DIR to move it")
     options = validated(RunOptions.of({**run.options, **overrides}))
     if not quiet:
         click.echo(f"resuming run {run_id} from seq {run.last_seq} ({run.state.value})", file=stream)
-    extra = {**overrides, "workspace": app.workspace.root} if moved else overrides
+    extra = {**overrides, "workspace": str(app.root)} if moved else overrides
     with app.workspace_held():
         return drive(app, run_id, options, Progress(quiet, stream), resume=True, overrides=extra)

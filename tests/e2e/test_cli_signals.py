@@ -18,9 +18,12 @@ from tests.e2e.conftest import envelope, kodr_env, tagged_processes
 from tests.support.scripted_server import ScriptedServer
 
 PKG = json.dumps({"name": "slow", "version": "1.0.0", "private": True, "scripts": {"test": "node --test"}})
+# Slow unless the workspace holds a file named `fast` (the test's environment is an allowlist: no
+# variable of ours reaches it, a file does).
 SLOW_TEST = """const test = require('node:test');
+const fs = require('node:fs');
 test('takes its time', async () => {
-  await new Promise((r) => setTimeout(r, Number(process.env.KODR_SLOW || 10)));
+  await new Promise((r) => setTimeout(r, fs.existsSync('fast') ? 10 : 60000));
 });
 """
 
@@ -30,6 +33,7 @@ def _model(_body: dict) -> dict:
 
 
 def test_a_second_run_in_a_busy_workspace_is_refused_naming_the_owner(workspace: Path) -> None:
+    (workspace / "fast").write_text("")
     with ScriptedServer(responder=_model) as srv, workspace_lock(workspace):
         r = kodr_script("run", "-p", "x", "--base-url", srv.base_url, cwd=workspace)
         assert srv.requests == []
@@ -45,6 +49,8 @@ def test_a_run_resumes_only_in_its_workspace_unless_rebound(tmp_path: Path) -> N
     x, y = tmp_path / "x", tmp_path / "y"
     x.mkdir()
     y.mkdir()
+    (x / "fast").write_text("")
+    (y / "fast").write_text("")
     shared = {"KODR_DATABASE_URL": f"sqlite:///{tmp_path}/shared.db"}
     with ScriptedServer(responder=_model) as srv:
         crashed = kodr_script("run", "-p", "slow", "--base-url", srv.base_url, "--test", "node --test", cwd=x,
@@ -68,7 +74,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
     ws, tmp = tmp_path / "ws", tmp_path / "tmp"
     ws.mkdir()
     tmp.mkdir()
-    env = {"KODR_SLOW": "60000", "TMPDIR": str(tmp)}
+    env = {"TMPDIR": str(tmp)}
     with ScriptedServer(responder=_model) as srv:
         proc = subprocess.Popen([KODR, "run", "-p", "slow", "--base-url", srv.base_url, "--test", "node --test"],
                                 cwd=ws, env=kodr_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -96,6 +102,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
         assert tagged_processes(run_id) == [], "the step's processes died with it"
         assert list(tmp.glob("kodr-junit-*")) == [], "temporary files removed"
         assert store.runs()[0]["state"] == "verifying", "not terminal: resumable"
-        resumed = kodr_script("resume", run_id, cwd=ws, env={"KODR_SLOW": "10"})
+        (ws / "fast").write_text("")
+        resumed = kodr_script("resume", run_id, cwd=ws)
     assert resumed.code == 0, resumed
     assert f"run {run_id}: passed" in resumed.out
