@@ -21,8 +21,8 @@ from store.database import database_url
 from store.event_store import EventStore
 
 if TYPE_CHECKING:  # what only recording commands need is imported when they run
-    from adapters.workspace import DiskWorkspace
     from adapters.toolchain import ProcessToolchain
+    from adapters.workspace import DiskWorkspace
     from kodr_core.aggregate import Run
     from kodr_core.engine import Engine, Observer
     from kodr_core.options import RunOptions

@@ -33,8 +33,9 @@ import signal
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timezone
-from typing import IO, TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING
 
 from kodr_core.ports import ProcessResult
 from kodr_core.secrets import Scrubber, secret_named
@@ -77,7 +78,7 @@ LOG_TAIL_BYTES = 3 * 1024 * 1024
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def is_secret_name(name: str) -> bool:
@@ -234,7 +235,7 @@ class SubprocessRunner:
         head_bytes: int = HEAD_BYTES,
         tail_bytes: int = TAIL_BYTES,
         base_env: Mapping[str, str] | None = None,
-        sandbox: "Sandbox | None" = None,
+        sandbox: Sandbox | None = None,
         scrubber: Scrubber | None = None,
     ) -> None:
         self.kill_grace_s = kill_grace_s
@@ -245,7 +246,7 @@ class SubprocessRunner:
         self.sandbox = sandbox  # None: no OS sandbox (process group and filtered environment)
         self.scrubber = scrubber if scrubber is not None else Scrubber.of_env(os.environ)
 
-    def confinement(self, *, network: bool) -> "Confinement":
+    def confinement(self, *, network: bool) -> Confinement:
         """The confinement a process started now gets (raises SandboxUnavailable if required and absent)."""
         from adapters.sandbox import Confinement
 

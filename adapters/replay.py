@@ -7,8 +7,9 @@ and runs the real install and tests, then reports where today's run diverges.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from kodr_core import events as ev
 from kodr_core.aggregate import Run, fold

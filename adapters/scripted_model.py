@@ -6,7 +6,8 @@ It implements the same port as the HTTP client, so the engine cannot tell them a
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from kodr_core.ports import ChatReply, ChatRequest, ModelError
 

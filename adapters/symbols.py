@@ -82,7 +82,7 @@ def python_symbols(data: bytes, path: str = "<file>") -> list[Symbol]:
 # -- JavaScript / TypeScript via tree-sitter ------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parser(grammar: str) -> Any | None:
     """A tree-sitter parser, or None when the wheels are missing (then the scanner runs)."""
     try:

@@ -35,10 +35,10 @@ from typing import Any
 
 from adapters.processes import SubprocessRunner, utc_now
 from kodr_core.ports import ProcessResult
-from kodr_core.sources import DEFAULT_SOURCES, DependencySources
-from kodr_core.test_command import TestCommand, plan_test_run, script_name
 from kodr_core.results import Confinement, InstallResult, TestResult, build_install_json, build_tests_json
 from kodr_core.runners import report_from_outputs
+from kodr_core.sources import DEFAULT_SOURCES, DependencySources
+from kodr_core.test_command import TestCommand, plan_test_run, script_name
 
 
 def find_uv() -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pathspec

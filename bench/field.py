@@ -56,8 +56,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from store.database import default_url, open_store
-from tests.support.scripted_server import ScriptedServer
+from store.database import default_url, open_store  # noqa: E402 - after the sys.path set-up
+from tests.support.scripted_server import ScriptedServer  # noqa: E402
 
 CACHE = Path(os.environ.get("KODR_FIELD_CACHE", Path.home() / ".cache" / "kodr-field"))
 NPM_REGISTRY = "https://registry.npmjs.org"

@@ -14,8 +14,9 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from kodr_core import brakes
 from kodr_core import events as ev
@@ -36,7 +37,6 @@ from kodr_core.envelope import InvalidProposal, proposal_json_schema
 from kodr_core.errors import KodrError
 from kodr_core.failures import failing_paths
 from kodr_core.install_plan import manifests_changed, plan_install, stale_locks
-from kodr_core.sources import DEFAULT_SOURCES, DependencySources, check_manifests
 from kodr_core.machine import destination
 from kodr_core.model_output import CUT_OFF, envelope_from_reply, strip_thinking
 from kodr_core.options import RunOptions
@@ -53,9 +53,18 @@ from kodr_core.ports import (
 )
 from kodr_core.prompts import plan_messages, proposal_messages, repair_messages, with_retry_note
 from kodr_core.repair_context import build_repair_context
-from kodr_core.results import InstalledFile, InstallResult, Scope, StepDeadline, TestResult, build_install_json, build_tests_json
+from kodr_core.results import (
+    InstalledFile,
+    InstallResult,
+    Scope,
+    StepDeadline,
+    TestResult,
+    build_install_json,
+    build_tests_json,
+)
+from kodr_core.sources import DEFAULT_SOURCES, DependencySources, check_manifests
 from kodr_core.states import TERMINAL, State
-from kodr_core.test_command import detect_test_command, parse_test_command
+from kodr_core.test_command import TestCommand, detect_test_command, parse_test_command
 
 #: Base snapshot caps: bigger files are recorded as skipped, not stored.
 SNAPSHOT_FILE_CAP = 1 << 20
@@ -143,7 +152,7 @@ class Engine:
             total += len(data)
             kept[path] = data
         snapshot: dict[str, str] = {}
-        for (path, data), sha in zip(kept.items(), self.log.put_blobs(list(kept.values()))):  # one transaction
+        for (path, data), sha in zip(kept.items(), self.log.put_blobs(list(kept.values())), strict=True):  # one transaction
             if sha != hashlib.sha256(data).hexdigest():  # the store scrubbed a secret value out of it
                 skipped.append({"path": path, "bytes": len(data), "why": "holds a secret value"})
                 continue
@@ -289,10 +298,10 @@ class Engine:
 
     def _messages(
         self, run: Run, step: CallModel, prompt_bytes: int | None = None
-    ) -> tuple[list[dict], dict[str, Any] | None]:
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         """The step's messages; with ``prompt_bytes``, file contents and the repair context are cut to fit."""
         o = RunOptions.of(run.options)
-        read = self.workspace.read
+        read: Callable[[str], bytes | None] = self.workspace.read
         if step.purpose != "repair" and prompt_bytes is not None:
             names = sorted(run.manifest)
             bare = (plan_messages(run.task, names, _nothing) if step.purpose == "plan"
@@ -312,13 +321,13 @@ class Engine:
             except KeyError:
                 log = b""
         raw = log.decode("utf-8", "replace") or (prev.get("stdoutTail", "") + "\n" + prev.get("stderrTail", ""))
-        files = set(run.manifest)
-        paths = failing_paths(prev, raw, self.workspace.root, files)
+        known = set(run.manifest)
+        paths = failing_paths(prev, raw, self.workspace.root, known)
         budget = o.context_budget_bytes
         if prompt_bytes is not None:
             budget = max(PROMPT_BYTES_MIN // 2, min(budget, prompt_bytes - _size(repair_messages(run.task, ""))))
         ctx = build_repair_context(
-            prev, paths, files, self.workspace.read, o.plan, budget_bytes=budget,
+            prev, paths, known, self.workspace.read, o.plan, budget_bytes=budget,
             workspace_root=self.workspace.root,
         )
         return repair_messages(run.task, ctx.to_prompt()), ctx.to_json()
@@ -507,6 +516,7 @@ class Engine:
         return written
 
     def _test_command(self, o: RunOptions) -> tuple[list[str], str] | None:
+        cmd: TestCommand | None
         if o.test_command:
             cmd = parse_test_command(o.test_command)
         else:

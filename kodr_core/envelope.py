@@ -220,7 +220,8 @@ def _strictify(node: Any, defs: dict[str, Any]) -> Any:
 def proposal_json_schema() -> dict[str, Any]:
     """The envelope's JSON Schema in OpenAI strict form (usable by llama.cpp/vLLM grammars too)."""
     raw = Proposal.model_json_schema()
-    return _strictify(raw, raw.get("$defs", {}))
+    schema: dict[str, Any] = _strictify(raw, raw.get("$defs", {}))
+    return schema
 
 
 ENVELOPE_EXAMPLE = (

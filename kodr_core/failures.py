@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Collection, Iterable, Iterator
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")

@@ -167,7 +167,7 @@ def resolve_js(importer: str, spec: str, files: Collection[str], read: Read, own
             return [], None
         dir_like = spec in (".", "..") or spec.endswith("/")
         if not dir_like:
-            hit = _existing_js(target, files) if not (target + "/package.json") in files else []
+            hit = _existing_js(target, files) if (target + "/package.json") not in files else []
             if hit:
                 return hit, None
         if (target + "/package.json" if target else "package.json") in files or dir_like or _is_dir(target, files):

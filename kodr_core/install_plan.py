@@ -28,11 +28,9 @@ Decisions:
 
 from __future__ import annotations
 
-import json
-import posixpath
-import re
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Callable, Collection, Literal, Mapping
+from typing import Literal
 
 from kodr_core.errors import RefusedInput
 from kodr_core.python_env import python_env

@@ -43,5 +43,5 @@ class RunOptions(BaseModel):
     context_tokens: int | None = None  # the server's context window, when the user knows it
 
     @classmethod
-    def of(cls, raw: dict[str, Any]) -> "RunOptions":
+    def of(cls, raw: dict[str, Any]) -> RunOptions:
         return cls.model_validate(raw)

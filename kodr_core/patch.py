@@ -61,7 +61,7 @@ def _lines_match(hay: list[str], needle: list[str]) -> list[tuple[int, str]]:
     n = len(needle)
     for i in range(len(hay) - n + 1):
         indent: str | None = None
-        for a, b in zip(hay[i : i + n], needle):
+        for a, b in zip(hay[i : i + n], needle, strict=True):
             a, b = a.rstrip(), b.rstrip()
             if not b:
                 if a:

@@ -6,8 +6,9 @@ plain frozen dataclasses, so the core never sees an httpx response or a Popen.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kodr_core.events import Event, RecordedEvent
 
@@ -81,7 +82,7 @@ class ModelError(Exception):
     """A model call that produced no reply. ``kind`` is timeout | unavailable | http."""
 
     def __init__(
-        self, kind: str, message: str, *, duration_ms: int = 0, retries: list[dict] | None = None
+        self, kind: str, message: str, *, duration_ms: int = 0, retries: list[dict[str, Any]] | None = None
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -225,6 +226,10 @@ class RunQueue(Protocol):
     def append(self, run_id: str, expected_seq: int, events: Sequence[Event]) -> list[RecordedEvent]: ...
 
     def put_blob(self, data: bytes) -> str: ...
+
+    def put_blobs(self, items: Sequence[bytes]) -> list[str]: ...
+
+    def check_intact(self, run_id: str) -> None: ...
 
     def get_blob(self, sha256: str) -> bytes: ...
 

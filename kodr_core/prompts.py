@@ -5,7 +5,7 @@ Prompts are plain functions of recorded data, so a replay rebuilds the same requ
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 SYSTEM = """You are kodr's coding model. You change a software project by answering with ONE JSON object and nothing else:
 {"summary": "<one line>", "files": [{"path": "<relative path>", "content": "<the whole new file>"}], "edits": [{"path": "<existing file>", "search": "<exact text from it>", "replace": "<its replacement>"}], "notes": null}

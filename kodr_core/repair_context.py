@@ -233,15 +233,15 @@ class RepairContext:
         if self.scratchpad:
             out += ["", "## Plan from an earlier turn", self.scratchpad.strip()]
         out += ["", "## Files"]
-        for f in self.files:
+        for cf in self.files:
             note = ""
-            if f.truncated:
-                note = {"excerpt": f", excerpt: {f.bytes} of {f.size} bytes around the failing lines",
-                        "failing-tests": f", cut to the failing tests: {f.bytes} of {f.size} bytes"}.get(
-                    f.cut or "", f", truncated: first {f.bytes} of {f.size} bytes")  # fmt: skip
-            fence = "`" * max(3, _longest_backtick_run(f.text) + 1)
-            lang = _FENCE_LANG.get(_ext(f.path), "")
-            out += [f"### `{f.path}` ({f.role}{note})", f"{fence}{lang}", f.text.rstrip("\n"), fence]
+            if cf.truncated:
+                note = {"excerpt": f", excerpt: {cf.bytes} of {cf.size} bytes around the failing lines",
+                        "failing-tests": f", cut to the failing tests: {cf.bytes} of {cf.size} bytes"}.get(
+                    cf.cut or "", f", truncated: first {cf.bytes} of {cf.size} bytes")  # fmt: skip
+            fence = "`" * max(3, _longest_backtick_run(cf.text) + 1)
+            lang = _FENCE_LANG.get(_ext(cf.path), "")
+            out += [f"### `{cf.path}` ({cf.role}{note})", f"{fence}{lang}", cf.text.rstrip("\n"), fence]
         if not self.files:
             out.append("(none could be shown)")
         if self.omitted:
@@ -362,13 +362,13 @@ def build_repair_context(
     compact = failures_from(tests_json, workspace_root, files)
     raw = tests_json.get("failures") or []
     shown = [dict(c, stack=short_stack(r.get("stack"), STACK_LINES, workspace_root))
-             for c, r in zip(compact, raw)]  # fmt: skip
+             for c, r in zip(compact, raw, strict=False)]  # fmt: skip
     named = {c["file"] for c in compact if c.get("file") in failing}
     failing_tests = [p for p in failing if p in named or is_test_path(p)]
     frames = [p for p in failing if p not in failing_tests]
     names = [str(c.get("name") or "") for c in compact]
     evidence = _evidence_lines(
-        [dict(c, stack=short_stack(r.get("stack"), 200, workspace_root)) for c, r in zip(compact, raw)], files)
+        [dict(c, stack=short_stack(r.get("stack"), 200, workspace_root)) for c, r in zip(compact, raw, strict=False)], files)
 
     test_siblings = [s for p in failing_tests for s in siblings_of(p, files)]
     closure: Closure = import_closure([*failing_tests, *test_siblings, *frames], files, read)
@@ -469,4 +469,4 @@ def build_repair_context(
 def _command(cmd: Any) -> str | None:
     if isinstance(cmd, (list, tuple)):
         return " ".join(str(c) for c in cmd)
-    return cmd
+    return None if cmd is None else str(cmd)

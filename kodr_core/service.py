@@ -141,6 +141,9 @@ class _NoToolchain:
     def kill_orphans(self, step_key: str) -> int:
         return 0
 
+    def confinement(self, step: str) -> dict[str, Any]:
+        return {"sandbox": "none", "mode": "off", "network": False, "why": "the service runs nothing"}
+
 
 class Service:
     """The use cases over one store. ``actor`` names who acts (recorded on cancels)."""

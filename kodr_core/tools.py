@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from kodr_core.envelope import check_relative_path
 from kodr_core.errors import RefusedInput

@@ -499,7 +499,7 @@ class EventStore:
         if not datas:
             return shas
         created = utc_iso(self._clock())
-        unique = {sha: d for sha, d in zip(shas, datas)}
+        unique = {sha: d for sha, d in zip(shas, datas, strict=True)}
         with self.transaction(write=True) as conn:
             conn.execute(
                 self._insert(conn, blobs).on_conflict_do_nothing(index_elements=["sha256"]),

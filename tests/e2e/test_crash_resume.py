@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from store.database import default_url, open_store
 from tests.e2e.conftest import envelope, kodr, kodr_env, snapshot, tagged_processes
 from tests.support.scripted_server import ScriptedServer
-from store.database import default_url, open_store
 
 PKG = json.dumps({"name": "slug", "version": "1.0.0", "private": True, "scripts": {"test": "node --test"}})
 TEST = """const test = require('node:test');
@@ -188,7 +188,7 @@ class _Toolchain:
         return fake_install_json(commands), b"installed\n"
 
     def test(self, argv, kind, *, cwd, timeout_s, step_key, only_files=()):
-        from tests.unit.fakes import fake_tests_json, failure
+        from tests.unit.fakes import failure, fake_tests_json
 
         src = (Path(cwd) / "slug.js").read_text() if (Path(cwd) / "slug.js").exists() else ""
         names = [] if "FIXED" in src else ["joins words"] if "BUG_V2" in src else ["lowercases", "joins words"]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from adapters.processes import SubprocessRunner
-from kodr_core.test_command import TestCommand, detect_test_command, parse_test_command, plan_test_run
 from kodr_core.results import build_tests_json
 from kodr_core.runners import report_from_outputs
+from kodr_core.test_command import TestCommand, detect_test_command, parse_test_command, plan_test_run
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="node/npm not on PATH")
 

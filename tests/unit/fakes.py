@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from kodr_core import events as ev
 from kodr_core.aggregate import project_onto

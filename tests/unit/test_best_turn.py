@@ -80,8 +80,8 @@ def test_files_an_install_writes_are_recorded_with_the_step_and_in_the_manifest(
 def test_resume_rebuilds_the_lockfile_an_install_wrote():
     import pytest
 
-    from tests.unit.fakes import Crash, FakeModel, FakeToolchain
     from kodr_core.options import RunOptions
+    from tests.unit.fakes import Crash, FakeModel, FakeToolchain
 
     w = WritingInstall({"package.json": PKG, "calc.test.js": NODE_TEST}, envelope({"calc.js": BEST}),
                        tests=[Crash("killed")], installs=[{}])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -370,7 +370,7 @@ def test_decide_ends_runs_only_through_the_rule_book() -> None:
 
 # -- the adapters over the fold ---------------------------------------------------------
 
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 class Log:

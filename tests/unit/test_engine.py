@@ -9,7 +9,8 @@ engine returned must be exactly what the history says.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -21,9 +22,9 @@ from kodr_core.errors import ConcurrencyConflict
 from kodr_core.install_plan import NPM_FLAGS
 from kodr_core.options import RunOptions
 from kodr_core.ports import ModelError, ProcessResult
-from kodr_core.states import State
 from kodr_core.results import Failure, Parser, build_install_json, build_tests_json
 from kodr_core.runners.report import TestReport
+from kodr_core.states import State
 from tests.unit.fakes import (
     T0,
     Crash,

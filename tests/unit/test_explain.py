@@ -7,7 +7,7 @@ from kodr_core.aggregate import fold
 from kodr_core.decide import Fire, next_step
 from kodr_core.explain import one_line
 from kodr_core.states import State
-from tests.unit.fakes import T0, fake_install_json, fake_tests_json, failure, iso_utc
+from tests.unit.fakes import T0, failure, fake_install_json, fake_tests_json, iso_utc
 from tests.unit.test_decide import NODE, installing, moved, verifying
 
 

@@ -222,7 +222,12 @@ HOSTILE = {
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_output_never_hangs_a_reader(name: str) -> None:
     from kodr_core.runners import (
-        parse_ava_text, parse_jest_text, parse_mocha_text, parse_node_text, parse_pytest_text, parse_vitest_text,
+        parse_ava_text,
+        parse_jest_text,
+        parse_mocha_text,
+        parse_node_text,
+        parse_pytest_text,
+        parse_vitest_text,
     )  # fmt: skip
 
     text = HOSTILE[name]

@@ -11,10 +11,10 @@ from kodr_core.results import build_tests_json as _build_tests_json
 from kodr_core.runners import (
     TestReport,
     parse_jest_text,
-    parse_vitest_text,
     parse_junit,
     parse_node_text,
     parse_pytest_text,
+    parse_vitest_text,
     report_from_outputs,
 )
 
