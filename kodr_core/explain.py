@@ -124,29 +124,71 @@ def render_text(x: dict[str, Any]) -> str:
 
 
 #: The fact of a terminal event that says, in one line, why the run ended there.
-_DETAIL_KEYS = ("detail", "why", "message")
+_DETAIL_KEYS = ("detail", "why", "message", "error")
 
 
-def one_line(run: Run) -> str:
+def _first_line(text: object, limit: int = 300) -> str:
+    line = next((ln.strip() for ln in str(text or "").splitlines() if ln.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _install_detail(run: Run, facts: dict[str, Any]) -> str:
+    """`command` exit N: first error line; or why the command could not start at all."""
+    r = next((t.install for t in reversed(run.turns) if t.install is not None), None)
+    command = f"`{(r.command if r is not None else None) or facts.get('command') or 'install'}`"
+    if r is not None and r.error and r.exit_code is None:
+        return f"{command} could not run: {_first_line(r.error)}"
+    line = str(facts.get("detail") or (r.first_error_line() if r is not None else ""))
+    code = facts.get("exitCode", r.exit_code if r is not None else None)
+    return f"{command} exit {code}" + (f": {line}" if line else "")
+
+
+def outcome_detail(run: Run, server_url: str = "") -> str:
+    """The one fact that explains the run's end ('' when the reason says it all), on one bounded line.
+
+    ``server_url`` is the model server's address, named when the server is why the run ended.
+    """
+    facts = dict(run.transitions[-1].facts) if run.transitions else {}
+    reason = run.reason or ""
+    detail = ""
+    if reason in ("model_unavailable", "model_timeout", "context_overflow"):
+        detail = _first_line(facts.get("message"))
+        if server_url and server_url not in detail:
+            detail = f"{detail} ({server_url})" if detail else server_url
+    elif reason in ("install_failed", "install_timeout"):
+        detail = _install_detail(run, facts)
+    elif reason == "install_refused":
+        refused = facts.get("refused")
+        items = [str(x) for x in refused] if isinstance(refused, list) else [str(refused or "")]
+        detail = "; ".join(_first_line(x) for x in items if x) or _install_detail(run, facts)
+    elif reason in ("tests_failed", "budget_exhausted", "off_target_edit", "no_progress") and facts.get("failing"):
+        names = [str(n) for n in facts["failing"]]
+        detail = f"{facts.get('failed', len(names))} failing: " + ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+    elif reason == "test_timeout":
+        detail = f"{facts.get('command')} ran over its time limit"
+    elif reason == "verification_passed":
+        detail = f"{facts.get('passed')} tests passed (`{facts.get('command')}`)"
+    elif reason == "invalid_proposal":
+        errors = facts.get("errors") or []
+        detail = _first_line(errors[-1]) if errors else ""
+    elif reason == "unsafe_write":
+        refused = facts.get("refused") or []
+        detail = _first_line(refused[0]) if refused else ""
+    else:
+        detail = next((str(facts[k]) for k in _DETAIL_KEYS if facts.get(k)), "")
+    detail = " ".join(detail.split())
+    return detail if len(detail) <= 300 else detail[:299] + "…"
+
+
+def one_line(run: Run, server_url: str = "") -> str:
     """The run's outcome in one line: ``state (reason: detail)``.
 
     The detail is the terminal event's own (a no_verification cause, an install's
-    first error line, a model error); e.g. ``failed (install_failed: uv sync exit 2:
-    error: No `project` table found``. A run still going reads as its state.
+    first error line, a model error and the server's address); e.g. ``failed
+    (install_failed: `uv sync` exit 2: error: No `project` table found``. A run
+    still going reads as its state.
     """
     if not run.reason:
         return run.state.value
-    facts = dict(run.transitions[-1].facts) if run.transitions else {}
-    detail = ""
-    if run.reason == "install_failed":
-        line = str(facts.get("detail") or "")
-        detail = f"{facts.get('command') or 'install'} exit {facts.get('exitCode')}" + (f": {line}" if line else "")
-    elif run.reason in ("tests_failed", "budget_exhausted", "off_target_edit", "no_progress") and facts.get("failing"):
-        names = [str(n) for n in facts["failing"]]
-        detail = f"{facts.get('failed', len(names))} failing: " + ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
-    elif run.reason == "test_timeout":
-        detail = f"{facts.get('command')} ran over its time limit"
-    else:
-        detail = next((str(facts[k]) for k in _DETAIL_KEYS if facts.get(k)), "")
-    detail = " ".join(detail.split())[:300]
+    detail = outcome_detail(run, server_url)
     return f"{run.state.value} ({run.reason}{': ' + detail if detail else ''})"

@@ -1,9 +1,8 @@
 """A finished run in one line: its end, the one detail that matters, and the next command.
 
-Rendered from the terminal transition's reason and facts (and the last turn's
-install result, whose error says why a command could not start). When the core
-grows its own one-line renderer this module delegates to it and keeps only the
-"next command" hint, which depends on how the user invoked kodr.
+The line itself is the core's (:func:`kodr_core.explain.one_line`); this module adds
+the model server's address from the provider presets, and the "next command" hint,
+which depends on how the user invoked kodr.
 """
 
 from __future__ import annotations
@@ -12,56 +11,10 @@ import os
 import shlex
 import shutil
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kodr_core.aggregate import Run
-
-_MAX = 200
-
-
-def _get(obj: Any, *keys: str) -> Any:
-    """A field of a result that may be a dict (camelCase) or a typed model (snake_case)."""
-    for key in keys:
-        if isinstance(obj, dict) and obj.get(key) is not None:
-            return obj[key]
-        if obj is not None and not isinstance(obj, dict) and getattr(obj, key, None) is not None:
-            return getattr(obj, key)
-    return None
-
-
-def _first_line(text: Any) -> str:
-    for line in str(text or "").splitlines():
-        if line.strip():
-            return _clip(line.strip())
-    return ""
-
-
-def _clip(text: str, limit: int = _MAX) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _command(result: Any) -> str:
-    cmd = _get(result, "command", "argv")
-    return " ".join(cmd) if isinstance(cmd, list) else str(cmd or "?")
-
-
-def _install_detail(run: Run, facts: dict[str, Any]) -> str:
-    result = next((t.install for t in reversed(run.turns) if t.install is not None), None) or facts
-    error = _get(result, "error")
-    code = _get(result, "exitCode", "exit_code")
-    head = f"`{_command(result)}`"
-    if error:
-        return f"{head} could not run: {_first_line(error)}"
-    tail = _first_line(_get(result, "stderrTail", "stderr_tail") or _get(result, "stdoutTail", "stdout_tail"))
-    return f"{head} exit {code}" + (f": {tail}" if tail else "")
-
-
-def _tests_detail(facts: dict[str, Any]) -> str:
-    failing = [str(n) for n in facts.get("failing") or [] if n]
-    counts = f"{facts.get('failed')} of {facts.get('total')} failed" if facts.get("total") is not None else ""
-    names = ", ".join(failing[:3]) + (f" (+{len(failing) - 3} more)" if len(failing) > 3 else "")
-    return "; ".join(p for p in (f"`{facts.get('command')}`" if facts.get("command") else "", counts, names) if p)
 
 
 def _model_url(run: Run) -> str:
@@ -73,38 +26,10 @@ def _model_url(run: Run) -> str:
 
 
 def detail(run: Run) -> str:
-    """The one fact that explains the run's end, or '' when the reason says it all."""
-    facts: dict[str, Any] = dict(run.transitions[-1].facts) if run.transitions else {}
-    reason = run.reason or ""
-    if reason in ("model_unavailable", "model_timeout"):
-        message = _first_line(facts.get("message"))
-        url = _model_url(run)
-        return message if (not url or url in message) else f"{message} ({url})"
-    if reason in ("install_failed", "install_timeout"):
-        return _install_detail(run, facts)
-    if reason == "install_refused":
-        refused = facts.get("refused")
-        items = [str(x) for x in refused] if isinstance(refused, list) else [str(refused or "")]
-        return _clip("; ".join(_first_line(x) for x in items if x)) or _install_detail(run, facts)
-    if reason == "test_command_refused":
-        return _clip(str(facts.get("why") or ""), 600)
-    if reason == "no_verification":
-        return "; ".join(p for p in (str(facts.get("why") or ""), f"`{facts.get('command')}` exit {facts.get('exitCode')}")
-                         if p)
-    if reason in ("tests_failed", "budget_exhausted", "tests_removed"):
-        return _tests_detail(facts)
-    if reason == "verification_passed":
-        return f"{facts.get('passed')} tests passed (`{facts.get('command')}`)"
-    if reason == "invalid_proposal":
-        errors = facts.get("errors") or []
-        return _first_line(errors[-1]) if errors else ""
-    if reason == "unsafe_write":
-        refused = facts.get("refused") or []
-        return _first_line(refused[0]) if refused else ""
-    for key in ("message", "why", "error"):
-        if facts.get(key):
-            return _first_line(facts[key])
-    return ""
+    """The one fact that explains the run's end (the core's), with the model server's address."""
+    from kodr_core.explain import outcome_detail
+
+    return outcome_detail(run, _model_url(run))
 
 
 def invoked_as() -> str:
@@ -147,7 +72,6 @@ def next_command(run: Run, workspace: str | None) -> str:
 
 def one_line(run: Run) -> str:
     """``run <id>: failed (install_failed: `uv sync` could not run: executable not found: 'uv')``."""
-    why = run.reason or ""
-    more = detail(run)
-    inner = f"{why}: {more}" if why and more else (why or more)
-    return f"run {run.run_id}: {run.state.value}" + (f" ({inner})" if inner else "")
+    from kodr_core.explain import one_line as outcome
+
+    return f"run {run.run_id}: {outcome(run, _model_url(run))}"

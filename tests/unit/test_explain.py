@@ -41,7 +41,7 @@ def test_install_failed_names_the_command_and_its_first_error_line() -> None:
                                stderr="Using CPython 3.11\nerror: No `project` table found in: pyproject.toml\n")
     result["exitCode"] = 2
     line = ended(installing(result))
-    assert line == "failed (install_failed: uv sync exit 2: error: No `project` table found in: pyproject.toml)"
+    assert line == "failed (install_failed: `uv sync` exit 2: error: No `project` table found in: pyproject.toml)"
 
 
 def test_tests_failed_names_the_failing_tests() -> None:
