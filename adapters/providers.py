@@ -14,10 +14,13 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from kodr_core.errors import UsageError
-from kodr_core.options import RunOptions
+
+if TYPE_CHECKING:  # pydantic is imported by the commands that build options, not by `kodr --help`
+    from kodr_core.options import RunOptions
 
 DEFAULT_PROVIDER = "lmstudio"
 GENERIC = "openai-compatible"
