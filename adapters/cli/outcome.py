@@ -146,7 +146,7 @@ def next_command(run: Run, workspace: str | None) -> str:
 
 
 def one_line(run: Run) -> str:
-    """``run <id>: failed (install_failed: `uv sync` could not run: executable not found: 'uv')``."""
+    """``run <id>: failed (install_failed: `npm install …` could not run: executable not found: 'npm' …)``."""
     why = run.reason or ""
     more = detail(run)
     inner = f"{why}: {more}" if why and more else (why or more)
