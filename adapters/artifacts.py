@@ -17,6 +17,10 @@ def run_dir(workspace: str | os.PathLike[str], run_id: str) -> Path:
 
 
 class ArtifactWriter:
+    """Renders the artifact files from the events. The store's run-head anchor
+    (``head.json``, :mod:`store.anchors`) shares the directory but is not an artifact:
+    it is evidence kept outside the database, so this writer never writes or removes it."""
+
     def __init__(self, workspace: str | os.PathLike[str], log: EventLog) -> None:
         self.workspace = Path(workspace)
         self.log = log

@@ -71,7 +71,7 @@ def next_command(run: Run, workspace: str | None) -> str:
 
 
 def one_line(run: Run) -> str:
-    """``run <id>: failed (install_failed: `uv sync` could not run: executable not found: 'uv')``."""
+    """``run <id>: failed (install_failed: `npm install …` could not run: executable not found: 'npm')``."""
     from kodr_core.explain import one_line as outcome
 
     return f"run {run.run_id}: {outcome(run, _model_url(run))}"

@@ -16,10 +16,15 @@ from tests.e2e.conftest import envelope, kodr, kodr_env, tagged_processes
 from tests.support.scripted_server import ScriptedServer
 
 PKG = json.dumps({"name": "slow", "version": "1.0.0", "private": True, "scripts": {"test": "node --test"}})
+# The test takes a minute unless the workspace holds a file `delay_ms` with its duration: the test's
+# environment is an allowlist (adapters/sandbox.py), so no variable of ours reaches it; a file does.
+# The file is only ever added after the run's base snapshot, before a resume.
 SLOW_TEST = """const test = require('node:test');
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 test('takes its time', async () => {
-  await new Promise((r) => setTimeout(r, process.env.KODR_SLOW ? Number(process.env.KODR_SLOW) : 10));
+  const ms = fs.existsSync('delay_ms') ? Number(fs.readFileSync('delay_ms', 'utf8')) : 60000;
+  await new Promise((r) => setTimeout(r, ms));
   assert.ok(true);
 });
 """
@@ -57,9 +62,9 @@ def test_two_resumers_race_exactly_one_proceeds(tmp_path: Path, db_env: dict[str
                        env={**db_env, "KODR_FAULT": "after:2"})
         assert crashed.code == 137, crashed.err
         run_id = _store(ws, db_env).runs()[0]["run_id"]
-        extra = {**db_env, "KODR_SLOW": "3000"}
-        a = _popen(["resume", run_id, "--json", "-q"], ws, extra)
-        b = _popen(["resume", run_id, "--json", "-q"], ws, extra)
+        (ws / "delay_ms").write_text("3000")  # long enough for the two resumers to overlap
+        a = _popen(["resume", run_id, "--json", "-q"], ws, db_env)
+        b = _popen(["resume", run_id, "--json", "-q"], ws, db_env)
         results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in (a, b)]
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 4], results
@@ -76,7 +81,7 @@ def test_two_resumers_race_exactly_one_proceeds(tmp_path: Path, db_env: dict[str
 
 def _run_until_tests_start(ws: Path, srv: ScriptedServer, *extra: str):
     """Start `kodr run` on a minute-long test and return once its test process is running."""
-    proc = _popen(["run", "-p", "slow", "--base-url", srv.base_url, *ARGS, *extra], ws, {"KODR_SLOW": "60000"})
+    proc = _popen(["run", "-p", "slow", "--base-url", srv.base_url, *ARGS, *extra], ws, {})  # no delay_ms: a minute
     store = open_store(default_url(ws))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -99,6 +104,7 @@ def test_resume_kills_the_orphans_of_an_interrupted_step(tmp_path: Path) -> None
         proc.wait()
         orphans = tagged_processes(run_id)
         assert orphans, "the killed run left no test process to reap"
+        (ws / "delay_ms").write_text("10")
         resumed = kodr("resume", run_id, "--json", "-q", cwd=ws)
     assert resumed.code == 0, resumed.err
     assert resumed.json()["state"] == "passed"
@@ -124,6 +130,7 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path: Path) -> None:
         assert code == 130, err
         assert "kodr resume" in err and "Traceback" not in err
         assert tagged_processes(run_id) == []  # the interrupted test run was killed with its group
+        (ws / "delay_ms").write_text("10")
         resumed = kodr("resume", "--all", "--json", "-q", cwd=ws)
     assert resumed.code == 0, resumed.err
     assert [r["state"] for r in resumed.json()] == ["passed"]

@@ -215,12 +215,21 @@ def test_store_commands_read_the_run(workspace: Path) -> None:
     other.mkdir()
     assert kodr("--workspace", str(workspace), "runs", "--json", cwd=other).json()[0]["run_id"] == run_id
     art = workspace / ".kodr" / "runs" / run_id
+    # the store's run-head anchor lives beside the artifacts but is not one of them: it is evidence
+    # kept outside the database, so `kodr artifacts` leaves it alone and never writes one from the db
+    anchor = art / "head.json"
+    assert anchor.is_file()
     before = {p.name: p.read_bytes() for p in art.iterdir()}
     for p in art.iterdir():
-        p.unlink()
+        if p != anchor:
+            p.unlink()
     rewritten = kodr("artifacts", run_id, cwd=workspace)
     assert rewritten.code == 0 and rewritten.out.strip() == str(art)
     assert {p.name: p.read_bytes() for p in art.iterdir()} == before
+    anchor.unlink()
+    assert kodr("artifacts", run_id, cwd=workspace).code == 0
+    assert not anchor.exists()
+    assert {p.name: p.read_bytes() for p in art.iterdir()} == {k: v for k, v in before.items() if k != "head.json"}
     missing = kodr("show", "nope", cwd=workspace)
     assert missing.code == 6 and "nope" in missing.err
 
