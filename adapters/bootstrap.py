@@ -50,8 +50,9 @@ class App:
     ) -> Engine:
         from kodr_core.options import RunOptions
 
-        return build_engine(log or self.store, self.workspace, model, options or RunOptions(),
-                            store=self.store, observer=observer)
+        return build_engine(
+            log or self.store, self.workspace, model, options or RunOptions(), store=self.store, observer=observer
+        )
 
     def workspace_held(self) -> AbstractContextManager[None]:
         """One live run per workspace: a second one is refused with WorkspaceBusy naming the owner."""
@@ -206,8 +207,9 @@ def model_for(options: RunOptions, env: dict[str, str] | None = None) -> ModelPo
 
     if options.provider == "scripted":
         raise UsageError("this run used the demo's built-in scripted model; give --base-url or --provider to go on")
-    config = resolve_provider(options.provider, options.base_url, options.model, dict(env or os.environ),
-                              local=options.local)  # the run's recorded choice (--local/--remote or the guess)
+    config = resolve_provider(
+        options.provider, options.base_url, options.model, dict(env or os.environ), local=options.local
+    )  # the run's recorded choice (--local/--remote or the guess)
     return OpenAIChatClient(config, stall_timeout_s=options.stall_timeout_s)
 
 

@@ -24,17 +24,22 @@ def _sent(e: dict[str, Any]) -> str:
     s = e.get("sent") or {}
     if not s:
         return ""
-    parts = [f"response_format={s['response_format'] or 'none'}", f"tools={s['tools']}",
-             "stream" + ("+stream_options" if s.get("stream_options") else "") if s.get("stream") else "no stream"]
+    parts = [
+        f"response_format={s['response_format'] or 'none'}",
+        f"tools={s['tools']}",
+        "stream" + ("+stream_options" if s.get("stream_options") else "") if s.get("stream") else "no stream",
+    ]
     return " ".join(parts)
 
 
 def _human(r: dict[str, Any]) -> str:
-    lines = [f"provider     {r['provider']} ({'local' if r['local'] else 'remote'}: {r['locality']}) at {r['base_url']}",
-             f"reachable    {'yes' if r['reachable'] else 'no'}",
-             f"protocol     {'openai chat-completions' if r['protocol'] else 'NOT spoken'}",
-             f"model        {r.get('model') or '(none)'}",
-             f"context      {r['context_tokens'] or 'unknown'} tokens"]
+    lines = [
+        f"provider     {r['provider']} ({'local' if r['local'] else 'remote'}: {r['locality']}) at {r['base_url']}",
+        f"reachable    {'yes' if r['reachable'] else 'no'}",
+        f"protocol     {'openai chat-completions' if r['protocol'] else 'NOT spoken'}",
+        f"model        {r.get('model') or '(none)'}",
+        f"context      {r['context_tokens'] or 'unknown'} tokens",
+    ]
     lines.append("requests (in a run's order):")
     for e in r["exchanges"]:
         status = e.get("status") or e.get("error") or "no answer"
@@ -43,9 +48,11 @@ def _human(r: dict[str, Any]) -> str:
         lines.append(f"fallback     {f['parameter']}: {f['from']} -> {f['to']}  ({f['message'][:120]})")
     caps = r.get("capabilities") or {}
     if caps:
-        lines.append(f"a run sends  response_format={caps.get('response_format')}, "
-                     f"stream_options={'yes' if caps.get('stream_options') else 'no'}"
-                     + (f", tools {caps['tools']}" if "tools" in caps else ""))
+        lines.append(
+            f"a run sends  response_format={caps.get('response_format')}, "
+            f"stream_options={'yes' if caps.get('stream_options') else 'no'}"
+            + (f", tools {caps['tools']}" if "tools" in caps else "")
+        )
     if r.get("envelope"):
         lines.append(f"envelope     {r['envelope']}")
     if r.get("error"):
@@ -59,11 +66,24 @@ def _human(r: dict[str, Any]) -> str:
 @click.option("--model", "model_name", default=None, help="model id to try (default: the server's first)")
 @click.option("--tools", is_flag=True, help="probe as a `run --tools` would (the tool loop's first turns)")
 @click.option("--local/--remote", "local", default=None, help="treat the server as local or remote")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(0.1), default=60.0, show_default=True,
-              help="seconds for the whole probe")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="seconds for the whole probe",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
-def probe(provider: str | None, base_url: str | None, model_name: str | None, tools: bool, local: bool | None,
-          timeout_s: float, as_json: bool) -> None:
+def probe(
+    provider: str | None,
+    base_url: str | None,
+    model_name: str | None,
+    tools: bool,
+    local: bool | None,
+    timeout_s: float,
+    as_json: bool,
+) -> None:
     """Send what a run would send, in a run's order; report the answers, the window and the fallbacks."""
     try:
         config = resolve_provider(provider, base_url, model_name, local=local)
@@ -74,8 +94,11 @@ def probe(provider: str | None, base_url: str | None, model_name: str | None, to
 
     with OpenAIChatClient(config, stall_timeout_s=timeout_s, max_retries=1, backoff_base_s=0.5) as client:
         result = client.probe(timeout_s=timeout_s, tools=tools)
-    result["locality"] = ("--local" if local else "--remote") if local is not None else (
-        locality(config.base_url)[1] if config.name == "openai-compatible" else f"the {config.name} preset")
+    result["locality"] = (
+        ("--local" if local else "--remote")
+        if local is not None
+        else (locality(config.base_url)[1] if config.name == "openai-compatible" else f"the {config.name} preset")
+    )
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
@@ -83,4 +106,3 @@ def probe(provider: str | None, base_url: str | None, model_name: str | None, to
     if result["protocol"]:
         sys.exit(0)
     sys.exit(exits.NOT_THE_PROTOCOL if result["reachable"] else exits.UNREACHABLE)
-

@@ -56,8 +56,12 @@ def _stop_on_signals() -> threading.Event:
 @click.option("--workspace", "-w", "ws", default=".", help="where the SQLite store lives (default: cwd)")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
-@click.option("--workers", type=click.IntRange(0, 64), default=1, show_default=True, help="embedded workers (0: API only)")
-@click.option("--work-dir", default=None, help="where embedded workers rebuild workspaces (default: <workspace>/.kodr/work)")
+@click.option(
+    "--workers", type=click.IntRange(0, 64), default=1, show_default=True, help="embedded workers (0: API only)"
+)
+@click.option(
+    "--work-dir", default=None, help="where embedded workers rebuild workspaces (default: <workspace>/.kodr/work)"
+)
 def serve(ws: str, host: str, port: int, workers: int, work_dir: str | None) -> None:
     """Serve the HTTP API and the web pages, with embedded workers."""
     import uvicorn
@@ -72,8 +76,13 @@ def serve(ws: str, host: str, port: int, workers: int, work_dir: str | None) -> 
     worker = None
     if workers:
         worker = Worker(store, Path(work_dir) if work_dir else root / ".kodr" / "work", concurrency=workers).start()
-    config = uvicorn.Config(create_app(store, token=token, roots=[root]), host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=3)
+    config = uvicorn.Config(
+        create_app(store, token=token, roots=[root]),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=3,
+    )
     server = uvicorn.Server(config)
     click.echo(f"kodr serving {store.display_url} on http://{host}:{port}/ with {workers} worker(s)", err=True)
     for sig in (signal.SIGTERM, signal.SIGINT):  # uvicorn captures both while it runs and re-raises them
@@ -92,22 +101,36 @@ def serve(ws: str, host: str, port: int, workers: int, work_dir: str | None) -> 
 @click.option("--workspace", "-w", "ws", default=".", help="where the SQLite store lives (default: cwd)")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--work-dir", default=None, help="where runs' workspaces are rebuilt (default: <workspace>/.kodr/work)")
-@click.option("--lease-ttl", type=click.FloatRange(1), default=15.0, show_default=True, help="seconds a silent worker keeps a run")
+@click.option(
+    "--lease-ttl", type=click.FloatRange(1), default=15.0, show_default=True, help="seconds a silent worker keeps a run"
+)
 @click.option("--poll", type=click.FloatRange(0.05), default=2.0, show_default=True, help="seconds between idle looks")
-@click.option("--drain", "drain_s", type=click.FloatRange(0), default=60.0, show_default=True,
-              help="on SIGTERM, seconds to let runs in hand finish before handing them back")
+@click.option(
+    "--drain",
+    "drain_s",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="on SIGTERM, seconds to let runs in hand finish before handing them back",
+)
 def worker(ws: str, concurrency: int, work_dir: str | None, lease_ttl: float, poll: float, drain_s: float) -> None:
     """Claim queued runs and runs whose lease expired, and drive them; SIGTERM drains."""
     from adapters.worker import Worker
 
     root, store = _open_store(ws)
     stop = _stop_on_signals()
-    w = Worker(store, Path(work_dir) if work_dir else root / ".kodr" / "work", concurrency=concurrency,
-               ttl_s=lease_ttl, poll_s=poll)
+    w = Worker(
+        store,
+        Path(work_dir) if work_dir else root / ".kodr" / "work",
+        concurrency=concurrency,
+        ttl_s=lease_ttl,
+        poll_s=poll,
+    )
     click.echo(f"kodr worker {w.name} on {store.display_url}, {concurrency} slot(s)", err=True)
     handed = w.run(stop, drain_s)
-    click.echo(f"drained: {len(w.driven)} run(s) driven" + (f", handed back {', '.join(handed)}" if handed else ""),
-               err=True)
+    click.echo(
+        f"drained: {len(w.driven)} run(s) driven" + (f", handed back {', '.join(handed)}" if handed else ""), err=True
+    )
     store.close()
 
 
@@ -151,17 +174,42 @@ def workspace_archive(root: Path) -> bytes:
 @click.option("--provider", default=None)
 @click.option("--base-url", default=None, help="the model server as the workers will reach it")
 @click.option("--model", "model_name", default=None)
-def submit(prompt: str, server: str, ws: str, heal: bool, test_command: str | None, install: bool | None,
-           max_turns: int | None, provider: str | None, base_url: str | None, model_name: str | None) -> None:
+def submit(
+    prompt: str,
+    server: str,
+    ws: str,
+    heal: bool,
+    test_command: str | None,
+    install: bool | None,
+    max_turns: int | None,
+    provider: str | None,
+    base_url: str | None,
+    model_name: str | None,
+) -> None:
     """Upload the workspace and a task; prints the run id."""
-    options = {k: v for k, v in {"test_command": test_command, "install": install, "max_turns": max_turns,
-                                 "provider": provider, "base_url": base_url, "model": model_name,
-                                 "heal": True if heal else None}.items() if v is not None}
+    options = {
+        k: v
+        for k, v in {
+            "test_command": test_command,
+            "install": install,
+            "max_turns": max_turns,
+            "provider": provider,
+            "base_url": base_url,
+            "model": model_name,
+            "heal": True if heal else None,
+        }.items()
+        if v is not None
+    }
     request = {"task": prompt, "mode": "heal" if heal else "run", "options": options}
     data = workspace_archive(Path(ws).resolve())
     with _client(server) as c:
-        r = _check(c.post("/api/runs", data={"request": json.dumps(request)},
-                          files={"workspace": ("workspace.tar.gz", data, "application/gzip")}))
+        r = _check(
+            c.post(
+                "/api/runs",
+                data={"request": json.dumps(request)},
+                files={"workspace": ("workspace.tar.gz", data, "application/gzip")},
+            )
+        )
     click.echo(r.json()["run_id"])
 
 
@@ -176,8 +224,12 @@ def watch(run_ref: str, server: str, as_json: bool) -> None:
     with _client(server) as c:
         for _ in range(1000):  # reconnect with Last-Event-ID when the stream drops
             try:
-                with c.stream("GET", f"/api/runs/{run_ref}/stream", headers={"Last-Event-ID": str(last)},
-                              timeout=httpx.Timeout(60, read=120)) as resp:
+                with c.stream(
+                    "GET",
+                    f"/api/runs/{run_ref}/stream",
+                    headers={"Last-Event-ID": str(last)},
+                    timeout=httpx.Timeout(60, read=120),
+                ) as resp:
                     if resp.status_code >= 400:
                         resp.read()
                         _check(resp)
@@ -215,5 +267,3 @@ def fetch(run_ref: str, target: str, server: str) -> None:
     dest = Path(target)
     n = extract(data, dest)
     click.echo(f"{n} files into {dest.resolve()}")
-
-

@@ -22,20 +22,27 @@ OLLAMA_DEFAULT_CTX = 4096
 
 _OVERFLOW = [
     # llama.cpp: {"error": {"type": "exceed_context_size_error", "n_prompt_tokens": N, "n_ctx": M}}
-    re.compile(r"exceed_context_size_error|exceeds the available context size|context size has been exceeded",
-               re.IGNORECASE),
+    re.compile(
+        r"exceed_context_size_error|exceeds the available context size|context size has been exceeded", re.IGNORECASE
+    ),
     # vLLM / OpenAI: "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens"
     re.compile(r"maximum context length|context_length_exceeded|context length exceeded", re.IGNORECASE),
     # LM Studio: "... the model is loaded with context length of only 4096 tokens"
-    re.compile(r"context length of only|tokens to keep from the initial prompt is greater than the context",
-               re.IGNORECASE),
+    re.compile(
+        r"context length of only|tokens to keep from the initial prompt is greater than the context", re.IGNORECASE
+    ),
     # generic wording (TGI, llama-cpp-python, proxies)
     re.compile(r"prompt is too long|too many tokens|input is too long|context window", re.IGNORECASE),
 ]
 _NUMBERS = [
-    re.compile(r"maximum context length is (?P<window>\d+) tokens.*?requested (?P<prompt>\d+) tokens", re.DOTALL | re.IGNORECASE),
+    re.compile(
+        r"maximum context length is (?P<window>\d+) tokens.*?requested (?P<prompt>\d+) tokens",
+        re.DOTALL | re.IGNORECASE,
+    ),
     re.compile(r"context length of only (?P<window>\d+)", re.IGNORECASE),
-    re.compile(r"request \((?P<prompt>\d+) tokens\) exceeds the available context size \((?P<window>\d+) tokens", re.IGNORECASE),
+    re.compile(
+        r"request \((?P<prompt>\d+) tokens\) exceeds the available context size \((?P<window>\d+) tokens", re.IGNORECASE
+    ),
     re.compile(r"maximum context length is (?P<window>\d+) tokens", re.IGNORECASE),
     re.compile(r"prompt contains at least (?P<prompt>\d+) input tokens", re.IGNORECASE),
     re.compile(r"n_prompt_tokens\D{1,5}(?P<prompt>\d+).*?n_ctx\D{1,5}(?P<window>\d+)", re.DOTALL | re.IGNORECASE),
@@ -66,10 +73,16 @@ def overflow_in(status: int, message: str, body_text: str) -> ContextOverflow | 
             got = m.groupdict()
             window = window or (int(got["window"]) if got.get("window") else None)
             prompt = prompt or (int(got["prompt"]) if got.get("prompt") else None)
-    numbers = (f" (prompt {prompt} tokens, context {window})" if prompt and window
-               else f" (context {window} tokens)" if window else "")
-    return ContextOverflow(f"the prompt does not fit the model's context{numbers}: HTTP {status}: {message}",
-                           window, prompt)
+    numbers = (
+        f" (prompt {prompt} tokens, context {window})"
+        if prompt and window
+        else f" (context {window} tokens)"
+        if window
+        else ""
+    )
+    return ContextOverflow(
+        f"the prompt does not fit the model's context{numbers}: HTTP {status}: {message}", window, prompt
+    )
 
 
 def _int(value: Any) -> int | None:
@@ -130,8 +143,13 @@ SERVER_ASKS: dict[str, tuple[str, str, bool, Any]] = {
 }
 
 #: ``owned_by`` values in /v1/models, per server kind.
-_OWNERS = {"llamacpp": "llamacpp", "organization_owner": "lmstudio", "library": "ollama", "ollama": "ollama",
-           "vllm": "vllm"}
+_OWNERS = {
+    "llamacpp": "llamacpp",
+    "organization_owner": "lmstudio",
+    "library": "ollama",
+    "ollama": "ollama",
+    "vllm": "vllm",
+}
 
 
 def server_kind(listing: Any) -> str | None:

@@ -23,8 +23,13 @@ from store.database import default_url, open_store
 
 TASK = "Add slugify(text) in slugify.js: lowercase, words joined by '-', punctuation dropped. Test it."
 
-PACKAGE_JSON = {"name": "kodr-demo", "version": "1.0.0", "private": True, "type": "commonjs",
-                "scripts": {"test": "node --test"}}
+PACKAGE_JSON = {
+    "name": "kodr-demo",
+    "version": "1.0.0",
+    "private": True,
+    "type": "commonjs",
+    "scripts": {"test": "node --test"},
+}
 
 TEST_JS = """const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -60,13 +65,23 @@ module.exports = { slugify };
 """
 
 SCRIPT: list[str | dict[str, Any]] = [
-    {"summary": "add slugify with tests", "notes": None, "files": [
-        {"path": "slugify.js", "content": BUGGY},
-        {"path": "slugify.test.js", "content": TEST_JS},
-    ]},
-    "<think>The tests expect lowercase and no punctuation.</think>\n```json\n" + json.dumps(
-        {"summary": "lowercase and drop punctuation", "notes": None,
-         "files": [{"path": "slugify.js", "content": FIXED}]}) + "\n```",
+    {
+        "summary": "add slugify with tests",
+        "notes": None,
+        "files": [
+            {"path": "slugify.js", "content": BUGGY},
+            {"path": "slugify.test.js", "content": TEST_JS},
+        ],
+    },
+    "<think>The tests expect lowercase and no punctuation.</think>\n```json\n"
+    + json.dumps(
+        {
+            "summary": "lowercase and drop punctuation",
+            "notes": None,
+            "files": [{"path": "slugify.js", "content": FIXED}],
+        }
+    )
+    + "\n```",
 ]
 
 
@@ -84,8 +99,14 @@ def run_demo(keep: str | None, as_json: bool, observer: Observer | None = None) 
     make_sample(root)
     store = open_store(default_url(root))
     workspace = DiskWorkspace(root)
-    engine = Engine(store, workspace, ProcessToolchain(), ScriptedModel(SCRIPT),
-                    artifacts=ArtifactWriter(root, store), observer=observer)
+    engine = Engine(
+        store,
+        workspace,
+        ProcessToolchain(),
+        ScriptedModel(SCRIPT),
+        artifacts=ArtifactWriter(root, store),
+        observer=observer,
+    )
     options = RunOptions(provider="scripted", install=True, heal=True, test_command="npm test", max_turns=2)
     if not as_json:
         print(f"kodr demo: sample project in {root}", flush=True)
@@ -93,21 +114,43 @@ def run_demo(keep: str | None, as_json: bool, observer: Observer | None = None) 
     run = engine.drive(run_id)
     x = explain(run)
     chain = store.verify(run_id)
-    audit = {"ok": chain.ok, "events": chain.checked, "first_broken_seq": chain.first_broken_seq,
-             "problem": chain.problem}
-    hints = [kodr_command("explain", run_id, workspace=str(root)), kodr_command("events", run_id, workspace=str(root)),
-             kodr_command("audit", "verify", run_id, workspace=str(root))]
+    audit = {
+        "ok": chain.ok,
+        "events": chain.checked,
+        "first_broken_seq": chain.first_broken_seq,
+        "problem": chain.problem,
+    }
+    hints = [
+        kodr_command("explain", run_id, workspace=str(root)),
+        kodr_command("events", run_id, workspace=str(root)),
+        kodr_command("audit", "verify", run_id, workspace=str(root)),
+    ]
     if as_json:
-        print(json.dumps({"run_id": run_id, "workspace": str(root), "state": run.state.value,
-                          "reason": run.reason, "artifacts": str(run_dir(root, run_id)), "explain": x,
-                          "audit": audit, "next": hints}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "run_id": run_id,
+                    "workspace": str(root),
+                    "state": run.state.value,
+                    "reason": run.reason,
+                    "artifacts": str(run_dir(root, run_id)),
+                    "explain": x,
+                    "audit": audit,
+                    "next": hints,
+                },
+                indent=2,
+            )
+        )
     else:
         print()
         print(render_text(x))
         print()
         print(one_line(run))
-        verdict = f"ok, {chain.checked} events in an unbroken hash chain" if chain.ok else (
-            f"BROKEN at seq {chain.first_broken_seq}: {chain.problem}")
+        verdict = (
+            f"ok, {chain.checked} events in an unbroken hash chain"
+            if chain.ok
+            else (f"BROKEN at seq {chain.first_broken_seq}: {chain.problem}")
+        )
         print(f"audit:     {verdict}")
         print(f"artifacts: {run_dir(root, run_id)}")
         print(f"store:     {default_url(root)}")

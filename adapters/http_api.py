@@ -109,7 +109,9 @@ class RunRequest(BaseModel):
     task: str = Field(..., min_length=1, max_length=100_000)
     mode: Literal["run", "heal"] = "run"
     options: RequestOptions = Field(default_factory=lambda: RequestOptions())
-    workspace_path: str | None = Field(default=None, max_length=4096, description="JSON only: a directory on the server")
+    workspace_path: str | None = Field(
+        default=None, max_length=4096, description="JSON only: a directory on the server"
+    )
 
 
 class Created(BaseModel):
@@ -122,8 +124,14 @@ class Health(BaseModel):
     store: str
 
 
-_STATUS = [(RunNotFound, 404), (RunConflict, 409), (RunLocked, 409), (StoreUnavailable, 503),
-           (UsageError, 400), (RefusedInput, 400)]
+_STATUS = [
+    (RunNotFound, 404),
+    (RunConflict, 409),
+    (RunLocked, 409),
+    (StoreUnavailable, 503),
+    (UsageError, 400),
+    (RefusedInput, 400),
+]
 
 
 def _problem(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -160,8 +168,7 @@ def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[P
     allowed = [Path(r).resolve() for r in roots]
     # a request is recorded through the same scrubbing as every run's blobs and events
     svc = Service(cast(RunQueue, ScrubbingLog(RunQueue(store), Scrubber.of_env(os.environ))), actor="http")
-    app = FastAPI(title="kodr", version="1", openapi_url="/api/openapi.json", docs_url="/api/docs",
-                  redoc_url=None)
+    app = FastAPI(title="kodr", version="1", openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None)
     templates = Jinja2Templates(directory=str(WEB / "templates"))
     app.state.service = svc
     if token:
@@ -183,8 +190,12 @@ def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[P
         resp = _problem(exc.status_code, str(exc.detail))
         resp.headers.update(exc.headers or {})
         if exc.status_code == 405:  # Starlette names only the first matching route's methods
-            methods = {m for r in app.routes if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)
-                       for m in (r.methods or ())}
+            methods = {
+                m
+                for r in app.routes
+                if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)
+                for m in (r.methods or ())
+            }
             resp.headers["Allow"] = ", ".join(sorted(methods))
         return resp
 
@@ -193,16 +204,45 @@ def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[P
         return _problem(500, f"internal error: {type(exc).__name__}")
 
     errors: dict[int | str, dict[str, Any]] = {
-        400: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem},
-        401: {"model": Problem}, 503: {"model": Problem}}
+        400: {"model": Problem},
+        404: {"model": Problem},
+        409: {"model": Problem},
+        422: {"model": Problem},
+        401: {"model": Problem},
+        503: {"model": Problem},
+    }
 
     # -- submitting --------------------------------------------------------------------
-    @app.post("/api/runs", status_code=201, response_model=Created, responses={**errors, 413: {"model": Problem}, 415: {"model": Problem}},
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": RunRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
-                  "multipart/form-data": {"schema": {"type": "object", "required": ["request", "workspace"], "properties": {
-                      "request": {"type": "string", "description": "RunRequest as JSON"},
-                      "workspace": {"type": "string", "format": "binary", "description": ".tar.gz of the project"}}}}}}})
+    @app.post(
+        "/api/runs",
+        status_code=201,
+        response_model=Created,
+        responses={**errors, 413: {"model": Problem}, 415: {"model": Problem}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": RunRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+                    },
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["request", "workspace"],
+                            "properties": {
+                                "request": {"type": "string", "description": "RunRequest as JSON"},
+                                "workspace": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": ".tar.gz of the project",
+                                },
+                            },
+                        }
+                    },
+                },
+            }
+        },
+    )
     async def create_run(request: Request) -> Any:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind == "application/json":
@@ -211,17 +251,26 @@ def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[P
                 return _problem(413, f"body is over {MAX_JSON_BYTES} bytes", "body")
             req = _parse_request(raw)
             if not req.workspace_path:
-                return _problem(422, "workspace_path: required for a JSON request (or upload a workspace)",
-                                "workspace_path")
+                return _problem(
+                    422, "workspace_path: required for a JSON request (or upload a workspace)", "workspace_path"
+                )
             path = Path(req.workspace_path)
             if path.is_absolute() and not any(path.resolve().is_relative_to(r) for r in allowed):
-                return _problem(422, f"workspace_path: {req.workspace_path!r} is not under a directory this "
-                                "server shares (kodr serve --workspace)", "workspace_path")
+                return _problem(
+                    422,
+                    f"workspace_path: {req.workspace_path!r} is not under a directory this "
+                    "server shares (kodr serve --workspace)",
+                    "workspace_path",
+                )
             if not path.is_absolute() or not path.is_dir():
-                return _problem(422, f"workspace_path: {req.workspace_path!r} is not an absolute directory "
-                                "on the server", "workspace_path")
-            s = await asyncio.to_thread(svc.request, req.task, req.mode, req.options.to_run_options(),
-                                        DiskWorkspace(path))
+                return _problem(
+                    422,
+                    f"workspace_path: {req.workspace_path!r} is not an absolute directory on the server",
+                    "workspace_path",
+                )
+            s = await asyncio.to_thread(
+                svc.request, req.task, req.mode, req.options.to_run_options(), DiskWorkspace(path)
+            )
             return Created(run_id=s.run_id, state=s.state)
         if kind == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=4)
@@ -235,14 +284,15 @@ def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[P
                 return _problem(422, "workspace: a .tar.gz file part is required", "workspace")
             data = await archive.read(upload.MAX_ARCHIVE_BYTES + 1)
             return await asyncio.to_thread(_request_upload, svc, req, data)
-        return _problem(415, "send multipart/form-data (request + workspace) or application/json",
-                        "Content-Type")
+        return _problem(415, "send multipart/form-data (request + workspace) or application/json", "Content-Type")
 
     # -- reading ---------------------------------------------------------------------------
     @app.get("/api/runs", response_model=RunPage, responses=errors)
-    def list_runs(state: Annotated[State | None, Query()] = None,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> RunPage:
+    def list_runs(
+        state: Annotated[State | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> RunPage:
         return svc.list_runs(state.value if state else None, limit, offset)
 
     @app.get("/api/runs/{run_id}", response_model=RunSummary, responses=errors)
@@ -261,7 +311,10 @@ def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[P
     def run_replay(run_id: str) -> ReplayView:
         return svc.replay(run_id)
 
-    @app.get("/api/runs/{run_id}/artifacts/{path:path}", responses={**errors, 200: {"content": {"application/octet-stream": {}}}})
+    @app.get(
+        "/api/runs/{run_id}/artifacts/{path:path}",
+        responses={**errors, 200: {"content": {"application/octet-stream": {}}}},
+    )
     def run_artifact(run_id: str, path: str) -> Response:
         records, run = svc.fold(run_id)
         files = render(run.run_id, records, svc.queue.get_blob)
@@ -274,18 +327,27 @@ def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[P
     def run_workspace(run_id: str, at: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> Response:
         manifest = svc.manifest(run_id, at)
         data = upload.pack(Path("."), list(manifest), lambda p: svc.queue.get_blob(manifest[p]))
-        return Response(data, media_type="application/gzip",
-                        headers={"Content-Disposition": f'attachment; filename="{svc.queue.resolve(run_id)}.tar.gz"'})
+        return Response(
+            data,
+            media_type="application/gzip",
+            headers={"Content-Disposition": f'attachment; filename="{svc.queue.resolve(run_id)}.tar.gz"'},
+        )
 
     @app.get("/api/runs/{run_id}/stream", responses={**errors, 200: {"content": {"text/event-stream": {}}}})
-    async def run_stream(run_id: str, after: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
-                         last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+    async def run_stream(
+        run_id: str,
+        after: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> StreamingResponse:
         real = await asyncio.to_thread(svc.queue.resolve, run_id)
         start = after or 0
         if last_event_id and last_event_id.strip().isdigit():
             start = max(start, int(last_event_id.strip()))
-        return StreamingResponse(_sse(svc, real, start), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            _sse(svc, real, start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     # -- acting ------------------------------------------------------------------------------
     @app.post("/api/runs/{run_id}/cancel", response_model=RunSummary, responses=errors)
@@ -322,10 +384,15 @@ def create_app(store: EventStore, *, token: str | None = None, roots: Sequence[P
     def run_page(request: Request, run_id: str) -> Response:
         _, run = svc.fold(run_id)
         views = svc.events(run.run_id)
-        ctx = {"run": svc.show(run.run_id), "x": svc.explain(run.run_id), "diffs": {d.turn: d for d in svc.turn_diffs(run.run_id)},
-               "events": views, "pretty": lambda d: json.dumps(d, indent=2, sort_keys=True, default=str),
-               "machine": machine_view(run.transitions, run.state.value),
-               "terminal": run.state in TERMINAL}
+        ctx = {
+            "run": svc.show(run.run_id),
+            "x": svc.explain(run.run_id),
+            "diffs": {d.turn: d for d in svc.turn_diffs(run.run_id)},
+            "events": views,
+            "pretty": lambda d: json.dumps(d, indent=2, sort_keys=True, default=str),
+            "machine": machine_view(run.transitions, run.state.value),
+            "terminal": run.state in TERMINAL,
+        }
         return templates.TemplateResponse(request, "run.html", ctx)
 
     return app
@@ -385,23 +452,31 @@ def machine_view(transitions: Any, current: str) -> dict[str, Any]:
         for src in sources:
             n = [i + 1 for i, (a, tr, b) in enumerate(taken) if (a, tr, b) == (str(src), trigger, str(dest))]
             edges.append({"from": str(src), "trigger": trigger, "to": str(dest), "steps": n})
-    return {"states": [{"name": s.value, "visited": s.value in visited, "current": s.value == current,
-                        "terminal": s in TERMINAL} for s in State],
-            "edges": edges, "path": taken}
+    return {
+        "states": [
+            {"name": s.value, "visited": s.value in visited, "current": s.value == current, "terminal": s in TERMINAL}
+            for s in State
+        ],
+        "edges": edges,
+        "path": taken,
+    }
 
 
 def prometheus(m: Metrics) -> str:
     lines = ["# HELP kodr_runs Runs by state.", "# TYPE kodr_runs gauge"]
     for s in State:
         lines.append(f'kodr_runs{{state="{s.value}"}} {m.runs_by_state.get(s.value, 0)}')
-    lines += ["# HELP kodr_queue_depth Unfinished runs no worker holds.", "# TYPE kodr_queue_depth gauge",
-              f"kodr_queue_depth {m.queue_depth}",
-              "# HELP kodr_heal_turns Repair turns taken, over all runs.", "# TYPE kodr_heal_turns counter",
-              f"kodr_heal_turns_total {m.heal_turns}",
-              "# HELP kodr_step_seconds Duration of model calls, installs and test runs.",
-              "# TYPE kodr_step_seconds summary"]
+    lines += [
+        "# HELP kodr_queue_depth Unfinished runs no worker holds.",
+        "# TYPE kodr_queue_depth gauge",
+        f"kodr_queue_depth {m.queue_depth}",
+        "# HELP kodr_heal_turns Repair turns taken, over all runs.",
+        "# TYPE kodr_heal_turns counter",
+        f"kodr_heal_turns_total {m.heal_turns}",
+        "# HELP kodr_step_seconds Duration of model calls, installs and test runs.",
+        "# TYPE kodr_step_seconds summary",
+    ]
     for kind, values in sorted(m.step_seconds.items()):
         lines.append(f'kodr_step_seconds_count{{step="{kind}"}} {len(values)}')
         lines.append(f'kodr_step_seconds_sum{{step="{kind}"}} {sum(values):.3f}')
     return "\n".join(lines) + "\n"
-

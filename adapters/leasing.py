@@ -97,10 +97,15 @@ def workspace_lock(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise WorkspaceBusy(f"another kodr is driving a run in {root}: {_owner(fd)}; "
-                                "wait for it to end, or stop it (its run stays resumable)") from None
-        owner = {"pid": os.getpid(), "host": socket.gethostname(),
-                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            raise WorkspaceBusy(
+                f"another kodr is driving a run in {root}: {_owner(fd)}; "
+                "wait for it to end, or stop it (its run stays resumable)"
+            ) from None
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(owner).encode(), 0)
         try:

@@ -22,11 +22,17 @@ if TYPE_CHECKING:
     from adapters.openai_client import OpenAIChatClient
 
 PROBE_TASK = "kodr probe: answer with an envelope that changes no file (files: [])."
-SYSTEM = "You are kodr's coding model. Answer with one JSON object: {\"summary\": ..., \"files\": [...], \"notes\": ...}."
+SYSTEM = 'You are kodr\'s coding model. Answer with one JSON object: {"summary": ..., "files": [...], "notes": ...}.'
 
 
-def probe(client: OpenAIChatClient, *, timeout_s: float = 60.0, tools: bool = False,
-          workspace: Path | None = None, tool_steps: int = 2) -> dict[str, Any]:
+def probe(
+    client: OpenAIChatClient,
+    *,
+    timeout_s: float = 60.0,
+    tools: bool = False,
+    workspace: Path | None = None,
+    tool_steps: int = 2,
+) -> dict[str, Any]:
     """Run's requests, in a run's order; the result says what happened to each."""
     result: dict[str, Any] = {
         "provider": client.config.name,
@@ -52,10 +58,13 @@ def probe(client: OpenAIChatClient, *, timeout_s: float = 60.0, tools: bool = Fa
             from adapters.tool_loop import ToolLoopModel
             from adapters.workspace import DiskWorkspace
 
-            model = ToolLoopModel(client, DiskWorkspace(workspace or Path.cwd()), max_steps=tool_steps,
-                                  local=client.config.local)
-        request = ChatRequest(messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROBE_TASK}],
-                              response_schema=proposal_json_schema())
+            model = ToolLoopModel(
+                client, DiskWorkspace(workspace or Path.cwd()), max_steps=tool_steps, local=client.config.local
+            )
+        request = ChatRequest(
+            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROBE_TASK}],
+            response_schema=proposal_json_schema(),
+        )
         reply = model.complete(request, deadline_s=timeout_s)
     except ModelError as exc:
         result["error"] = {"kind": exc.kind, "message": exc.message}

@@ -298,8 +298,11 @@ class OpenAIChatClient:
 
     def capabilities(self) -> dict[str, Any]:
         """What this client sends now and what it learned, for the record of each call."""
-        return {"response_format": self.format_mode, "stream_options": self.stream_options and self.stream,
-                "learned": list(self.learned)}
+        return {
+            "response_format": self.format_mode,
+            "stream_options": self.stream_options and self.stream,
+            "learned": list(self.learned),
+        }
 
     def _degrade(self, exc: ParameterRefused) -> bool:
         """Learn from a refusal; True when there is a smaller request to try."""
@@ -319,7 +322,12 @@ class OpenAIChatClient:
     # -- one call, with retries -----------------------------------------------
 
     def _call(
-        self, body: dict[str, Any], started: float, deadline: float, budget: float, max_retries: int,
+        self,
+        body: dict[str, Any],
+        started: float,
+        deadline: float,
+        budget: float,
+        max_retries: int,
         retries: list[dict[str, Any]] | None = None,
     ) -> ChatReply:
         retries = list(retries or [])
@@ -345,8 +353,9 @@ class OpenAIChatClient:
                 record = {k: (self._scrub(v) if isinstance(v, str) else v) for k, v in record.items()}
                 if attempt > max_retries:
                     suffix = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
-                    raise ModelError(r.kind, self._scrub(r.describe() + suffix), duration_ms=ms(),
-                                     retries=retries + [record]) from None
+                    raise ModelError(
+                        r.kind, self._scrub(r.describe() + suffix), duration_ms=ms(), retries=retries + [record]
+                    ) from None
                 wait = self._backoff(attempt, r.retry_after)
                 if time.monotonic() + wait >= deadline:
                     asked = f"the server asked to wait {wait:g}s; " if r.retry_after is not None else ""
@@ -362,8 +371,14 @@ class OpenAIChatClient:
                 exc.args = (exc.message,)
                 exc.duration_ms = ms()
                 if isinstance(exc, ParameterRefused):  # an attempt like any other, and the reason for the next
-                    retries.append({"attempt": attempt, "refused": exc.parameter, "message": exc.message[:200],
-                                    "duration_ms": int((time.monotonic() - t0) * 1000)})
+                    retries.append(
+                        {
+                            "attempt": attempt,
+                            "refused": exc.parameter,
+                            "message": exc.message[:200],
+                            "duration_ms": int((time.monotonic() - t0) * 1000),
+                        }
+                    )
                 exc.retries = retries + exc.retries
                 raise
             if asm.problems:
@@ -389,8 +404,16 @@ class OpenAIChatClient:
     # -- one bounded exchange ----------------------------------------------------
 
     def _exchange(
-        self, method: str, path: str, body: dict[str, Any] | None, deadline: float, budget: float,
-        cap: int, sink: Callable[[bytes], None], *, root: bool = False,
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        deadline: float,
+        budget: float,
+        cap: int,
+        sink: Callable[[bytes], None],
+        *,
+        root: bool = False,
     ) -> None:
         """One HTTP exchange, its body fed to ``sink``; bounded by ``deadline``, the stall window and ``cap``.
 
@@ -410,8 +433,10 @@ class OpenAIChatClient:
         cancel = threading.Event()
         opened: list[httpx.Response] = []
         worker = threading.Thread(
-            target=self._worker, args=(method, self._url(path, root=root), body, timeout, inbox, cancel, opened),
-            daemon=True, name="kodr-model-call",
+            target=self._worker,
+            args=(method, self._url(path, root=root), body, timeout, inbox, cancel, opened),
+            daemon=True,
+            name="kodr-model-call",
         )
         worker.start()
         received = 0
@@ -428,8 +453,12 @@ class OpenAIChatClient:
                 except queue.Empty:
                     if time.monotonic() >= deadline:
                         continue
-                    raise _Retryable({"error": f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)",
-                                      "stall": True}) from None
+                    raise _Retryable(
+                        {
+                            "error": f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)",
+                            "stall": True,
+                        }
+                    ) from None
                 kind = item[0]
                 if kind == "bytes" and record.get("status") is None:
                     record["status"] = 200
@@ -491,8 +520,9 @@ class OpenAIChatClient:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             inbox.put(("exc", exc))
 
-    def _raise_for_status(self, path: str, body: dict[str, Any], status: int, headers: dict[str, str],
-                          data: bytes) -> None:
+    def _raise_for_status(
+        self, path: str, body: dict[str, Any], status: int, headers: dict[str, str], data: bytes
+    ) -> None:
         message = self._scrub(_error_message(data))
         overflow = cw.overflow_in(status, message, self._scrub(data.decode("utf-8", "replace")))
         if overflow is not None and path == "/chat/completions":
@@ -508,8 +538,9 @@ class OpenAIChatClient:
         if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
             if time.monotonic() >= deadline:
                 raise ModelError("timeout", f"the model call passed its {budget:g}s deadline and was cancelled")
-            raise _Retryable({"error": f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)",
-                              "stall": True})
+            raise _Retryable(
+                {"error": f"the server sent nothing for {self.stall_timeout_s:g}s (stall timeout)", "stall": True}
+            )
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
             raise _Retryable({"error": f"cannot connect to {self.config.base_url}: {exc}"})
         if isinstance(exc, (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)):
@@ -558,8 +589,16 @@ class OpenAIChatClient:
 
     # -- discovery ---------------------------------------------------------------
 
-    def _fetch(self, method: str, path: str, body: dict[str, Any] | None, deadline: float, *,
-               root: bool = False, retries: int | None = None) -> bytes:
+    def _fetch(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        deadline: float,
+        *,
+        root: bool = False,
+        retries: int | None = None,
+    ) -> bytes:
         """A small bounded exchange (at most MAX_MODELS_BYTES), retried like a chat call."""
         budget = max(0.0, deadline - time.monotonic())
         attempt = 0
@@ -632,8 +671,13 @@ class OpenAIChatClient:
             method, path, root, read = cw.SERVER_ASKS[kind]
             body = {"model": model} if method == "POST" else None
             try:
-                found = read(loads(self._fetch(method, path.format(model=model), body,
-                                               min(deadline, time.monotonic() + 5), root=root)))
+                found = read(
+                    loads(
+                        self._fetch(
+                            method, path.format(model=model), body, min(deadline, time.monotonic() + 5), root=root
+                        )
+                    )
+                )
             except (ModelError, ValueError):
                 found = None
         if found:

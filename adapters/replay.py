@@ -22,8 +22,17 @@ def records_from_file(path: str | Path) -> tuple[str, list[ev.RecordedEvent]]:
     """Events as written by ``kodr events RUN --json``."""
     try:
         rows = json.loads(Path(path).read_text())
-        recs = [ev.RecordedEvent(r["run_id"], int(r["seq"]), ev.decode(r["type"], int(r.get("schema_version", 1)), r["data"]),
-                                 r.get("recorded_at", ""), r.get("prev_hash", ""), r.get("hash", "")) for r in rows]
+        recs = [
+            ev.RecordedEvent(
+                r["run_id"],
+                int(r["seq"]),
+                ev.decode(r["type"], int(r.get("schema_version", 1)), r["data"]),
+                r.get("recorded_at", ""),
+                r.get("prev_hash", ""),
+                r.get("hash", ""),
+            )
+            for r in rows
+        ]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"cannot read a history from {str(path)!r}: {exc}") from exc
     if not recs:
@@ -31,7 +40,9 @@ def records_from_file(path: str | Path) -> tuple[str, list[ev.RecordedEvent]]:
     return recs[0].run_id, recs
 
 
-def materialize(records: Sequence[ev.RecordedEvent], get_blob, target: Path, at_seq: int | None = None) -> dict[str, str]:
+def materialize(
+    records: Sequence[ev.RecordedEvent], get_blob, target: Path, at_seq: int | None = None
+) -> dict[str, str]:
     """Write the workspace files as the history says they were at ``at_seq`` (default: the end)."""
     chosen = [r for r in records if at_seq is None or r.seq <= at_seq]
     if not chosen:
@@ -55,9 +66,14 @@ class RecordedModel:
         if not self._replies:
             raise ModelError("unavailable", "the recording has no more model replies (the re-run diverged)")
         r = self._replies.pop(0)
-        return ChatReply(content=r.get("content") or "", reasoning=r.get("reasoning"),
-                         finish_reason=r.get("finish_reason"), raw=r.get("response") or {},
-                         request_body=r.get("request") or {}, duration_ms=0)
+        return ChatReply(
+            content=r.get("content") or "",
+            reasoning=r.get("reasoning"),
+            finish_reason=r.get("finish_reason"),
+            raw=r.get("response") or {},
+            request_body=r.get("request") or {},
+            duration_ms=0,
+        )
 
 
 def recorded_replies(records: Sequence[ev.RecordedEvent], get_blob) -> list[dict[str, Any]]:
@@ -80,14 +96,17 @@ def divergences(old: Run, new: Run) -> list[str]:
             continue
         a, b = t_old.final_tests, t_new.final_tests
         if (a is None) != (b is None):
-            out.append(f"turn {t_old.n}: tests {'ran' if a else 'did not run'} in the recording, "
-                       f"{'ran' if b else 'did not run'} now")
+            out.append(
+                f"turn {t_old.n}: tests {'ran' if a else 'did not run'} in the recording, "
+                f"{'ran' if b else 'did not run'} now"
+            )
         elif a and b and (a.failed, a.passed) != (b.failed, b.passed):
-            out.append(f"turn {t_old.n}: recorded {a.failed} failure(s) / {a.passed} passed, "
-                       f"now {b.failed} / {b.passed}")
+            out.append(
+                f"turn {t_old.n}: recorded {a.failed} failure(s) / {a.passed} passed, now {b.failed} / {b.passed}"
+            )
         if t_old.install and t_new.install and t_old.install.ok != t_new.install.ok:
             out.append(f"turn {t_old.n}: install ok={t_old.install.ok} recorded, now {t_new.install.ok}")
-    for t_new in new.turns[len(old.turns):]:
+    for t_new in new.turns[len(old.turns) :]:
         out.append(f"turn {t_new.n}: reached now, not in the recording")
     if (old.state, old.reason) != (new.state, new.reason):
         out.append(f"end: recorded {old.state.value} ({old.reason}), now {new.state.value} ({new.reason})")

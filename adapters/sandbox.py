@@ -46,18 +46,38 @@ SandboxMode = Literal["auto", "required", "off"]
 
 #: Variables a sandboxed process may inherit from kodr's environment (plus any
 #: ``npm_config_*`` / ``UV_*`` that is not secret-named). Everything else is dropped.
-ENV_ALLOWED = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TERM", "TZ",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-})
+ENV_ALLOWED = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TERM",
+        "TZ",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    }
+)
 ENV_ALLOWED_PREFIXES = ("npm_config_", "UV_", "LC_")
 
 
 def sandbox_env(base: Mapping[str, str]) -> dict[str, str]:
     """The allowlisted part of ``base``; secret-named variables never pass."""
     return {
-        k: v for k, v in base.items()
+        k: v
+        for k, v in base.items()
         if (k in ENV_ALLOWED or k.startswith(ENV_ALLOWED_PREFIXES)) and not is_secret_name(k)
     }
 
@@ -101,12 +121,28 @@ def probe(bwrap: str | None) -> str | None:
     if bwrap is None:
         return "bwrap (bubblewrap) is not installed"
     if bwrap not in _probe_cache:
-        argv = [bwrap, *_namespace_flags(network=False), "--ro-bind", "/", "/", "--proc", "/proc",
-                "--dev", "/dev", "--tmpfs", "/tmp", "--", "/bin/true"]
+        argv = [
+            bwrap,
+            *_namespace_flags(network=False),
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--",
+            "/bin/true",
+        ]
         try:
             p = subprocess.run(argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL, check=False)
-            why = None if p.returncode == 0 else (
-                f"bwrap failed here (exit {p.returncode}): {p.stderr.decode(errors='replace').strip()[:300]}")
+            why = (
+                None
+                if p.returncode == 0
+                else (f"bwrap failed here (exit {p.returncode}): {p.stderr.decode(errors='replace').strip()[:300]}")
+            )
         except (OSError, subprocess.SubprocessError) as e:
             why = f"bwrap could not run: {e}"
         _probe_cache[bwrap] = why
@@ -114,8 +150,16 @@ def probe(bwrap: str | None) -> str | None:
 
 
 def _namespace_flags(*, network: bool) -> list[str]:
-    flags = ["--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-             "--unshare-cgroup-try", "--cap-drop", "ALL"]
+    flags = [
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--cap-drop",
+        "ALL",
+    ]
     return flags if network else [*flags, "--unshare-net"]
 
 
@@ -132,15 +176,21 @@ class Sandbox:
             return Confinement("none", "off", True, "--sandbox off: process group and filtered environment only")
         why = probe(self.bwrap)
         if why is None:
-            return Confinement("bwrap", self.mode, network,
-                               "bubblewrap: read-only root, workspace read-write, private /tmp, new PID/IPC"
-                               + ("" if network else "/network") + " namespaces")
+            return Confinement(
+                "bwrap",
+                self.mode,
+                network,
+                "bubblewrap: read-only root, workspace read-write, private /tmp, new PID/IPC"
+                + ("" if network else "/network")
+                + " namespaces",
+            )
         if self.mode == "required":
             raise SandboxUnavailable(f"--sandbox required, but {why}")
         if why not in _warned:
             _warned.add(why)
-            logging.getLogger("kodr.sandbox").warning("no OS sandbox: %s; installs and tests run unconfined "
-                                                      "(process group, filtered environment)", why)
+            logging.getLogger("kodr.sandbox").warning(
+                "no OS sandbox: %s; installs and tests run unconfined (process group, filtered environment)", why
+            )
         return Confinement("none", "auto", True, f"no OS sandbox ({why}); process group and filtered environment only")
 
     def wrap(
@@ -154,8 +204,21 @@ class Sandbox:
     ) -> list[str]:
         """``argv`` run by bwrap: ``cwd`` and ``writable`` read-write, the rest read-only."""
         assert self.bwrap is not None
-        out = [self.bwrap, *_namespace_flags(network=network),
-               "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
+        out = [
+            self.bwrap,
+            *_namespace_flags(network=network),
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+            "--tmpfs",
+            "/dev/shm",
+        ]
         for path in [cwd, *writable]:
             out += ["--bind", path, path]
         for name in protected:

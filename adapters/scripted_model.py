@@ -22,7 +22,14 @@ class ScriptedModel:
         if not self._replies:
             raise ModelError("unavailable", "the scripted model has no more replies")
         content = self._replies.pop(0)
-        raw = {"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-               "model": "kodr-scripted"}
-        return ChatReply(content=content, finish_reason="stop", raw=raw,
-                         request_body={"model": "kodr-scripted", "messages": request.messages}, duration_ms=1)
+        raw = {
+            "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "model": "kodr-scripted",
+        }
+        return ChatReply(
+            content=content,
+            finish_reason="stop",
+            raw=raw,
+            request_body={"model": "kodr-scripted", "messages": request.messages},
+            duration_ms=1,
+        )

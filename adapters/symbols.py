@@ -145,7 +145,11 @@ def _ts_symbols(tree: Any) -> list[Symbol]:
             for child in node.named_children:
                 statement(child, prefix)
         elif t in ("function_declaration", "generator_function_declaration"):
-            add(prefix + _text(node.child_by_field_name("name")), "async function" if _is_async(node) else "function", node)
+            add(
+                prefix + _text(node.child_by_field_name("name")),
+                "async function" if _is_async(node) else "function",
+                node,
+            )
         elif t in _CLASSES:
             klass(prefix + (_text(node.child_by_field_name("name")) or "default"), node)
         elif t in _NAMED_KINDS:
@@ -162,7 +166,11 @@ def _ts_symbols(tree: Any) -> list[Symbol]:
             expr = node.named_children[0] if node.named_children else None
             if expr is not None and expr.type == "assignment_expression":
                 left, right = expr.child_by_field_name("left"), expr.child_by_field_name("right")
-                if right is not None and right.type in _FUNCTION_VALUES and _text(left).startswith(("exports.", "module.exports.")):
+                if (
+                    right is not None
+                    and right.type in _FUNCTION_VALUES
+                    and _text(left).startswith(("exports.", "module.exports."))
+                ):
                     add(_text(left), "function", node)
                 elif right is not None and right.type in ("internal_module", "module"):
                     statement(right, prefix)
@@ -310,4 +318,3 @@ def scan_js_symbols(data: bytes) -> list[Symbol]:
         depth += line.count("{") - line.count("}")
         depth = max(depth, 0)
     return out
-

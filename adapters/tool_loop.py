@@ -205,8 +205,9 @@ class _Loop:
     def _tool_step(self, step: int) -> ChatReply | None:
         tools = TOOL_SCHEMAS + self.caller_tools
         schema = self.request.response_schema if self.owner.format_with_tools else None
-        req = ChatRequest(messages=list(self.messages), response_schema=schema, tools=tools,
-                          temperature=self.request.temperature)
+        req = ChatRequest(
+            messages=list(self.messages), response_schema=schema, tools=tools, temperature=self.request.temperature
+        )
         try:
             return self._call(req)
         except ParameterRefused as exc:
@@ -235,14 +236,22 @@ class _Loop:
             messages = _flatten(self.messages + [{"role": "user", "content": FINAL_PROMPT}], self.keep)
         else:  # no tool was ever offered or used: the caller's request as it was
             messages = list(self.request.messages)
-        return ChatRequest(messages=messages, response_schema=self.request.response_schema,
-                           tools=self.caller_tools or None, temperature=self.request.temperature)
+        return ChatRequest(
+            messages=messages,
+            response_schema=self.request.response_schema,
+            tools=self.caller_tools or None,
+            temperature=self.request.temperature,
+        )
 
     def _call(self, req: ChatRequest) -> ChatReply:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise ModelError("timeout", f"the model call passed its {self.budget:g}s deadline",
-                             duration_ms=self.duration_ms, retries=self.retries)
+            raise ModelError(
+                "timeout",
+                f"the model call passed its {self.budget:g}s deadline",
+                duration_ms=self.duration_ms,
+                retries=self.retries,
+            )
         t0 = time.monotonic()
         try:
             reply = self.owner.inner.complete(req, deadline_s=left)
@@ -309,10 +318,19 @@ class _Loop:
             cap = self.owner.result_cap_bytes()
             if len(result.encode()) > cap:
                 result = result.encode()[:cap].decode("utf-8", "ignore") + (
-                    f"\n[cut at {cap} bytes to fit the model's context; ask for a smaller range]")
+                    f"\n[cut at {cap} bytes to fit the model's context; ask for a smaller range]"
+                )
             results.append((call, result))
-            self.trace.append({"step": step, "name": name, "arguments": args[:2000], "cached": cached,
-                               "result_bytes": len(result.encode()), "source": source})
+            self.trace.append(
+                {
+                    "step": step,
+                    "name": name,
+                    "arguments": args[:2000],
+                    "cached": cached,
+                    "result_bytes": len(result.encode()),
+                    "source": source,
+                }
+            )
         content = strip_thinking(reply.content or "").strip()
         if source == "protocol":
             self.messages.append({"role": "assistant", "content": content, "tool_calls": calls})
@@ -320,20 +338,32 @@ class _Loop:
                 self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
         else:
             self.messages.append({"role": "assistant", "content": content})
-            parts = [f"[result of {c['function']['name']} {c['function'].get('arguments') or '{}'}]\n{r}"
-                     for c, r in results]
+            parts = [
+                f"[result of {c['function']['name']} {c['function'].get('arguments') or '{}'}]\n{r}" for c, r in results
+            ]
             self.messages.append({"role": "user", "content": "\n\n".join(parts + [TEXT_RESULTS_TAIL])})
 
     # -- the answer ------------------------------------------------------------------
 
     def _capabilities(self, inner: dict[str, Any]) -> dict[str, Any]:
-        tools = ("refused" if self.owner.tools_refused else
-                 "offered with response_format" if self.owner.format_with_tools else "offered without response_format")
+        tools = (
+            "refused"
+            if self.owner.tools_refused
+            else "offered with response_format"
+            if self.owner.format_with_tools
+            else "offered without response_format"
+        )
         return {**inner, "tools": tools}
 
     def _finish(self, reply: ChatReply, *, steps: int) -> ChatReply:
         raw = {**reply.raw, "tool_trace": self.trace, "tool_steps": steps}
         if self.notes:
             raw["tool_notes"] = self.notes
-        return replace(reply, raw=raw, usage=self.usage, duration_ms=self.duration_ms, retries=self.retries,
-                       capabilities=self._capabilities(reply.capabilities))
+        return replace(
+            reply,
+            raw=raw,
+            usage=self.usage,
+            duration_ms=self.duration_ms,
+            retries=self.retries,
+            capabilities=self._capabilities(reply.capabilities),
+        )

@@ -155,8 +155,12 @@ class ProcessToolchain:
                 results.append(_missing(planned, cwd, missing))
                 break
             res = self.runner.run(
-                argv, cwd=cwd, timeout_s=max(remaining, 0.1), step_key=step_key,
-                env={**store_env(), **source_env(self.sources)}, network=True,
+                argv,
+                cwd=cwd,
+                timeout_s=max(remaining, 0.1),
+                step_key=step_key,
+                env={**store_env(), **source_env(self.sources)},
+                network=True,
             )
             res = dataclasses.replace(res, argv=list(planned))  # the recorded command is the planned one
             results.append(res)
@@ -165,7 +169,9 @@ class ProcessToolchain:
                 break
         log = b"".join(r.log for r in results)
         confined = Confinement.model_validate(self.confinement("install"))
-        return build_install_json(results, [list(c) for c in commands]).model_copy(update={"confinement": confined}), log
+        return build_install_json(results, [list(c) for c in commands]).model_copy(
+            update={"confinement": confined}
+        ), log
 
     def test(
         self,
@@ -183,13 +189,19 @@ class ProcessToolchain:
             script = None
             if kind == "npm":
                 try:
-                    script = json.loads(Path(cwd, "package.json").read_text()).get("scripts", {}).get(
-                        script_name(TestCommand(list(argv), kind)))  # the script this command runs
+                    script = (
+                        json.loads(Path(cwd, "package.json").read_text())
+                        .get("scripts", {})
+                        .get(script_name(TestCommand(list(argv), kind)))
+                    )  # the script this command runs
                 except (OSError, ValueError, AttributeError):
                     script = None
             run_argv, env = plan_test_run(
-                TestCommand(list(argv), kind), junit, list(only_files) or None,
-                script=script, inherited_node_options=os.environ.get("NODE_OPTIONS", ""),
+                TestCommand(list(argv), kind),
+                junit,
+                list(only_files) or None,
+                script=script,
+                inherited_node_options=os.environ.get("NODE_OPTIONS", ""),
             )
             env = {**source_env(self.sources), "UV_NO_SYNC": "1", **(env or {})}
             problem = None
@@ -202,8 +214,13 @@ class ProcessToolchain:
                 res = _missing(run_argv, cwd, problem)
                 return build_tests_json(res, None, list(argv)), problem.encode()
             res = self.runner.run(
-                run_argv, cwd=cwd, timeout_s=timeout_s, env=env, step_key=step_key,
-                network=self.test_network, writable=[tmp],
+                run_argv,
+                cwd=cwd,
+                timeout_s=timeout_s,
+                env=env,
+                step_key=step_key,
+                network=self.test_network,
+                writable=[tmp],
             )
             xml = Path(junit).read_text(errors="replace") if Path(junit).is_file() else None
             report = report_from_outputs(kind, res.stdout, res.stderr, xml, root=cwd)

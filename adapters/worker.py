@@ -156,7 +156,9 @@ class Worker:
         self.driven: list[str] = []
         self._holds: dict[int, _Hold] = {}
         self._in_place: set[Path] = set()
-        self._errors: dict[str, int] = {}  # run id -> unexpected errors while this worker drove it  # run directories a slot is driving in place
+        self._errors: dict[
+            str, int
+        ] = {}  # run id -> unexpected errors while this worker drove it  # run directories a slot is driving in place
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -255,8 +257,15 @@ class Worker:
                 return
             if model is not None:
                 model = _Abortable(model, hold.lost)
-            engine = build_engine(hold.fenced, DiskWorkspace(root), model, options, store=self.store,
-                                  toolchain=hold.toolchain, observer=hold.observe)
+            engine = build_engine(
+                hold.fenced,
+                DiskWorkspace(root),
+                model,
+                options,
+                store=self.store,
+                toolchain=hold.toolchain,
+                observer=hold.observe,
+            )
             if run.state is State.REQUESTED and run.last_seq == 1:
                 result = engine.drive(run_id)
             else:
@@ -273,8 +282,12 @@ class Worker:
                 again = self._errors[run_id]
             if again >= MAX_ERRORS and not hold.lost.is_set():  # a run that breaks us every time must end
                 try:
-                    self._fail(hold, run_id, Reason.WORKER_ERROR,
-                               {"error": f"{type(exc).__name__}: {str(exc)[:500]}", "attempts": again})
+                    self._fail(
+                        hold,
+                        run_id,
+                        Reason.WORKER_ERROR,
+                        {"error": f"{type(exc).__name__}: {str(exc)[:500]}", "attempts": again},
+                    )
                 except KodrError as failed:
                     bound.warning("could not record the failure", error=failed.message)
             time.sleep(min(self.poll_s, 1.0))
@@ -287,8 +300,13 @@ class Worker:
 
     def _fail(self, hold: _Hold, run_id: str, reason: Reason, facts: dict[str, Any]) -> None:
         run = fold(run_id, self.store.load(run_id))
-        event = ev.StateChanged(from_state=run.state.value, to_state=State.FAILED.value, trigger="fail",
-                                heal_turn=run.heal_turn, facts=facts, outcome=State.FAILED.value,
-                                reason=reason.value)
+        event = ev.StateChanged(
+            from_state=run.state.value,
+            to_state=State.FAILED.value,
+            trigger="fail",
+            heal_turn=run.heal_turn,
+            facts=facts,
+            outcome=State.FAILED.value,
+            reason=reason.value,
+        )
         hold.fenced.append(run_id, run.last_seq, [event])
-

@@ -502,7 +502,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     body = "".join("| " + " | ".join(cell(r.get(c)) for c in COLUMNS) + " |\n" for r in rows)
     passed = sum(1 for r in rows if str(r.get("outcome", "")).startswith("passed"))
     reached = sum(1 for r in rows if r.get("reached_model") and r.get("bug_in_context"))
-    foot = (f"\n{passed}/{len(rows)} passed; {reached}/{len(rows)} reached the model with the bug file in context.\n")
+    foot = f"\n{passed}/{len(rows)} passed; {reached}/{len(rows)} reached the model with the bug file in context.\n"
     notes = "".join(f"- {r['package']}: {r['why']}\n" for r in rows if r.get("why"))
     return head + body + foot + (("\nWhy the others stopped:\n" + notes) if notes else "")
 

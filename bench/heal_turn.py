@@ -194,11 +194,13 @@ def kodr_turn(root: Path, store: Any, fixing: bool = True) -> dict[str, Any]:
 
     repair = CALC_FIXED if fixing else CALC_STILL_WRONG
     model = ScriptedModel([{"summary": "add adds", "notes": None, "files": [{"path": "calc.js", "content": repair}]}])
-    engine = Engine(store, DiskWorkspace(root), ProcessToolchain(), model,
-                    artifacts=ArtifactWriter(root, store), observer=observe)
+    engine = Engine(
+        store, DiskWorkspace(root), ProcessToolchain(), model, artifacts=ArtifactWriter(root, store), observer=observe
+    )
     # a still-failing repair on the last allowed turn ends the run (budget_exhausted) right after its tests
-    options = RunOptions(provider="scripted", install=True, heal=True, test_command=TEST_COMMAND,
-                         max_turns=3 if fixing else 1)
+    options = RunOptions(
+        provider="scripted", install=True, heal=True, test_command=TEST_COMMAND, max_turns=3 if fixing else 1
+    )
     run_id = engine.request("Make the failing tests pass.", options, mode="heal")
     run = engine.drive(run_id)
     records = store.load(run_id)
@@ -261,12 +263,20 @@ def median(rows: list[dict[str, Any]], key: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="measured turns per side (default 5)")
-    ap.add_argument("--install-cmd", choices=["install", "plan"], default="install",
-                    help="naive side's install: plain `npm install` (default), or the command kodr's install "
-                         "plan picks for the workspace (`npm ci …`, since setup wrote a lockfile)")
-    ap.add_argument("--turn", choices=["fixing", "still-failing"], default="fixing",
-                    help="the repair fixes the bug (default: failing file, then the full suite), or changes "
-                         "calc.js and still fails (kodr runs only the failing file, then the loop stops)")
+    ap.add_argument(
+        "--install-cmd",
+        choices=["install", "plan"],
+        default="install",
+        help="naive side's install: plain `npm install` (default), or the command kodr's install "
+        "plan picks for the workspace (`npm ci …`, since setup wrote a lockfile)",
+    )
+    ap.add_argument(
+        "--turn",
+        choices=["fixing", "still-failing"],
+        default="fixing",
+        help="the repair fixes the bug (default: failing file, then the full suite), or changes "
+        "calc.js and still fails (kodr runs only the failing file, then the loop stops)",
+    )
     ap.add_argument("--keep", default=None, help="build the project here and keep it (default: a temp dir)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
@@ -293,34 +303,48 @@ def main(argv: list[str] | None = None) -> int:
             fixing = args.turn == "fixing"
             kodr_rows.append(kodr_turn(root, store, fixing))
             naive_rows.append(naive_turn(root, runner, install_argv, fixing))
-            say(f"  repeat {i + 1}/{args.repeat}: kodr {kodr_rows[-1]['turn_ms']:.0f} ms, "
-                f"naive {naive_rows[-1]['turn_ms']:.0f} ms")
+            say(
+                f"  repeat {i + 1}/{args.repeat}: kodr {kodr_rows[-1]['turn_ms']:.0f} ms, "
+                f"naive {naive_rows[-1]['turn_ms']:.0f} ms"
+            )
         k, n = median(kodr_rows, "turn_ms"), median(naive_rows, "turn_ms")
         figures = {
-            "project": {"test_files": 1 + len(MODULES), "failing_test_files": 1,
-                        "tests": kodr_rows[0]["tests_total"], "dependency": "@".join(DEPENDENCY)},
+            "project": {
+                "test_files": 1 + len(MODULES),
+                "failing_test_files": 1,
+                "tests": kodr_rows[0]["tests_total"],
+                "dependency": "@".join(DEPENDENCY),
+            },
             "repeat": args.repeat,
             "turn": args.turn,
             "naive_install": " ".join(install_argv),
             "kodr": {key: median(kodr_rows, key) for key in kodr_rows[0] if key not in ("run_id", "tests_total")},
             "naive": {key: median(naive_rows, key) for key in naive_rows[0]},
             "ratio_naive_over_kodr": n / k,
-            "runs": {"kodr_ms": [round(r["turn_ms"]) for r in kodr_rows],
-                     "naive_ms": [round(r["turn_ms"]) for r in naive_rows]},
+            "runs": {
+                "kodr_ms": [round(r["turn_ms"]) for r in kodr_rows],
+                "naive_ms": [round(r["turn_ms"]) for r in naive_rows],
+            },
         }
         if args.json:
             print(json.dumps(figures, indent=2))
         else:
             kd, nd = figures["kodr"], figures["naive"]
             p = figures["project"]
-            print(f"\n{args.turn} heal turn, {p['test_files']} test files ({p['tests']} tests, 1 file failing), "
-                  f"dependency {p['dependency']}, medians of {args.repeat}:")
+            print(
+                f"\n{args.turn} heal turn, {p['test_files']} test files ({p['tests']} tests, 1 file failing), "
+                f"dependency {p['dependency']}, medians of {args.repeat}:"
+            )
             suite = f" + full suite {kd['full_suite_ms']:.0f}" if args.turn == "fixing" else " (no full suite)"
-            print(f"  kodr   {kd['turn_ms']:8.0f} ms  = model {kd['model_ms']:.0f} + failing file "
-                  f"{kd['failing_file_ms']:.0f}{suite} + engine/store/artifacts "
-                  f"{kd['overhead_ms']:.0f} (install skipped; {kd['turn_ms_from_events']:.0f} ms by event time)")
-            print(f"  naive  {nd['turn_ms']:8.0f} ms  = `{figures['naive_install']}` {nd['install_ms']:.0f} "
-                  f"+ full suite {nd['full_suite_ms']:.0f}")
+            print(
+                f"  kodr   {kd['turn_ms']:8.0f} ms  = model {kd['model_ms']:.0f} + failing file "
+                f"{kd['failing_file_ms']:.0f}{suite} + engine/store/artifacts "
+                f"{kd['overhead_ms']:.0f} (install skipped; {kd['turn_ms_from_events']:.0f} ms by event time)"
+            )
+            print(
+                f"  naive  {nd['turn_ms']:8.0f} ms  = `{figures['naive_install']}` {nd['install_ms']:.0f} "
+                f"+ full suite {nd['full_suite_ms']:.0f}"
+            )
             print(f"  ratio naive/kodr: {figures['ratio_naive_over_kodr']:.2f}x")
             print(f"  runs (ms): kodr {figures['runs']['kodr_ms']}, naive {figures['runs']['naive_ms']}")
         return 0

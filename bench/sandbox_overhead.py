@@ -35,8 +35,10 @@ def main() -> None:
         plain = median_ms(SubprocessRunner(leftover_grace_s=0), ws, n, True)
         boxed = median_ms(SubprocessRunner(sandbox=Sandbox("required"), leftover_grace_s=0), ws, n, True)
         boxed_net = median_ms(SubprocessRunner(sandbox=Sandbox("required"), leftover_grace_s=0), ws, n, False)
-    print(f"n={n} none={plain:.1f}ms bwrap={boxed:.1f}ms bwrap+netns={boxed_net:.1f}ms "
-          f"overhead={boxed - plain:.1f}ms (+netns {boxed_net - plain:.1f}ms) ratio={boxed / plain:.2f}")
+    print(
+        f"n={n} none={plain:.1f}ms bwrap={boxed:.1f}ms bwrap+netns={boxed_net:.1f}ms "
+        f"overhead={boxed - plain:.1f}ms (+netns {boxed_net - plain:.1f}ms) ratio={boxed / plain:.2f}"
+    )
 
 
 if __name__ == "__main__":

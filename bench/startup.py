@@ -79,21 +79,31 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     base = statistics.median(times["python -c pass"])
     base_cpu = statistics.median(cpu["python -c pass"]) or 1e-3
-    rows = [{"command": name, "median_s": round(statistics.median(ts), 4), "min_s": round(min(ts), 4),
-             "ratio": round(statistics.median(ts) / base, 1), "cpu_s": round(statistics.median(cpu[name]), 4),
-             "cpu_ratio": round(statistics.median(cpu[name]) / base_cpu, 1),
-             "under_target": statistics.median(ts) < TARGET_S}
-            for name, ts in times.items()]
+    rows = [
+        {
+            "command": name,
+            "median_s": round(statistics.median(ts), 4),
+            "min_s": round(min(ts), 4),
+            "ratio": round(statistics.median(ts) / base, 1),
+            "cpu_s": round(statistics.median(cpu[name]), 4),
+            "cpu_ratio": round(statistics.median(cpu[name]) / base_cpu, 1),
+            "under_target": statistics.median(ts) < TARGET_S,
+        }
+        for name, ts in times.items()
+    ]
     if args.json:
         print(json.dumps({"repeat": args.repeat, "baseline_s": round(base, 4), "rows": rows}, indent=2))
         return
     load = os.getloadavg()[0]
-    print(f"start-up, median of {args.repeat} (python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
-          f"load {load:.1f})")
+    print(
+        f"start-up, median of {args.repeat} (python {sys.version.split()[0]}, {os.cpu_count()} cpus, load {load:.1f})"
+    )
     print(f"{'command':<24} {'wall':>8} {'min':>8} {'× python':>9} {'cpu':>8} {'× python':>9}  wall < {TARGET_S}s")
     for r in rows:
-        print(f"{r['command']:<24} {r['median_s']:>7.3f}s {r['min_s']:>7.3f}s {r['ratio']:>8.1f}× "
-              f"{r['cpu_s']:>7.3f}s {r['cpu_ratio']:>8.1f}×  {'yes' if r['under_target'] else 'NO'}")
+        print(
+            f"{r['command']:<24} {r['median_s']:>7.3f}s {r['min_s']:>7.3f}s {r['ratio']:>8.1f}× "
+            f"{r['cpu_s']:>7.3f}s {r['cpu_ratio']:>8.1f}×  {'yes' if r['under_target'] else 'NO'}"
+        )
 
 
 if __name__ == "__main__":

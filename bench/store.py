@@ -39,9 +39,7 @@ from store.database import open_store, upgrade
 from store.event_store import EventStore, utc_iso
 from store.hashchain import GENESIS, canonical_bytes, chain_hash
 
-PG_URL = os.environ.get(
-    "KODR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("KODR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 RUN_EVENTS = 1000  # each run of the workload: a run this long appends as fast as a short one
 
 Transition = list[ev.Event]
@@ -101,21 +99,15 @@ def turn(k: int) -> list[Transition]:
         ],
         [
             ev.WritesStarted(turn=k, attempt=1, key=f"writes:{key}", files=files),
-            ev.WritesApplied(
-                turn=k, key=f"writes:{key}", files=files, manifest={"src/slug.js": sha}
-            ),
+            ev.WritesApplied(turn=k, key=f"writes:{key}", files=files, manifest={"src/slug.js": sha}),
         ],
         [
-            ev.StateChanged(
-                from_state="healing", to_state="installing", trigger="install", heal_turn=k
-            ),
+            ev.StateChanged(from_state="healing", to_state="installing", trigger="install", heal_turn=k),
             ev.InstallStarted(turn=k, attempt=1, key=f"install:{key}", commands=[["npm", "ci"]]),
         ],
         [
             ev.InstallFinished(turn=k, attempt=1, key=f"install:{key}", result=_result(True)),
-            ev.StateChanged(
-                from_state="installing", to_state="verifying", trigger="verify", heal_turn=k
-            ),
+            ev.StateChanged(from_state="installing", to_state="verifying", trigger="verify", heal_turn=k),
         ],
         [ev.TestsStarted(turn=k, attempt=1, key=f"tests:{key}", command=["npm", "test"])],
         [ev.TestsFinished(turn=k, attempt=1, key=f"tests:{key}", result=_result(False))],
@@ -193,10 +185,7 @@ def raw_sqlite_append(path: Path, appends: list[tuple[str, int, Transition]]) ->
         "CREATE TABLE IF NOT EXISTS raw_events (id INTEGER PRIMARY KEY, run_id TEXT, seq INT, "
         "type TEXT, body TEXT, UNIQUE(run_id, seq))"
     )
-    payloads = [
-        (rid, seq, [(e.TYPE, json.dumps(e.payload())) for e in events])
-        for rid, seq, events in appends
-    ]
+    payloads = [(rid, seq, [(e.TYPE, json.dumps(e.payload())) for e in events]) for rid, seq, events in appends]
     t = time.perf_counter()
     for rid, seq, events in payloads:
         db.execute("BEGIN")
@@ -221,10 +210,7 @@ def raw_pg_append(url: str, schema: str, appends: list[tuple[str, int, Transitio
             "type TEXT, body TEXT, UNIQUE(run_id, seq))"
         )
         conn.commit()
-        payloads = [
-            (rid, seq, [(e.TYPE, json.dumps(e.payload())) for e in events])
-            for rid, seq, events in appends
-        ]
+        payloads = [(rid, seq, [(e.TYPE, json.dumps(e.payload())) for e in events]) for rid, seq, events in appends]
         t = time.perf_counter()
         for rid, seq, events in payloads:
             with conn.cursor() as cur:
@@ -379,13 +365,9 @@ def bench_append(name: str, n: int, repeats: int, tmp: Path, have_es: bool) -> d
             with open_store(url, anchor_dir=tmp / "runs") as s:
                 rates["kodr"].append(n / kodr_append(s, appends))
             if name == "sqlite":
-                rates["raw"].append(
-                    n / raw_sqlite_append(tmp / f"raw-{uuid.uuid4().hex[:6]}.db", appends)
-                )
+                rates["raw"].append(n / raw_sqlite_append(tmp / f"raw-{uuid.uuid4().hex[:6]}.db", appends))
                 if have_es:
-                    rates["eventsourcing"].append(
-                        n / es_sqlite_append(tmp / f"es-{uuid.uuid4().hex[:6]}.db", appends)
-                    )
+                    rates["eventsourcing"].append(n / es_sqlite_append(tmp / f"es-{uuid.uuid4().hex[:6]}.db", appends))
             else:
                 assert schema is not None
                 rates["raw"].append(n / raw_pg_append(url, schema, appends))
@@ -513,9 +495,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-postgres", action="store_true")
     ap.add_argument("--only", choices=["append", "flat", "fold", "replay"], default=None)
-    ap.add_argument(
-        "--sizes", default="0,100000,1000000", help="events already stored, for the flat test"
-    )
+    ap.add_argument("--sizes", default="0,100000,1000000", help="events already stored, for the flat test")
     args = ap.parse_args()
     div = 10 if args.quick else 1
     n = 10_000 // div
@@ -526,9 +506,7 @@ def main() -> None:
         have_es = True
     except ImportError:
         have_es = False
-        print(
-            "eventsourcing is not installed: its rows are skipped (uv pip install 'eventsourcing[postgres]')"
-        )
+        print("eventsourcing is not installed: its rows are skipped (uv pip install 'eventsourcing[postgres]')")
     backends = ["sqlite"] + ([] if args.no_postgres else ["postgres"])
     print(f"# kodr store bench — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(
@@ -539,7 +517,9 @@ def main() -> None:
         tmp = Path(d)
         for name in backends if args.only in (None, "append") else []:
             r = bench_append(name, n, args.repeats, tmp, have_es)
-            line = f"append {name}: {n} events in transitions of 1-3, median of {args.repeats}: kodr {r['kodr']:,.0f} ev/s"
+            line = (
+                f"append {name}: {n} events in transitions of 1-3, median of {args.repeats}: kodr {r['kodr']:,.0f} ev/s"
+            )
             line += f", raw {r['raw']:,.0f} ev/s (kodr/raw {r['kodr'] / r['raw']:.2f}x)"
             if "eventsourcing" in r:
                 line += f", eventsourcing {r['eventsourcing']:,.0f} ev/s (kodr/eventsourcing {r['kodr'] / r['eventsourcing']:.2f}x)"
@@ -547,10 +527,7 @@ def main() -> None:
         for name in backends if args.only in (None, "flat") else []:
             flat = bench_flat(name, sizes, max(n // 5, 200), tmp)
             first = flat[sizes[0]]
-            cells = ", ".join(
-                f"{size:,} stored: {rate:,.0f} ev/s ({rate / first:.2f}x)"
-                for size, rate in flat.items()
-            )
+            cells = ", ".join(f"{size:,} stored: {rate:,.0f} ev/s ({rate / first:.2f}x)" for size, rate in flat.items())
             print(f"flat {name}: {cells}", flush=True)
         if args.only in (None, "fold"):
             f = bench_fold(100_000 // div)

@@ -112,13 +112,16 @@ def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     counts = [int(n) for n in args.workers.split(",")]
     rows = []
-    with tempfile.TemporaryDirectory(prefix="kodr-bench-workers-") as d, \
-            ScriptedServer(responder=responder(delay_s=args.latency)) as srv:
+    with (
+        tempfile.TemporaryDirectory(prefix="kodr-bench-workers-") as d,
+        ScriptedServer(responder=responder(delay_s=args.latency)) as srv,
+    ):
         for n in counts:
             row = measure(n, args.runs, srv.base_url, args.backend, Path(d))
             rows.append(row)
-            print(f"{n} worker(s): {row['runs']} runs in {row['seconds']} s, {row['runs_per_s']} runs/s",
-                  file=sys.stderr)
+            print(
+                f"{n} worker(s): {row['runs']} runs in {row['seconds']} s, {row['runs_per_s']} runs/s", file=sys.stderr
+            )
     base = rows[0]["runs_per_s"]
     for r in rows:
         r["speedup"] = round(r["runs_per_s"] / base, 2)

@@ -197,13 +197,21 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
             return _started(run, "model", e)
         case ev.ModelCallCompleted():
             t = run.turn_at(e.turn)
-            run = run.with_turn(e.turn, model_ms=e.duration_ms, model_attempts=t.model_attempts + 1,
-                                model_capabilities=e.capabilities or t.model_capabilities)
+            run = run.with_turn(
+                e.turn,
+                model_ms=e.duration_ms,
+                model_attempts=t.model_attempts + 1,
+                model_capabilities=e.capabilities or t.model_capabilities,
+            )
             return _evolve(run, pending=None)
         case ev.ModelCallFailed():
             t = run.turn_at(e.turn)
-            run = run.with_turn(e.turn, model_error=e, model_attempts=t.model_attempts + 1,
-                                model_capabilities=e.capabilities or t.model_capabilities)
+            run = run.with_turn(
+                e.turn,
+                model_error=e,
+                model_attempts=t.model_attempts + 1,
+                model_capabilities=e.capabilities or t.model_capabilities,
+            )
             return _evolve(run, pending=None)
         case ev.ProposalRejected():
             t = run.turn_at(e.turn)
@@ -256,9 +264,7 @@ def project(run_id: str, records: Iterable[ev.RecordedEvent]) -> dict[str, Any]:
     return project_onto(None, run_id, records)
 
 
-def project_onto(
-    stored: Mapping[str, Any] | None, run_id: str, records: Iterable[ev.RecordedEvent]
-) -> dict[str, Any]:
+def project_onto(stored: Mapping[str, Any] | None, run_id: str, records: Iterable[ev.RecordedEvent]) -> dict[str, Any]:
     """The projection after ``records``, from the stored one: O(new events), not O(history).
 
     The store calls this inside its append transaction with the ``runs`` row it holds,
@@ -266,9 +272,7 @@ def project_onto(
     :func:`apply`) without re-reading and re-folding the run's history.
     """
     p: dict[str, Any] = (
-        {k: stored[k] for k in PROJECTION_KEYS}
-        if stored is not None
-        else projection_of(Run(run_id=run_id))
+        {k: stored[k] for k in PROJECTION_KEYS} if stored is not None else projection_of(Run(run_id=run_id))
     )
     for rec in records:
         e = rec.event

@@ -20,7 +20,9 @@ BlobReader = Callable[[str], bytes]
 
 
 def _j(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()  # same bytes from memory or store
+    return (
+        json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    ).encode()  # same bytes from memory or store
 
 
 def _blob_json(get_blob: BlobReader, sha: str | None) -> Any:

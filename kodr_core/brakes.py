@@ -254,7 +254,8 @@ def model_failed(s: Situation) -> Brake | None:
         return None
     f = t.model_failure
     reason = {"timeout": Reason.MODEL_TIMEOUT, "context_overflow": Reason.CONTEXT_OVERFLOW}.get(
-        f.error, Reason.MODEL_UNAVAILABLE)
+        f.error, Reason.MODEL_UNAVAILABLE
+    )
     facts = {"error": f.error, "message": f.message, "duration_ms": f.duration_ms,
              "attempt": f.attempt, "retries": list(f.retries)}  # fmt: skip
     return Brake(reason, facts, _turn_no(t))

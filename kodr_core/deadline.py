@@ -29,9 +29,12 @@ class StepTime:
 
     def facts(self) -> dict[str, float | bool | None]:
         """What goes in the step's record when the deadline cut it."""
-        return {"cut_by_run_deadline": self.cut, "own_timeout_s": self.own_timeout_s,
-                "given_s": round(self.timeout_s, 3), "run_time_left_s": None if self.left_s is None
-                else round(self.left_s, 3)}
+        return {
+            "cut_by_run_deadline": self.cut,
+            "own_timeout_s": self.own_timeout_s,
+            "given_s": round(self.timeout_s, 3),
+            "run_time_left_s": None if self.left_s is None else round(self.left_s, 3),
+        }
 
 
 def time_left(run: Run, now: float) -> float | None:

@@ -152,7 +152,9 @@ class Engine:
             total += len(data)
             kept[path] = data
         snapshot: dict[str, str] = {}
-        for (path, data), sha in zip(kept.items(), self.log.put_blobs(list(kept.values())), strict=True):  # one transaction
+        for (path, data), sha in zip(
+            kept.items(), self.log.put_blobs(list(kept.values())), strict=True
+        ):  # one transaction
             if sha != hashlib.sha256(data).hexdigest():  # the store scrubbed a secret value out of it
                 skipped.append({"path": path, "bytes": len(data), "why": "holds a secret value"})
                 continue
@@ -209,8 +211,8 @@ class Engine:
         if run.state not in TERMINAL or run.state is State.PASSED or run.heal_turn < 1:
             return run
         if RunOptions.of(run.options).keep_last or any(
-            isinstance(r.event, ev.WorkspaceRestored) and any(str(f.get("why", "")).startswith("best turn")
-                                                              for f in r.event.files)
+            isinstance(r.event, ev.WorkspaceRestored)
+            and any(str(f.get("why", "")).startswith("best turn") for f in r.event.files)
             for r in self._records
         ):
             return run
@@ -226,8 +228,9 @@ class Engine:
             data = self.workspace.read(path)
             found = hashlib.sha256(data).hexdigest() if data is not None else None
             if sha is None:
-                restored.append({"path": path, "sha256": None, "found": found,
-                                 "why": f"best turn {best}: created after it, kept"})
+                restored.append(
+                    {"path": path, "sha256": None, "found": found, "why": f"best turn {best}: created after it, kept"}
+                )
             elif found != sha:
                 self.workspace.write(path, self.log.get_blob(sha))
                 restored.append({"path": path, "sha256": sha, "found": found, "why": f"best turn {best}"})
@@ -304,8 +307,11 @@ class Engine:
         read: Callable[[str], bytes | None] = self.workspace.read
         if step.purpose != "repair" and prompt_bytes is not None:
             names = sorted(run.manifest)
-            bare = (plan_messages(run.task, names, _nothing) if step.purpose == "plan"
-                    else proposal_messages(run.task, names, _nothing, plan=o.plan))
+            bare = (
+                plan_messages(run.task, names, _nothing)
+                if step.purpose == "plan"
+                else proposal_messages(run.task, names, _nothing, plan=o.plan)
+            )
             read = _budgeted(read, prompt_bytes - _size(bare))
         if step.purpose == "plan":
             return plan_messages(run.task, sorted(run.manifest), read), None
@@ -327,7 +333,12 @@ class Engine:
         if prompt_bytes is not None:
             budget = max(PROMPT_BYTES_MIN // 2, min(budget, prompt_bytes - _size(repair_messages(run.task, ""))))
         ctx = build_repair_context(
-            prev, paths, known, self.workspace.read, o.plan, budget_bytes=budget,
+            prev,
+            paths,
+            known,
+            self.workspace.read,
+            o.plan,
+            budget_bytes=budget,
             workspace_root=self.workspace.root,
         )
         return repair_messages(run.task, ctx.to_prompt()), ctx.to_json()
@@ -342,13 +353,25 @@ class Engine:
         schema = None if step.purpose == "plan" else proposal_json_schema()
         request = ChatRequest(messages=messages, response_schema=schema)
         key = step_key(run, "model", step.turn)
-        request_blob = self.log.put_blob(_json_bytes({"messages": messages, "response_schema": request.response_schema}))
+        request_blob = self.log.put_blob(
+            _json_bytes({"messages": messages, "response_schema": request.response_schema})
+        )
         context_blob = self.log.put_blob(_json_bytes(context)) if context is not None else None
         allowed = list(context.get("allowed_paths", [])) if context else []
-        run = self._append(run, [ev.ModelCallStarted(
-            purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key,
-            request_blob=request_blob, context_blob=context_blob, allowed_paths=allowed,
-        )])
+        run = self._append(
+            run,
+            [
+                ev.ModelCallStarted(
+                    purpose=step.purpose,
+                    turn=step.turn,
+                    attempt=step.attempt,
+                    key=key,
+                    request_blob=request_blob,
+                    context_blob=context_blob,
+                    allowed_paths=allowed,
+                )
+            ],
+        )
         if self.model is None:
             raise KodrError("no model is configured for this run (give --base-url or --provider)")
         spent = time.monotonic() - asked  # a slow window ask (a server that trickles /models) is the call's time
@@ -371,46 +394,87 @@ class Engine:
                     target = max(PROMPT_BYTES_MIN // 2, target)
                     smaller, _ctx = self._messages(run, step, target)
                     smaller = with_retry_note(smaller, step.errors)
-                    shrunk.append({"context_overflow": exc.message[:300], "prompt_bytes": before,
-                                   "shrunk_to_bytes": _size(smaller), "duration_ms": exc.duration_ms})
+                    shrunk.append(
+                        {
+                            "context_overflow": exc.message[:300],
+                            "prompt_bytes": before,
+                            "shrunk_to_bytes": _size(smaller),
+                            "duration_ms": exc.duration_ms,
+                        }
+                    )
                     if _size(smaller) < before:  # the same request again would fail the same way
                         messages, request = smaller, ChatRequest(messages=smaller, response_schema=schema)
                         continue
                 message = exc.message
                 if given.cut and exc.kind == "timeout":
-                    message += f" (cut to {given.timeout_s:.1f}s by the run deadline; its own timeout is " \
-                               f"{given.own_timeout_s:g}s)"
+                    message += (
+                        f" (cut to {given.timeout_s:.1f}s by the run deadline; its own timeout is "
+                        f"{given.own_timeout_s:g}s)"
+                    )
                 if shrunk and shrunk[0]["shrunk_to_bytes"] < shrunk[0]["prompt_bytes"]:
-                    message += f" (after shrinking the prompt from {shrunk[0]['prompt_bytes']} to " \
-                               f"{shrunk[0]['shrunk_to_bytes']} bytes)"
+                    message += (
+                        f" (after shrinking the prompt from {shrunk[0]['prompt_bytes']} to "
+                        f"{shrunk[0]['shrunk_to_bytes']} bytes)"
+                    )
                 elif shrunk:
                     message += f" (the prompt, {shrunk[0]['prompt_bytes']} bytes, has nothing left to cut)"
                     shrunk[0]["duration_ms"] = 0  # the one call is exc's own
-                return self._append(run, [ev.ModelCallFailed(
-                    purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key, error=exc.kind,
-                    message=message,
-                    duration_ms=(exc.duration_ms + sum(x["duration_ms"] for x in shrunk))
-                    or int((time.monotonic() - started) * 1000),
-                    retries=shrunk + exc.retries, capabilities=exc.capabilities,
-                )])
+                return self._append(
+                    run,
+                    [
+                        ev.ModelCallFailed(
+                            purpose=step.purpose,
+                            turn=step.turn,
+                            attempt=step.attempt,
+                            key=key,
+                            error=exc.kind,
+                            message=message,
+                            duration_ms=(exc.duration_ms + sum(x["duration_ms"] for x in shrunk))
+                            or int((time.monotonic() - started) * 1000),
+                            retries=shrunk + exc.retries,
+                            capabilities=exc.capabilities,
+                        )
+                    ],
+                )
         if shrunk:
-            reply = replace(reply, retries=shrunk + reply.retries,
-                            duration_ms=int((time.monotonic() - started) * 1000))
-        response_blob = self.log.put_blob(_json_bytes({
-            "request": reply.request_body, "response": reply.raw, "content": reply.content,
-            "reasoning": reply.reasoning, "finish_reason": reply.finish_reason,
-        }))
+            reply = replace(reply, retries=shrunk + reply.retries, duration_ms=int((time.monotonic() - started) * 1000))
+        response_blob = self.log.put_blob(
+            _json_bytes(
+                {
+                    "request": reply.request_body,
+                    "response": reply.raw,
+                    "content": reply.content,
+                    "reasoning": reply.reasoning,
+                    "finish_reason": reply.finish_reason,
+                }
+            )
+        )
         done = ev.ModelCallCompleted(
-            purpose=step.purpose, turn=step.turn, attempt=step.attempt, key=key,
-            response_blob=response_blob, duration_ms=reply.duration_ms, usage=reply.usage,
-            finish_reason=reply.finish_reason, retries=reply.retries, capabilities=reply.capabilities,
+            purpose=step.purpose,
+            turn=step.turn,
+            attempt=step.attempt,
+            key=key,
+            response_blob=response_blob,
+            duration_ms=reply.duration_ms,
+            usage=reply.usage,
+            finish_reason=reply.finish_reason,
+            retries=reply.retries,
+            capabilities=reply.capabilities,
         )
         if step.purpose == "plan":
             plan = strip_thinking(reply.content or "").strip()
-            problem = (CUT_OFF if reply.finish_reason == "length"
-                       else None if plan else "the plan was empty; answer with a Markdown plan")
-            verdict_plan: ev.Event = ev.PlanRecorded(plan=plan) if problem is None else ev.ProposalRejected(
-                purpose="plan", turn=0, attempt=step.attempt, error=problem)
+            problem = (
+                CUT_OFF
+                if reply.finish_reason == "length"
+                else None
+                if plan
+                else "the plan was empty; answer with a Markdown plan"
+            )
+            verdict_plan: ev.Event = (
+                ev.PlanRecorded(plan=plan)
+                if problem is None
+                else ev.ProposalRejected(purpose="plan", turn=0, attempt=step.attempt, error=problem)
+            )
             return self._append(run, [done, verdict_plan])
         try:
             proposal = envelope_from_reply(reply)
@@ -424,9 +488,7 @@ class Engine:
             for path, content, facts in writes:
                 data = content.encode()
                 files.append({"path": path, "sha256": self.log.put_blob(data), "bytes": len(data), **facts})
-            verdict = ev.ProposalAccepted(
-                purpose=step.purpose, turn=step.turn, summary=proposal.summary, files=files
-            )
+            verdict = ev.ProposalAccepted(purpose=step.purpose, turn=step.turn, summary=proposal.summary, files=files)
         return self._append(run, [done, verdict])
 
     # -- the workspace ------------------------------------------------------------
@@ -442,18 +504,27 @@ class Engine:
         if refused:
             return self._append(run, refused)
         key = step_key(run, "writes", step.turn)
-        run = self._append(run, [ev.WritesStarted(
-            turn=step.turn, attempt=step.attempt, key=key,
-            files=[{"path": f["path"], "sha256": f["sha256"]} for f in t.proposal.files],
-        )])
+        run = self._append(
+            run,
+            [
+                ev.WritesStarted(
+                    turn=step.turn,
+                    attempt=step.attempt,
+                    key=key,
+                    files=[{"path": f["path"], "sha256": f["sha256"]} for f in t.proposal.files],
+                )
+            ],
+        )
         manifest = dict(run.manifest)
         written = []
         for f in t.proposal.files:
             path = self.workspace.check_path(f["path"])
             data = self.log.get_blob(f["sha256"])
             on_disk = self.workspace.read(path)
-            change = "created" if on_disk is None else (
-                "unchanged" if hashlib.sha256(on_disk).hexdigest() == f["sha256"] else "modified"
+            change = (
+                "created"
+                if on_disk is None
+                else ("unchanged" if hashlib.sha256(on_disk).hexdigest() == f["sha256"] else "modified")
             )
             if change != "unchanged":
                 self.workspace.write(path, data)
@@ -481,21 +552,36 @@ class Engine:
             problems = [*problems, exc.message]
         if problems:  # a hostile manifest is refused before anything runs; the files stay for a repair
             refused = InstallResult.of(build_install_json([], commands)).model_copy(
-                update={"refused": problems, "error": "manifest refused: " + "; ".join(problems)})
-            return self._append(run, [ev.InstallFinished(
-                turn=step.turn, attempt=step.attempt, key=key, result=refused.dump())])
-        run = self._append(run, [ev.InstallStarted(
-            turn=step.turn, attempt=step.attempt, key=key, commands=commands,
-            confinement=self.toolchain.confinement("install"),
-        )])
+                update={"refused": problems, "error": "manifest refused: " + "; ".join(problems)}
+            )
+            return self._append(
+                run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=refused.dump())]
+            )
+        run = self._append(
+            run,
+            [
+                ev.InstallStarted(
+                    turn=step.turn,
+                    attempt=step.attempt,
+                    key=key,
+                    commands=commands,
+                    confinement=self.toolchain.confinement("install"),
+                )
+            ],
+        )
         before = self.workspace.snapshot()
         given = step_time(run, self.clock(), o.install_timeout_s)
         result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=given.timeout_s, step_key=key)
-        typed = InstallResult.of(result).model_copy(update={
-            "log_blob": self.log.put_blob(log), "written": self._install_written(before),
-            "deadline": StepDeadline.model_validate(given.facts()) if given.cut else None})
-        return self._append(run, [ev.InstallFinished(
-            turn=step.turn, attempt=step.attempt, key=key, result=typed.dump())])
+        typed = InstallResult.of(result).model_copy(
+            update={
+                "log_blob": self.log.put_blob(log),
+                "written": self._install_written(before),
+                "deadline": StepDeadline.model_validate(given.facts()) if given.cut else None,
+            }
+        )
+        return self._append(
+            run, [ev.InstallFinished(turn=step.turn, attempt=step.attempt, key=key, result=typed.dump())]
+        )
 
     def _install_written(self, before: dict[str, str]) -> list[InstalledFile]:
         """Files the install created or changed in the workspace (lockfiles, egg-info), as blobs,
@@ -510,7 +596,9 @@ class Engine:
                 continue
             change = "created" if path not in before else "modified"
             if len(data) > SNAPSHOT_FILE_CAP:
-                written.append(InstalledFile(path=path, bytes=len(data), change=change, why="over the snapshot size cap"))
+                written.append(
+                    InstalledFile(path=path, bytes=len(data), change=change, why="over the snapshot size cap")
+                )
                 continue
             written.append(InstalledFile(path=path, sha256=self.log.put_blob(data), bytes=len(data), change=change))
         return written
@@ -536,26 +624,58 @@ class Engine:
         self._reap_interrupted(run, key)
         found = self._test_command(o)
         argv = found[0] if found else []
-        run = self._append(run, [ev.TestsStarted(
-            turn=step.turn, attempt=step.attempt, key=key, command=argv, scope=step.scope, files=list(step.files),
-            confinement=self.toolchain.confinement("tests"),
-        )])
+        run = self._append(
+            run,
+            [
+                ev.TestsStarted(
+                    turn=step.turn,
+                    attempt=step.attempt,
+                    key=key,
+                    command=argv,
+                    scope=step.scope,
+                    files=list(step.files),
+                    confinement=self.toolchain.confinement("tests"),
+                )
+            ],
+        )
         if found is None:
             nothing = ProcessResult(
-                argv=[], cwd=self.workspace.root, exit_code=None, timed_out=False, duration_ms=0,
-                started_at="", finished_at="", stdout="", stderr="",
+                argv=[],
+                cwd=self.workspace.root,
+                exit_code=None,
+                timed_out=False,
+                duration_ms=0,
+                started_at="",
+                finished_at="",
+                stdout="",
+                stderr="",
                 error="no test command: pass --test or add a test script / test files",
             )
             result, log = build_tests_json(nothing, None, []), b""
         else:
             given = step_time(run, self.clock(), o.test_timeout_s)
             result, log = self.toolchain.test(
-                found[0], found[1], cwd=self.workspace.root, timeout_s=given.timeout_s,
-                step_key=key, only_files=step.files,
+                found[0],
+                found[1],
+                cwd=self.workspace.root,
+                timeout_s=given.timeout_s,
+                step_key=key,
+                only_files=step.files,
             )
             if given.cut:
                 result = result.model_copy(update={"deadline": StepDeadline.model_validate(given.facts())})
-        typed = TestResult.of(result).model_copy(update={"log_blob": self.log.put_blob(log), "scope": Scope(step.scope)})
-        return self._append(run, [ev.TestsFinished(
-            turn=step.turn, attempt=step.attempt, key=key, scope=step.scope, result=typed.dump(),
-        )])
+        typed = TestResult.of(result).model_copy(
+            update={"log_blob": self.log.put_blob(log), "scope": Scope(step.scope)}
+        )
+        return self._append(
+            run,
+            [
+                ev.TestsFinished(
+                    turn=step.turn,
+                    attempt=step.attempt,
+                    key=key,
+                    scope=step.scope,
+                    result=typed.dump(),
+                )
+            ],
+        )

@@ -41,28 +41,33 @@ def explain(run: Run) -> dict[str, Any]:
         before = _failing(run.turns[t.n - 1]) if t.n > 0 else None
         after = _failing(t)
         res = _final(t)
-        turns.append({
-            "turn": t.n,
-            "kind": ("adopted" if run.mode == "heal" else "proposal") if t.n == 0 else "repair",
-            "files_changed": [
-                {"path": f["path"], "change": f.get("change")} for f in (t.writes.files if t.writes else [])
-            ],
-            "failing_before": before,
-            "failing_after": after,
-            "failures_after": failure_count(res),
-            "tests_after": None if res is None else
-            {"passed": res.passed, "failed": res.failed, "skipped": res.skipped, "total": res.total},
-            "install": _install(t, install_requested),
-            "model_ms": t.model_ms,
-            "model_attempts": t.model_attempts,
-            "rejected_outputs": list(t.rejected),
-            "refused_writes": list(t.refused),
-            "model_error": t.model_error.message if t.model_error else None,
-            "confinement": {k: r.confinement.model_dump() for k, r in (
-                ("install", t.install), ("tests", res))
-                if r is not None and r.confinement is not None},
-            "model_server": t.model_capabilities,
-        })
+        turns.append(
+            {
+                "turn": t.n,
+                "kind": ("adopted" if run.mode == "heal" else "proposal") if t.n == 0 else "repair",
+                "files_changed": [
+                    {"path": f["path"], "change": f.get("change")} for f in (t.writes.files if t.writes else [])
+                ],
+                "failing_before": before,
+                "failing_after": after,
+                "failures_after": failure_count(res),
+                "tests_after": None
+                if res is None
+                else {"passed": res.passed, "failed": res.failed, "skipped": res.skipped, "total": res.total},
+                "install": _install(t, install_requested),
+                "model_ms": t.model_ms,
+                "model_attempts": t.model_attempts,
+                "rejected_outputs": list(t.rejected),
+                "refused_writes": list(t.refused),
+                "model_error": t.model_error.message if t.model_error else None,
+                "confinement": {
+                    k: r.confinement.model_dump()
+                    for k, r in (("install", t.install), ("tests", res))
+                    if r is not None and r.confinement is not None
+                },
+                "model_server": t.model_capabilities,
+            }
+        )
     last = run.transitions[-1] if run.transitions else None
     return {
         "run_id": run.run_id,
@@ -71,22 +76,33 @@ def explain(run: Run) -> dict[str, Any]:
         "state": run.state.value,
         "outcome": run.outcome,
         "reason": run.reason,
-        "stop": {"rule": run.reason, "trigger": last.trigger if last else None,
-                 "evidence": dict(last.facts) if last else {}} if run.outcome else None,
+        "stop": {
+            "rule": run.reason,
+            "trigger": last.trigger if last else None,
+            "evidence": dict(last.facts) if last else {},
+        }
+        if run.outcome
+        else None,
         "heal_turns": run.heal_turn,
         "max_turns": run.options.get("max_turns"),
         "best_turn": best_turn(history_from_run(run)) if any(t.final_tests for t in run.turns) else None,
-        "timeline": [{"from": e.from_state, "to": e.to_state, "trigger": e.trigger, "turn": e.heal_turn}
-                     for e in run.transitions],
+        "timeline": [
+            {"from": e.from_state, "to": e.to_state, "trigger": e.trigger, "turn": e.heal_turn} for e in run.transitions
+        ],
         "turns": turns,
     }
 
 
 def render_text(x: dict[str, Any]) -> str:
-    lines = [f"run {x['run_id']}: {x['state']}" + (f" ({x['reason']})" if x.get("reason") else ""),
-             f"task: {x['task']}"]
-    lines.append("timeline: " + " → ".join([x["timeline"][0]["from"]] + [t["to"] for t in x["timeline"]])
-                 if x["timeline"] else "timeline: requested")
+    lines = [
+        f"run {x['run_id']}: {x['state']}" + (f" ({x['reason']})" if x.get("reason") else ""),
+        f"task: {x['task']}",
+    ]
+    lines.append(
+        "timeline: " + " → ".join([x["timeline"][0]["from"]] + [t["to"] for t in x["timeline"]])
+        if x["timeline"]
+        else "timeline: requested"
+    )
     for t in x["turns"]:
         head = f"turn {t['turn']} ({t['kind']})"
         if t["model_ms"] is not None:
@@ -163,7 +179,9 @@ def outcome_detail(run: Run, server_url: str = "") -> str:
         detail = "; ".join(_first_line(x) for x in items if x) or _install_detail(run, facts)
     elif reason in ("tests_failed", "budget_exhausted", "off_target_edit", "no_progress") and facts.get("failing"):
         names = [str(n) for n in facts["failing"]]
-        detail = f"{facts.get('failed', len(names))} failing: " + ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+        detail = (
+            f"{facts.get('failed', len(names))} failing: " + ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+        )
     elif reason == "test_timeout":
         detail = f"{facts.get('command')} ran over its time limit"
     elif reason == "verification_passed":

@@ -258,9 +258,7 @@ def failures_from(
     return out
 
 
-_NOISE = re.compile(
-    r"node:internal|\(node:|node_modules|site-packages|<anonymous>\)?$|^\s*at (?:new )?Promise"
-)
+_NOISE = re.compile(r"node:internal|\(node:|node_modules|site-packages|<anonymous>\)?$|^\s*at (?:new )?Promise")
 _PY_KEEP = re.compile(r"^(?:E\s|>\s|\S.*\.py:\d+:)")
 _CARETS = re.compile(r"^\s*[\^~]+\s*$")
 

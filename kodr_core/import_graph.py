@@ -178,7 +178,7 @@ def resolve_js(importer: str, spec: str, files: Collection[str], read: Read, own
         missing = target if ext in (*JS_EXTS, ".json") else target + (posixpath.splitext(importer)[1] or ".js")
         return [], None if dir_like else missing
     if own_name and (spec == own_name or spec.startswith(own_name + "/")):
-        sub = "." + spec[len(own_name):]
+        sub = "." + spec[len(own_name) :]
         return package_entries("", sub, files, read), None
     return [], None
 

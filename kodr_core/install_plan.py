@@ -94,11 +94,15 @@ def plan_install(files: set[str], read: Callable[[str], bytes | None] | None = N
         if read is None:  # the preview decide records; the engine plans again with the texts
             commands.append(["uv", "venv", "--allow-existing", ".venv"])
             commands.append(["uv", "pip", "install", "--python", ".venv/bin/python", "..."])
-            whys.append(f"{', '.join(python)}: a project .venv (what goes in is read from the manifests at install time)")
+            whys.append(
+                f"{', '.join(python)}: a project .venv (what goes in is read from the manifests at install time)"
+            )
         else:
             env = python_env(set(files), read)
             commands += env.commands()
-            whys.append("python: " + "; ".join(env.why) + (" (dropped: " + "; ".join(env.dropped) + ")" if env.dropped else ""))
+            whys.append(
+                "python: " + "; ".join(env.why) + (" (dropped: " + "; ".join(env.dropped) + ")" if env.dropped else "")
+            )
         manifests += python
 
     if kind is None:

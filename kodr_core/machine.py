@@ -33,10 +33,7 @@ TRIGGERS: frozenset[str] = frozenset(t for t, _, _ in TRANSITIONS)
 
 
 def _spec() -> list[dict[str, object]]:
-    return [
-        {"trigger": t, "source": [str(s) for s in src], "dest": str(dst)}
-        for t, src, dst in TRANSITIONS
-    ]
+    return [{"trigger": t, "source": [str(s) for s in src], "dest": str(dst)} for t, src, dst in TRANSITIONS]
 
 
 class RunMachine:

@@ -128,8 +128,11 @@ def split_thinking(text: str) -> tuple[str, bool]:
         close = re.compile(rf"</{opened.group(1)}>", re.IGNORECASE).search(text, opened.end())
         return ("", True) if close is None else (text[close.end() :], False)
     close = _THINK_CLOSE.search(text)
-    if (close is not None and not text.lstrip().startswith(("{", "[", "```"))
-            and _THINK_OPEN.search(text, 0, close.start()) is None):
+    if (
+        close is not None
+        and not text.lstrip().startswith(("{", "[", "```"))
+        and _THINK_OPEN.search(text, 0, close.start()) is None
+    ):
         return text[close.end() :], False
     return text, False
 
@@ -260,8 +263,7 @@ class _Search:
         if self.parse_error is not None:
             e = self.parse_error
             return InvalidProposal(
-                f"the reply contains JSON that does not parse: {e.msg} at line {e.lineno} column {e.colno}."
-                + _HINT
+                f"the reply contains JSON that does not parse: {e.msg} at line {e.lineno} column {e.colno}." + _HINT
             )
         if self.other_keys is not None:
             return InvalidProposal(

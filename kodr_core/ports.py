@@ -103,9 +103,7 @@ class ModelPort(Protocol):
 class EventLog(Protocol):
     def load(self, run_id: str) -> list[RecordedEvent]: ...
 
-    def append(
-        self, run_id: str, expected_seq: int, events: Sequence[Event]
-    ) -> list[RecordedEvent]:
+    def append(self, run_id: str, expected_seq: int, events: Sequence[Event]) -> list[RecordedEvent]:
         """Append after ``expected_seq``; raises ConcurrencyConflict if it is not the last seq."""
 
     def put_blob(self, data: bytes) -> str:
@@ -239,9 +237,7 @@ class RunQueue(Protocol):
     def announce(self, run_id: str) -> None:
         """Tell idle workers a run is waiting."""
 
-    def append_seized(
-        self, run_id: str, owner: str, expected_seq: int, events: Sequence[Event]
-    ) -> list[RecordedEvent]:
+    def append_seized(self, run_id: str, owner: str, expected_seq: int, events: Sequence[Event]) -> list[RecordedEvent]:
         """Take the run's lease from whoever holds it and append under it (fences the holder)."""
 
     def list_runs(self, state: str | None = None, limit: int = 50, offset: int = 0) -> list[RunRow]: ...

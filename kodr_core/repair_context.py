@@ -368,7 +368,9 @@ def build_repair_context(
     frames = [p for p in failing if p not in failing_tests]
     names = [str(c.get("name") or "") for c in compact]
     evidence = _evidence_lines(
-        [dict(c, stack=short_stack(r.get("stack"), 200, workspace_root)) for c, r in zip(compact, raw, strict=False)], files)
+        [dict(c, stack=short_stack(r.get("stack"), 200, workspace_root)) for c, r in zip(compact, raw, strict=False)],
+        files,
+    )
 
     test_siblings = [s for p in failing_tests for s in siblings_of(p, files)]
     closure: Closure = import_closure([*failing_tests, *test_siblings, *frames], files, read)

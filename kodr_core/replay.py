@@ -45,8 +45,16 @@ def check(run_id: str, records: Iterable[ev.RecordedEvent]) -> ReplayReport:
         expected = rec.seq + 1
         e = rec.event
         if isinstance(e, ev.StateChanged):
-            report.timeline.append({"seq": rec.seq, "at": rec.recorded_at, "from": e.from_state,
-                                    "to": e.to_state, "trigger": e.trigger, "reason": e.reason})
+            report.timeline.append(
+                {
+                    "seq": rec.seq,
+                    "at": rec.recorded_at,
+                    "from": e.from_state,
+                    "to": e.to_state,
+                    "trigger": e.trigger,
+                    "reason": e.reason,
+                }
+            )
         try:
             projection = project_onto(projection, run_id, (rec,))
         except KodrError as exc:

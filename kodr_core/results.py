@@ -66,9 +66,7 @@ class Parser(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore"
-    )
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     def dump(self) -> dict[str, Any]:
         """The documented camelCase JSON shape (what events store and artifacts show)."""
@@ -225,7 +223,10 @@ class InstallResult(_Model):
         """The first non-blank stderr line of the failing step: the one line a user needs."""
         for text in (self.stderr_tail, self.stdout_tail, self.error or ""):
             lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("…")]
-            pick = next((l for l in lines if re.match(r"^(?:\w+ )?(?:error|fatal)\b", l, re.IGNORECASE)), lines[0] if lines else "")
+            pick = next(
+                (l for l in lines if re.match(r"^(?:\w+ )?(?:error|fatal)\b", l, re.IGNORECASE)),
+                lines[0] if lines else "",
+            )
             if pick:
                 return pick[:200]
         return ""
@@ -279,8 +280,10 @@ def no_verification_cause(
         return NoVerificationCause.RUNNER_MISSING, result.error
     text = f"{result.stderr}\n{result.stdout}"
     missing = _MISSING.search(text)
-    if missing and (runner in _PYTHON_RUNNERS or result.exit_code not in (0, None)) and not (
-        missing["mod"] and missing["mod"] != runner and runner in _PYTHON_RUNNERS
+    if (
+        missing
+        and (runner in _PYTHON_RUNNERS or result.exit_code not in (0, None))
+        and not (missing["mod"] and missing["mod"] != runner and runner in _PYTHON_RUNNERS)
     ):
         what = missing["mod"] or missing["cmd"] or missing["js"] or missing["npx"] or runner
         if what == runner and runner in _PYTHON_RUNNERS:
@@ -288,18 +291,22 @@ def no_verification_cause(
         line = next((l.strip() for l in text.splitlines() if missing.group(0) in l), missing.group(0))
         return NoVerificationCause.RUNNER_MISSING, f"{what} not installed in the project ({line[:200]})"
     if runner == "pytest" and result.exit_code == 4:
-        said = next((l.strip() for l in text.splitlines() if ": error: " in l), "") or _first_line(result.stderr, result.stdout)
+        said = next((l.strip() for l in text.splitlines() if ": error: " in l), "") or _first_line(
+            result.stderr, result.stdout
+        )
         return NoVerificationCause.USAGE_ERROR, f"pytest usage error (exit 4): {said[:200]}"
     if runner == "pytest" and result.exit_code == 5:
         return NoVerificationCause.NO_TESTS, "pytest collected no tests (exit 5)"
     if report is not None:
         if result.exit_code not in (0, None):
             return NoVerificationCause.RUNNER_CRASHED, (
-                f"{runner} exit {result.exit_code} before any test ran: {_first_line(result.stderr, result.stdout)}")
+                f"{runner} exit {result.exit_code} before any test ran: {_first_line(result.stderr, result.stdout)}"
+            )
         return NoVerificationCause.NO_TESTS, f"{runner} ran no tests"
     if result.exit_code not in (0, None):
         return NoVerificationCause.RUNNER_CRASHED, (
-            f"{runner} exit {result.exit_code} without a test report: {_first_line(result.stderr, result.stdout)}")
+            f"{runner} exit {result.exit_code} without a test report: {_first_line(result.stderr, result.stdout)}"
+        )
     return NoVerificationCause.OUTPUT_UNREADABLE, f"no test results could be read from the output of {runner}"
 
 

@@ -113,19 +113,36 @@ class Metrics(BaseModel):
 
 def summary(run: Run, row: RunRow | None = None) -> RunSummary:
     return RunSummary(
-        run_id=run.run_id, state=run.state.value, outcome=run.outcome, reason=run.reason,
-        heal_turn=run.heal_turn, last_seq=run.last_seq, task=run.task, mode=run.mode,
-        workspace=run.workspace, options=dict(run.options), created_at=run.created_at,
-        updated_at=run.updated_at, facts=dict(run.transitions[-1].facts) if run.transitions else {},
-        lease_owner=row.lease_owner if row else None, lease_epoch=row.lease_epoch if row else 0,
+        run_id=run.run_id,
+        state=run.state.value,
+        outcome=run.outcome,
+        reason=run.reason,
+        heal_turn=run.heal_turn,
+        last_seq=run.last_seq,
+        task=run.task,
+        mode=run.mode,
+        workspace=run.workspace,
+        options=dict(run.options),
+        created_at=run.created_at,
+        updated_at=run.updated_at,
+        facts=dict(run.transitions[-1].facts) if run.transitions else {},
+        lease_owner=row.lease_owner if row else None,
+        lease_epoch=row.lease_epoch if row else 0,
     )
 
 
 def event_view(rec: ev.RecordedEvent, writer: str | None = None, epoch: int | None = None) -> EventView:
     return EventView(
-        run_id=rec.run_id, seq=rec.seq, type=rec.type, schema_version=rec.event.VERSION,
-        recorded_at=rec.recorded_at, data=rec.event.payload(), prev_hash=rec.prev_hash, hash=rec.hash,
-        writer=writer, lease_epoch=epoch,
+        run_id=rec.run_id,
+        seq=rec.seq,
+        type=rec.type,
+        schema_version=rec.event.VERSION,
+        recorded_at=rec.recorded_at,
+        data=rec.event.payload(),
+        prev_hash=rec.prev_hash,
+        hash=rec.hash,
+        writer=writer,
+        lease_epoch=epoch,
     )
 
 
@@ -176,8 +193,12 @@ class Service:
             if run.state in TERMINAL:
                 raise RunConflict(f"run {run_id} already ended {run.state.value} ({run.reason}); nothing to cancel")
             event = ev.StateChanged(
-                from_state=run.state.value, to_state=State.FAILED.value, trigger="fail",
-                heal_turn=run.heal_turn, outcome=State.FAILED.value, reason=Reason.CANCELLED.value,
+                from_state=run.state.value,
+                to_state=State.FAILED.value,
+                trigger="fail",
+                heal_turn=run.heal_turn,
+                outcome=State.FAILED.value,
+                reason=Reason.CANCELLED.value,
                 facts={"by": self.actor, "interrupted": run.pending.key if run.pending else None},
             )
             try:
@@ -205,10 +226,22 @@ class Service:
         if state is not None and state not in {s.value for s in State}:
             raise UsageError(f"state: {state!r} is not a run state ({', '.join(s.value for s in State)})")
         rows = self.queue.list_runs(state, limit, offset)
-        items = [RunListItem(run_id=r.run_id, state=r.state, outcome=r.outcome, reason=r.reason,
-                             heal_turn=r.heal_turn, last_seq=r.last_seq, task=r.task, mode=r.mode,
-                             created_at=r.created_at, updated_at=r.updated_at, lease_owner=r.lease_owner)
-                 for r in rows]
+        items = [
+            RunListItem(
+                run_id=r.run_id,
+                state=r.state,
+                outcome=r.outcome,
+                reason=r.reason,
+                heal_turn=r.heal_turn,
+                last_seq=r.last_seq,
+                task=r.task,
+                mode=r.mode,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+                lease_owner=r.lease_owner,
+            )
+            for r in rows
+        ]
         return RunPage(runs=items, limit=limit, offset=offset)
 
     def fold(self, ref: str) -> tuple[list[ev.RecordedEvent], Run]:
@@ -224,8 +257,7 @@ class Service:
         run_id = self.queue.resolve(ref)
         records = self.queue.load_after(run_id, after)
         writers = self.queue.writers(run_id) if records else {}
-        return [event_view(r, *((w.owner, w.epoch) if (w := writers.get(r.seq)) else (None, None)))
-                for r in records]
+        return [event_view(r, *((w.owner, w.epoch) if (w := writers.get(r.seq)) else (None, None))) for r in records]
 
     def explain(self, ref: str) -> dict[str, Any]:
         return explain_run(self.fold(ref)[1])
@@ -233,8 +265,15 @@ class Service:
     def replay(self, ref: str) -> ReplayView:
         records, run = self.fold(ref)
         r = check(run.run_id, records)
-        return ReplayView(run_id=r.run_id, events=r.events, ok=r.ok, state=r.state, reason=r.reason,
-                          illegal=r.illegal, timeline=r.timeline)
+        return ReplayView(
+            run_id=r.run_id,
+            events=r.events,
+            ok=r.ok,
+            state=r.state,
+            reason=r.reason,
+            illegal=r.illegal,
+            timeline=r.timeline,
+        )
 
     def manifest(self, ref: str, at_seq: int | None = None) -> dict[str, str]:
         """The workspace files (path -> blob sha256) as the history says they were at ``at_seq``."""
@@ -253,13 +292,22 @@ class Service:
                 continue
             before = t.manifest_before if t.manifest_before is not None else run.base_snapshot
             paths = [f["path"] for f in t.writes.files]
-            out.append(TurnDiff(turn=t.n, files=list(t.writes.files),
-                                diff=unified_diff(before, t.writes.manifest, self.queue.get_blob, paths)))
+            out.append(
+                TurnDiff(
+                    turn=t.n,
+                    files=list(t.writes.files),
+                    diff=unified_diff(before, t.writes.manifest, self.queue.get_blob, paths),
+                )
+            )
         return out
 
     def metrics(self) -> Metrics:
         seconds: dict[str, list[float]] = {"model": [], "install": [], "tests": []}
         for t in self.queue.step_timings():
             seconds.setdefault(t.kind, []).append(t.seconds)
-        return Metrics(runs_by_state=self.queue.count_by_state(), queue_depth=self.queue.queue_depth(),
-                       heal_turns=self.queue.heal_turns(), step_seconds=seconds)
+        return Metrics(
+            runs_by_state=self.queue.count_by_state(),
+            queue_depth=self.queue.queue_depth(),
+            heal_turns=self.queue.heal_turns(),
+            step_seconds=seconds,
+        )

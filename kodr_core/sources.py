@@ -178,11 +178,24 @@ def _check_overrides(node: object, where: str) -> list[str]:
 
 #: ``.npmrc`` keys a project may set: output and save style, never where code comes
 #: from, where it goes, or what runs it.
-NPMRC_ALLOWED = frozenset({
-    "save-exact", "save-prefix", "engine-strict", "legacy-peer-deps", "strict-peer-deps",
-    "fund", "audit", "loglevel", "progress", "update-notifier", "package-lock", "lockfile-version",
-    "color", "unicode",
-})
+NPMRC_ALLOWED = frozenset(
+    {
+        "save-exact",
+        "save-prefix",
+        "engine-strict",
+        "legacy-peer-deps",
+        "strict-peer-deps",
+        "fund",
+        "audit",
+        "loglevel",
+        "progress",
+        "update-notifier",
+        "package-lock",
+        "lockfile-version",
+        "color",
+        "unicode",
+    }
+)
 YARNRC_YML_ALLOWED = frozenset({"nodeLinker", "enableTelemetry", "enableProgressBars"})
 PNPM_WORKSPACE_ALLOWED = frozenset({"packages"})
 #: Config files refused whatever they say: kodr never runs the tool that reads them,
@@ -227,13 +240,19 @@ def _yaml_top_keys(text: str) -> list[tuple[int, str]]:
 
 
 def check_yarnrc_yml(text: str, name: str = ".yarnrc.yml") -> list[str]:
-    return [f"{name} line {n}: setting {k!r} is refused (only {', '.join(sorted(YARNRC_YML_ALLOWED))})"
-            for n, k in _yaml_top_keys(text) if k not in YARNRC_YML_ALLOWED]
+    return [
+        f"{name} line {n}: setting {k!r} is refused (only {', '.join(sorted(YARNRC_YML_ALLOWED))})"
+        for n, k in _yaml_top_keys(text)
+        if k not in YARNRC_YML_ALLOWED
+    ]
 
 
 def check_pnpm_workspace(text: str, name: str = "pnpm-workspace.yaml") -> list[str]:
-    problems = [f"{name} line {n}: setting {k!r} is refused (only 'packages')"
-                for n, k in _yaml_top_keys(text) if k not in PNPM_WORKSPACE_ALLOWED]
+    problems = [
+        f"{name} line {n}: setting {k!r} is refused (only 'packages')"
+        for n, k in _yaml_top_keys(text)
+        if k not in PNPM_WORKSPACE_ALLOWED
+    ]
     for n, raw in enumerate(text.splitlines(), 1):
         item = raw.strip()
         if item.startswith("- ") and path_leaves(item[2:].strip().strip("'\"").lstrip("!")):
@@ -244,7 +263,9 @@ def check_pnpm_workspace(text: str, name: str = "pnpm-workspace.yaml") -> list[s
 # -- lockfiles ----------------------------------------------------------------------
 
 
-def check_package_lock(text: str, sources: DependencySources = DEFAULT_SOURCES, name: str = "package-lock.json") -> list[str]:
+def check_package_lock(
+    text: str, sources: DependencySources = DEFAULT_SOURCES, name: str = "package-lock.json"
+) -> list[str]:
     """Every entry resolves under the configured registry with an ``integrity`` hash."""
     try:
         data = json.loads(text)
@@ -266,7 +287,9 @@ def check_package_lock(text: str, sources: DependencySources = DEFAULT_SOURCES, 
             return
         resolved, integrity = e.get("resolved"), e.get("integrity")
         if resolved is not None and (not isinstance(resolved, str) or not resolved.startswith(prefixes)):
-            problems.append(f"{name} {where}: resolved {resolved!r} is not on the configured registry {sources.npm_registry}")
+            problems.append(
+                f"{name} {where}: resolved {resolved!r} is not on the configured registry {sources.npm_registry}"
+            )
         if not isinstance(integrity, str) or not integrity.strip():
             problems.append(f"{name} {where}: no integrity hash")
 
@@ -355,7 +378,7 @@ def check_uv_lock(text: str, sources: DependencySources = DEFAULT_SOURCES, name:
         if not isinstance(src, dict) or len(src) != 1:
             problems.append(f"{who}: source {src!r} is not one registry or workspace path")
             continue
-        (kind, where), = src.items()
+        ((kind, where),) = src.items()
         if kind in ("editable", "virtual", "directory", "path"):
             if not isinstance(where, str) or path_leaves(where):
                 problems.append(f"{who}: {kind} {where!r} points outside the workspace")
@@ -380,8 +403,21 @@ def check_uv_lock(text: str, sources: DependencySources = DEFAULT_SOURCES, name:
 # -- Python manifests ---------------------------------------------------------------
 
 #: pip/uv options that change where code comes from, or read more files.
-_REQ_REFUSED_OPTIONS = ("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host",
-                        "-e", "--editable", "-r", "--requirement", "-c", "--constraint", "--no-index")
+_REQ_REFUSED_OPTIONS = (
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "--trusted-host",
+    "-e",
+    "--editable",
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "--no-index",
+)
 _REQ_REMOTE = re.compile(r"(^|@\s*|\s)(git\+|hg\+|svn\+|bzr\+|https?://|ftp://|file:)", re.IGNORECASE)
 #: ``name[extras] @ target``: a PEP 508 direct reference.
 _DIRECT_REF = re.compile(r"^\s*[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@\s*(\S+)")
@@ -395,9 +431,15 @@ def requirement_problem(req: str) -> str | None:
     m = _DIRECT_REF.match(req)
     if m:
         target = m.group(2).split(";", 1)[0]
-        return "is a direct reference to a path outside the workspace" if path_leaves(target) else (
-            "is a direct reference (only index packages and workspace paths are installed)"
-            if "://" in target or ":" in target else None)
+        return (
+            "is a direct reference to a path outside the workspace"
+            if path_leaves(target)
+            else (
+                "is a direct reference (only index packages and workspace paths are installed)"
+                if "://" in target or ":" in target
+                else None
+            )
+        )
     if req.startswith((".", "/", "~")) or re.match(r"^[a-zA-Z]:[\\/]", req):
         return "is a local path" + (" outside the workspace" if path_leaves(req) else "")
     return None
@@ -429,10 +471,19 @@ def check_requirements_txt(text: str, name: str = "requirements.txt") -> list[st
 
 #: ``[tool.uv]`` keys a project may set: dependency lists (each entry checked) and
 #: workspace layout; never indexes, caches, build settings or where Python comes from.
-TOOL_UV_ALLOWED = frozenset({
-    "package", "dev-dependencies", "override-dependencies", "constraint-dependencies",
-    "sources", "workspace", "default-groups", "managed", "conflicts",
-})
+TOOL_UV_ALLOWED = frozenset(
+    {
+        "package",
+        "dev-dependencies",
+        "override-dependencies",
+        "constraint-dependencies",
+        "sources",
+        "workspace",
+        "default-groups",
+        "managed",
+        "conflicts",
+    }
+)
 
 
 def _table(value: object) -> dict[str, Any]:

@@ -19,9 +19,7 @@ class State(StrEnum):
     TIMED_OUT = "timed_out"
 
 
-TERMINAL: frozenset[State] = frozenset(
-    {State.PROPOSED, State.PASSED, State.FAILED, State.STALLED, State.TIMED_OUT}
-)
+TERMINAL: frozenset[State] = frozenset({State.PROPOSED, State.PASSED, State.FAILED, State.STALLED, State.TIMED_OUT})
 
 
 class Reason(StrEnum):

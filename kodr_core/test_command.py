@@ -63,23 +63,81 @@ ALLOWED = (
 #: Flags accepted after ``npx <runner>``; True when it takes a value. Nothing that loads code
 #: (config, setup files, --require, reporters) or changes where results go.
 NPX_RUNNER_FLAGS: dict[str, dict[str, bool]] = {
-    "mocha": {"--recursive": False, "--bail": False, "-b": False, "--exit": False, "--timeout": True, "-t": True,
-              "--grep": True, "-g": True, "--fgrep": True, "--invert": False, "--extension": True,
-              "--spec": True, "--sort": False, "--check-leaks": False, "--retries": True},
-    "jest": {"--ci": False, "--runInBand": False, "-i": False, "--bail": False, "--testNamePattern": True,
-             "-t": True, "--testPathPattern": True, "--verbose": False, "--silent": False,
-             "--maxWorkers": True, "-w": True, "--testTimeout": True},
-    "vitest": {"--bail": True, "--testNamePattern": True, "-t": True, "--silent": False,
-               "--testTimeout": True, "--maxWorkers": True, "--no-file-parallelism": False},
+    "mocha": {
+        "--recursive": False,
+        "--bail": False,
+        "-b": False,
+        "--exit": False,
+        "--timeout": True,
+        "-t": True,
+        "--grep": True,
+        "-g": True,
+        "--fgrep": True,
+        "--invert": False,
+        "--extension": True,
+        "--spec": True,
+        "--sort": False,
+        "--check-leaks": False,
+        "--retries": True,
+    },
+    "jest": {
+        "--ci": False,
+        "--runInBand": False,
+        "-i": False,
+        "--bail": False,
+        "--testNamePattern": True,
+        "-t": True,
+        "--testPathPattern": True,
+        "--verbose": False,
+        "--silent": False,
+        "--maxWorkers": True,
+        "-w": True,
+        "--testTimeout": True,
+    },
+    "vitest": {
+        "--bail": True,
+        "--testNamePattern": True,
+        "-t": True,
+        "--silent": False,
+        "--testTimeout": True,
+        "--maxWorkers": True,
+        "--no-file-parallelism": False,
+    },
     "tape": {},
-    "ava": {"--serial": False, "-s": False, "--fail-fast": False, "--match": True, "-m": True,
-            "--timeout": True, "-T": True, "--verbose": False, "-v": False, "--concurrency": True, "-c": True},
+    "ava": {
+        "--serial": False,
+        "-s": False,
+        "--fail-fast": False,
+        "--match": True,
+        "-m": True,
+        "--timeout": True,
+        "-T": True,
+        "--verbose": False,
+        "-v": False,
+        "--concurrency": True,
+        "-c": True,
+    },
 }
 #: ``python -m unittest`` flags (``discover`` takes -s/-p/-t); True when it takes a value.
-UNITTEST_FLAGS = {"-v": False, "-q": False, "-f": False, "--failfast": False, "-b": False, "--buffer": False,
-                  "-c": False, "--catch": False, "-k": True, "--locals": False, "--durations": True,
-                  "-s": True, "--start-directory": True, "-p": True, "--pattern": True,
-                  "-t": True, "--top-level-directory": True}
+UNITTEST_FLAGS = {
+    "-v": False,
+    "-q": False,
+    "-f": False,
+    "--failfast": False,
+    "-b": False,
+    "--buffer": False,
+    "-c": False,
+    "--catch": False,
+    "-k": True,
+    "--locals": False,
+    "--durations": True,
+    "-s": True,
+    "--start-directory": True,
+    "-p": True,
+    "--pattern": True,
+    "-t": True,
+    "--top-level-directory": True,
+}
 _SCRIPT_NAME = re.compile(r"[\w][\w:.-]*")
 _SCRIPT_ARG = re.compile(r"[\w@%+=:,./-]+")
 NPM_DEFAULT_TEST = 'echo "Error: no test specified" && exit 1'
@@ -98,9 +156,31 @@ NODE_TEST_FLAGS = {
 #: pytest options that take their value as the next argument (so it is not a path).
 PYTEST_VALUE_OPTS = frozenset(
     [
-        "-k", "-m", "-o", "-c", "-W", "-r", "-n", "--deselect", "--ignore", "--ignore-glob", "--rootdir",
-        "--maxfail", "--tb", "--durations", "--basetemp", "--confcutdir", "--import-mode", "--log-level",
-        "--override-ini", "--config-file", "--capture", "--junit-prefix", "--timeout", "--color", "--log-cli-level",
+        "-k",
+        "-m",
+        "-o",
+        "-c",
+        "-W",
+        "-r",
+        "-n",
+        "--deselect",
+        "--ignore",
+        "--ignore-glob",
+        "--rootdir",
+        "--maxfail",
+        "--tb",
+        "--durations",
+        "--basetemp",
+        "--confcutdir",
+        "--import-mode",
+        "--log-level",
+        "--override-ini",
+        "--config-file",
+        "--capture",
+        "--junit-prefix",
+        "--timeout",
+        "--color",
+        "--log-cli-level",
     ]
 )
 PYTEST_REFUSED = ("--pyargs", "--junitxml", "--junit-xml", "--result-log")
@@ -120,9 +200,7 @@ class TestCommand:
 
 
 def _refuse(command: str, why: str) -> UsageError:
-    return UsageError(
-        f"test command {command!r} refused: {why}. Allowed: " + "; ".join(ALLOWED)
-    )
+    return UsageError(f"test command {command!r} refused: {why}. Allowed: " + "; ".join(ALLOWED))
 
 
 def check_arg(arg: str) -> str | None:
@@ -256,8 +334,17 @@ def _check_pytest_args(s: str, args: list[str]) -> None:
         name = a.split("=", 1)[0]
         if name in PYTEST_REFUSED:
             raise _refuse(s, f"pytest option {name!r} is not allowed")
-        value = a.split("=", 1)[1] if name == "--override-ini" and "=" in a else (
-            args[i + 1] if a in ("-o", "--override-ini") and i + 1 < len(args) else a[2:] if a.startswith("-o") else "")
+        value = (
+            a.split("=", 1)[1]
+            if name == "--override-ini" and "=" in a
+            else (
+                args[i + 1]
+                if a in ("-o", "--override-ini") and i + 1 < len(args)
+                else a[2:]
+                if a.startswith("-o")
+                else ""
+            )
+        )
         if value.replace(" ", "").startswith("addopts="):
             raise _refuse(s, "overriding pytest's addopts ('-o addopts=…') is not allowed")
         if a == "-p" or (a.startswith("-p") and not a.startswith("--")):
@@ -290,7 +377,9 @@ def _refuse_pytest_overrides(s: str, args: list[str]) -> None:
                 if c == "c":
                     raise _refuse(s, "pytest option '-c' (another config file) is not allowed")
                 if c == "o" and value.split("=", 1)[0].strip() not in PYTEST_INI_ALLOWED:
-                    raise _refuse(s, f"pytest '-o {value}' is not allowed (only {', '.join(sorted(PYTEST_INI_ALLOWED))})")
+                    raise _refuse(
+                        s, f"pytest '-o {value}' is not allowed (only {', '.join(sorted(PYTEST_INI_ALLOWED))})"
+                    )
                 if c == "p" and not value.startswith("no:"):
                     raise _refuse(s, "pytest plugin loading ('-p <plugin>') is not allowed; '-p no:<plugin>' is")
                 break
@@ -328,9 +417,7 @@ def detect_test_command(files: set[str], package_json: Mapping[str, Any] | None)
     if isinstance(test, str) and test.strip() and "no test specified" not in test:
         return TestCommand(["npm", "test"], "npm")
     names = [
-        n
-        for n in (f.replace("\\", "/") for f in files)
-        if not any(d in "/" + n for d in ("/node_modules/", "/.venv/"))
+        n for n in (f.replace("\\", "/") for f in files) if not any(d in "/" + n for d in ("/node_modules/", "/.venv/"))
     ]
     base = [n.rsplit("/", 1)[-1] for n in names]
     if any(fnmatch.fnmatch(b, g) for b in base for g in NODE_TEST_GLOBS if "/" not in g) or any(
@@ -389,13 +476,17 @@ def plan_test_run(
         if only_files:
             drop = set(_pytest_positionals(args))
             args = [a for i, a in enumerate(args) if i not in drop] + list(only_files)
-        argv = argv[:head] + args + [
-            f"--junitxml={junit_path}",
-            "-o",
-            "junit_family=xunit1",
-            "-p",
-            "no:cacheprovider",
-        ]
+        argv = (
+            argv[:head]
+            + args
+            + [
+                f"--junitxml={junit_path}",
+                "-o",
+                "junit_family=xunit1",
+                "-p",
+                "no:cacheprovider",
+            ]
+        )
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         return argv, env
     if cmd.kind == "unittest":

@@ -134,7 +134,10 @@ def _js_lines(text: str, names: list[str], kind: str) -> set[int] | None:
     hit = False
     for node in tree.root_node.named_children:  # top level: imports, requires, helpers that are small
         rows = node.end_point.row - node.start_point.row + 1
-        if node.type in ("import_statement", "lexical_declaration", "variable_declaration") and rows <= MAX_HEADER_LINES:
+        if (
+            node.type in ("import_statement", "lexical_declaration", "variable_declaration")
+            and rows <= MAX_HEADER_LINES
+        ):
             keep |= set(range(node.start_point.row + 1, node.end_point.row + 2))
     stack = [tree.root_node]
     while stack:

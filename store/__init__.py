@@ -7,10 +7,18 @@ from importlib import import_module
 from typing import Any
 
 _HOME = {
-    "database_url": "store.database", "default_url": "store.database", "normalise_url": "store.database",
-    "open_store": "store.database", "upgrade": "store.database", "BlobNotFound": "store.errors",
-    "EventStore": "store.event_store", "ChainReport": "store.hashchain", "verify_chain": "store.hashchain",
-    "Lease": "store.leases", "is_local_owner_dead": "store.leases", "owner_id": "store.leases",
+    "database_url": "store.database",
+    "default_url": "store.database",
+    "normalise_url": "store.database",
+    "open_store": "store.database",
+    "upgrade": "store.database",
+    "BlobNotFound": "store.errors",
+    "EventStore": "store.event_store",
+    "ChainReport": "store.hashchain",
+    "verify_chain": "store.hashchain",
+    "Lease": "store.leases",
+    "is_local_owner_dead": "store.leases",
+    "owner_id": "store.leases",
 }
 
 

@@ -46,9 +46,7 @@ def _mac(key: bytes, run_id: str, seq: int, digest: str) -> str:
 class HeadAnchors:
     """``head.json`` files under ``root``; ``required`` says every run must have one."""
 
-    def __init__(
-        self, root: str | os.PathLike[str], *, key: bytes | None = None, required: bool = True
-    ) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, key: bytes | None = None, required: bool = True) -> None:
         self.root = Path(root)
         self.key = key
         self.required = required

@@ -136,9 +136,7 @@ def _url_of(engine: sa.Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
 
 
-def upgrade(
-    url: str, revision: str = "head", *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
-) -> None:
+def upgrade(url: str, revision: str = "head", *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
     """Run the migrations up to ``revision`` (``kodr db upgrade``)."""
     engine = engine_for(url, busy_timeout_ms)
     try:
@@ -190,12 +188,7 @@ def default_anchors(url: sa.URL, anchor_dir: str | Path | None) -> HeadAnchors |
     key = audit_key()
     if anchor_dir is not None:
         return HeadAnchors(anchor_dir, key=key, required=_is_sqlite(url))
-    if (
-        _is_sqlite(url)
-        and url.database
-        and url.database != ":memory:"
-        and ("mode=memory" not in str(url))
-    ):
+    if _is_sqlite(url) and url.database and url.database != ":memory:" and ("mode=memory" not in str(url)):
         return HeadAnchors(Path(url.database).expanduser().resolve().parent / "runs", key=key)
     return None
 
@@ -238,9 +231,7 @@ def open_store(
                 "not know: it was migrated by a newer kodr; upgrade kodr"
             )
         at = ", ".join(current) or "no revision"
-        raise StoreUnavailable(
-            f"database {display} is not migrated (at {at}, head is {head}): run `kodr db upgrade`"
-        )
+        raise StoreUnavailable(f"database {display} is not migrated (at {at}, head is {head}): run `kodr db upgrade`")
     return EventStore(
         engine,
         busy_timeout_ms=busy_timeout_ms,

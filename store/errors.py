@@ -59,16 +59,13 @@ def unavailable(
         detail = detail.replace(str(password), "***")
     probe = f"{type(orig).__name__} {detail}".lower()
     if any(p in probe for p in _NOT_MIGRATED):
-        return StoreUnavailable(
-            f"database {masked} is not migrated ({detail}): run `kodr db upgrade`"
-        )
+        return StoreUnavailable(f"database {masked} is not migrated ({detail}): run `kodr db upgrade`")
     if any(p in probe for p in _CORRUPT):
         return StoreCorrupt(f"database {masked} is corrupt: {detail}")
     if any(p in probe for p in _LOCKED):
         waited = f" for more than {busy_timeout_ms} ms" if busy_timeout_ms is not None else ""
         return StoreUnavailable(
-            f"database {masked} is locked: another process held it{waited} ({detail}); "
-            "retry when it is done"
+            f"database {masked} is locked: another process held it{waited} ({detail}); retry when it is done"
         )
     if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) or (
         isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated

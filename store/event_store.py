@@ -59,8 +59,7 @@ class _HotSQL:
 def _hot_sql(mark: str) -> _HotSQL:
     return _HotSQL(
         select=f"SELECT {', '.join(_HOT_COLUMNS)} FROM runs WHERE run_id = {mark}",
-        insert=f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})",
+        insert=f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})",
         advance=f"UPDATE runs SET {', '.join(f'{c} = {mark}' for c in _ADVANCED)}, "
         f"last_hash = {mark} WHERE run_id = {mark}",
     )
@@ -80,8 +79,6 @@ def _driver_errors(statement: str) -> Iterator[None]:
         if not isinstance(exc, base):
             raise
         raise sa_exc.DBAPIError.instance(statement, None, exc, base) from exc
-
-
 
 
 def utc_iso(dt: datetime) -> str:
@@ -225,19 +222,14 @@ class EventStore:
                     f"is {last_seq}; another writer owns the run"
                 )
             if lease is not None and (
-                stored is None
-                or (stored["lease_owner"], stored["lease_epoch"]) != (lease.owner, lease.epoch)
+                stored is None or (stored["lease_owner"], stored["lease_epoch"]) != (lease.owner, lease.epoch)
             ):
                 lost = _leases.check_fence(conn, lease)
                 if lost is not None:
-                    raise ConcurrencyConflict(
-                        f"run {run_id}: not appending seq {expected_seq + 1}: {lost.message}"
-                    )
+                    raise ConcurrencyConflict(f"run {run_id}: not appending seq {expected_seq + 1}: {lost.message}")
             rows, records = [], []
             for seq, event in enumerate(new, start=expected_seq + 1):
-                body = canonical_bytes(
-                    run_id, seq, event.TYPE, event.VERSION, recorded_at, event.payload()
-                )
+                body = canonical_bytes(run_id, seq, event.TYPE, event.VERSION, recorded_at, event.payload())
                 digest = chain_hash(prev, body, self.audit_key)
                 rows.append(
                     {
@@ -266,11 +258,7 @@ class EventStore:
                     f"run {run_id}: seq {expected_seq + 1} was appended by another writer; "
                     "this process no longer owns the run"
                 ) from exc
-            if (
-                has_row
-                and stored is not None
-                and all(projection[k] == stored[k] for k in _SET_ONCE)
-            ):
+            if has_row and stored is not None and all(projection[k] == stored[k] for k in _SET_ONCE):
                 with _driver_errors(sql.advance):
                     cur.execute(sql.advance, (*(projection[c] for c in _ADVANCED), prev, run_id))
             else:
@@ -280,9 +268,7 @@ class EventStore:
             self.anchors.write(run_id, records[-1].seq, prev)
         return records
 
-    def _rebuilt_row(
-        self, conn: sa.Connection, run_id: str, stored: dict[str, Any] | None
-    ) -> dict[str, Any] | None:
+    def _rebuilt_row(self, conn: sa.Connection, run_id: str, stored: dict[str, Any] | None) -> dict[str, Any] | None:
         """The projection from the events, for a run whose row is missing or predates last_hash.
 
         The slow path (a fold of the history), taken at most once per such run.
@@ -310,9 +296,7 @@ class EventStore:
     def load_after(self, run_id: str, seq: int) -> list[RecordedEvent]:
         return list(self.iter_events(run_id, after=seq))
 
-    def iter_events(
-        self, run_id: str, *, after: int = 0, batch: int = 1000
-    ) -> Iterator[RecordedEvent]:
+    def iter_events(self, run_id: str, *, after: int = 0, batch: int = 1000) -> Iterator[RecordedEvent]:
         """The run's events in order, read in pages of ``batch``: memory stays bounded.
 
         Each page is its own short read transaction (keyset on seq); the history is
@@ -352,14 +336,11 @@ class EventStore:
             data = json.loads(row.body)["data"]
             event = decode(row.type, row.schema_version, data)
         except StoreCorrupt as exc:
-            raise StoreCorrupt(
-                f"run {row.run_id} seq {row.seq} in {self.display_url}: {exc.message}"
-            ) from exc
+            raise StoreCorrupt(f"run {row.run_id} seq {row.seq} in {self.display_url}: {exc.message}") from exc
         except (ValueError, KeyError, TypeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StoreCorrupt(
-                f"run {row.run_id} seq {row.seq} in {self.display_url}: cannot decode its "
-                f"{row.type} event ({first})"
+                f"run {row.run_id} seq {row.seq} in {self.display_url}: cannot decode its {row.type} event ({first})"
             ) from exc
         return RecordedEvent(row.run_id, row.seq, event, row.recorded_at, row.prev_hash, row.hash)
 
@@ -376,9 +357,7 @@ class EventStore:
         Rows are streamed, so a long run is verified in bounded memory.
         """
         with self.transaction() as conn:
-            recorded = conn.execute(
-                sa.select(runs.c.last_seq, runs.c.last_hash).where(runs.c.run_id == run_id)
-            ).first()
+            recorded = conn.execute(sa.select(runs.c.last_seq, runs.c.last_hash).where(runs.c.run_id == run_id)).first()
         head = self.anchors.read(run_id) if self.anchors is not None else None
         report = verify_chain(self._iter_rows(run_id), self.audit_key)
         if report.checked == 0 and recorded is None and head is None and report.ok:
@@ -392,8 +371,7 @@ class EventStore:
 
         if recorded is not None and recorded.last_seq > n:
             return broken(
-                f"events end at seq {n} but the runs projection recorded seq "
-                f"{recorded.last_seq}: events were removed"
+                f"events end at seq {n} but the runs projection recorded seq {recorded.last_seq}: events were removed"
             )
         if head is not None:
             if head.seq > n:
@@ -408,13 +386,11 @@ class EventStore:
                     False,
                     head.seq - 1,
                     head.seq,
-                    f"seq {head.seq}: hash differs from the run's head anchor: the history "
-                    "was rewritten",
+                    f"seq {head.seq}: hash differs from the run's head anchor: the history was rewritten",
                 )
         elif self.anchors is not None and self.anchors.required and n:
             return broken(
-                f"the run's head anchor {self.anchors.path(run_id)} is missing: a cut tail "
-                "cannot be ruled out"
+                f"the run's head anchor {self.anchors.path(run_id)} is missing: a cut tail cannot be ruled out"
             )
         return report
 
@@ -444,9 +420,7 @@ class EventStore:
                 if hashlib.sha256(data).hexdigest() != row.sha256:
                     problems.append(f"blob {row.sha256}: content does not match its sha256")
                 elif len(data) != row.size:
-                    problems.append(
-                        f"blob {row.sha256}: size {row.size} recorded, {len(data)} held"
-                    )
+                    problems.append(f"blob {row.sha256}: size {row.size} recorded, {len(data)} held")
             if len(page) < batch:
                 return problems
             after = page[-1].sha256
@@ -469,8 +443,7 @@ class EventStore:
             ids = sorted(found)
         if not ids:
             raise StoreCorrupt(
-                f"database {self.display_url} holds no runs: nothing to verify (a new, emptied "
-                "or missing database)"
+                f"database {self.display_url} holds no runs: nothing to verify (a new, emptied or missing database)"
             )
         reports: dict[str, ChainReport] = {}
         for rid in ids:
@@ -503,10 +476,7 @@ class EventStore:
         with self.transaction(write=True) as conn:
             conn.execute(
                 self._insert(conn, blobs).on_conflict_do_nothing(index_elements=["sha256"]),
-                [
-                    {"sha256": k, "size": len(d), "data": d, "created_at": created}
-                    for k, d in unique.items()
-                ],
+                [{"sha256": k, "size": len(d), "data": d, "created_at": created} for k, d in unique.items()],
             )
         return shas
 
@@ -519,16 +489,11 @@ class EventStore:
 
     def has_blob(self, sha256: str) -> bool:
         with self.transaction() as conn:
-            return (
-                conn.execute(sa.select(blobs.c.sha256).where(blobs.c.sha256 == sha256)).first()
-                is not None
-            )
+            return conn.execute(sa.select(blobs.c.sha256).where(blobs.c.sha256 == sha256)).first() is not None
 
     # -- the runs projection ------------------------------------------------------
 
-    def _upsert_projection(
-        self, conn: sa.Connection, projection: dict[str, Any], last_hash: str
-    ) -> None:
+    def _upsert_projection(self, conn: sa.Connection, projection: dict[str, Any], last_hash: str) -> None:
         values = {k: projection[k] for k in PROJECTION_COLUMNS} | {"last_hash": last_hash}
         stmt = self._insert(conn, runs).values(**values)
         stmt = stmt.on_conflict_do_update(
@@ -555,11 +520,7 @@ class EventStore:
     def run_ids(self) -> list[str]:
         """Every run id that has events (the source of truth, not the projection), sorted."""
         with self.transaction() as conn:
-            return list(
-                conn.execute(
-                    sa.select(event_rows.c.run_id).distinct().order_by(event_rows.c.run_id)
-                ).scalars()
-            )
+            return list(conn.execute(sa.select(event_rows.c.run_id).distinct().order_by(event_rows.c.run_id)).scalars())
 
     def resolve(self, ref: str) -> str:
         """A run id from an exact id, a unique prefix, or ``last`` (the newest run)."""
@@ -587,9 +548,7 @@ class EventStore:
             raise RunNotFound(f"no run matches {ref!r} in {self.display_url} (see `kodr runs`)")
         if len(matches) > 1:
             shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
-            raise RunNotFound(
-                f"run prefix {ref!r} is ambiguous: it matches {shown}; give more characters"
-            )
+            raise RunNotFound(f"run prefix {ref!r} is ambiguous: it matches {shown}; give more characters")
         return str(matches[0])
 
     def rebuild_projection(self, run_id: str) -> dict[str, Any]:

@@ -29,14 +29,10 @@ _COLUMNS = ("run_id", "seq", "type", "schema_version", "recorded_at")
 
 def canonical(body: Mapping[str, Any]) -> bytes:
     """The one serialisation that is hashed and stored (sorted keys, no spaces, UTF-8)."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8"
-    )
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def canonical_bytes(
-    run_id: str, seq: int, type_: str, schema_version: int, recorded_at: str, data: Any
-) -> bytes:
+def canonical_bytes(run_id: str, seq: int, type_: str, schema_version: int, recorded_at: str, data: Any) -> bytes:
     return canonical(
         {
             "run_id": run_id,

@@ -78,18 +78,10 @@ def _held_message(run_id: str, owner: str, expires_at: float | None, now: float)
 
 
 def _free(owner: str | None, expires_at: float | None, claimant: str, now: float) -> bool:
-    return (
-        owner is None
-        or owner == claimant
-        or expires_at is None
-        or expires_at <= now
-        or is_local_owner_dead(owner)
-    )
+    return owner is None or owner == claimant or expires_at is None or expires_at <= now or is_local_owner_dead(owner)
 
 
-def _take(
-    conn: sa.Connection, run_id: str, owner: str, seen: int, ttl_s: float, now: float
-) -> Lease | None:
+def _take(conn: sa.Connection, run_id: str, owner: str, seen: int, ttl_s: float, now: float) -> Lease | None:
     expires = now + ttl_s
     result = conn.execute(
         runs.update()
@@ -103,9 +95,7 @@ def _lease_cols() -> sa.Select[Any]:
     return sa.select(runs.c.run_id, runs.c.lease_owner, runs.c.lease_epoch, runs.c.lease_expires_at)
 
 
-def claim(
-    conn: sa.Connection, run_id: str, owner: str, ttl_s: float, now: float | None = None
-) -> Lease:
+def claim(conn: sa.Connection, run_id: str, owner: str, ttl_s: float, now: float | None = None) -> Lease:
     now = time.time() if now is None else now
     # A named run waits for a concurrent claim to commit (briefly, under the lock timeout), so the
     # loser can name the winner; SKIP LOCKED is for claim_next, where any free run will do.
@@ -150,9 +140,7 @@ def heartbeat(conn: sa.Connection, lease: Lease, ttl_s: float, now: float | None
 
 def release(conn: sa.Connection, lease: Lease) -> bool:
     """Give the run up; False if the lease had already been taken over (nothing to do)."""
-    result = conn.execute(
-        runs.update().where(*_mine(lease)).values(lease_owner=None, lease_expires_at=None)
-    )
+    result = conn.execute(runs.update().where(*_mine(lease)).values(lease_owner=None, lease_expires_at=None))
     return result.rowcount == 1
 
 
@@ -162,9 +150,7 @@ def check_fence(conn: sa.Connection, lease: Lease) -> RunLocked | None:
     return None if row is not None else _lost(conn, lease)
 
 
-def claim_next(
-    conn: sa.Connection, owner: str, ttl_s: float, now: float | None = None
-) -> Lease | None:
+def claim_next(conn: sa.Connection, owner: str, ttl_s: float, now: float | None = None) -> Lease | None:
     """Claim the longest-idle non-terminal run whose lease is free or expired, if any."""
     now = time.time() if now is None else now
     row = conn.execute(

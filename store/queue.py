@@ -47,9 +47,7 @@ def channel_name(store: EventStore) -> str | None:
 def seize(conn: sa.Connection, run_id: str, owner: str, ttl_s: float, now: float | None = None) -> Lease:
     """Take the run's lease whoever holds it (a cancel): the holder's next append is fenced."""
     now = time.time() if now is None else now
-    row = conn.execute(
-        sa.select(runs.c.lease_epoch).where(runs.c.run_id == run_id).with_for_update()
-    ).first()
+    row = conn.execute(sa.select(runs.c.lease_epoch).where(runs.c.run_id == run_id).with_for_update()).first()
     if row is None:
         raise RunNotFound(f"no run {run_id!r}")
     expires = now + ttl_s
@@ -63,10 +61,20 @@ def seize(conn: sa.Connection, run_id: str, owner: str, ttl_s: float, now: float
 
 def _row(m: Any) -> RunRow:
     return RunRow(
-        run_id=m["run_id"], state=m["state"], outcome=m["outcome"], reason=m["reason"],
-        heal_turn=m["heal_turn"], last_seq=m["last_seq"], task=m["task"], mode=m["mode"],
-        workspace=m["workspace"], created_at=m["created_at"], updated_at=m["updated_at"],
-        lease_owner=m["lease_owner"], lease_epoch=m["lease_epoch"], lease_expires_at=m["lease_expires_at"],
+        run_id=m["run_id"],
+        state=m["state"],
+        outcome=m["outcome"],
+        reason=m["reason"],
+        heal_turn=m["heal_turn"],
+        last_seq=m["last_seq"],
+        task=m["task"],
+        mode=m["mode"],
+        workspace=m["workspace"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        lease_owner=m["lease_owner"],
+        lease_epoch=m["lease_epoch"],
+        lease_expires_at=m["lease_expires_at"],
     )
 
 
@@ -144,13 +152,21 @@ class RunQueue:
         """Non-terminal runs nobody holds a live lease on: what a worker would claim next."""
         now = time.time() if now is None else now
         with self.store.transaction() as conn:
-            return int(conn.execute(
-                sa.select(sa.func.count()).select_from(runs).where(
-                    runs.c.state.not_in(_TERMINAL),
-                    sa.or_(runs.c.lease_owner.is_(None), runs.c.lease_expires_at.is_(None),
-                           runs.c.lease_expires_at <= now),
-                )
-            ).scalar() or 0)
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(runs)
+                    .where(
+                        runs.c.state.not_in(_TERMINAL),
+                        sa.or_(
+                            runs.c.lease_owner.is_(None),
+                            runs.c.lease_expires_at.is_(None),
+                            runs.c.lease_expires_at <= now,
+                        ),
+                    )
+                ).scalar()
+                or 0
+            )
 
     def heal_turns(self) -> int:
         with self.store.transaction() as conn:
@@ -161,7 +177,8 @@ class RunQueue:
         with self.store.transaction() as conn:
             rows = conn.execute(
                 sa.select(event_rows.c.seq, event_rows.c.writer, event_rows.c.lease_epoch)
-                .where(event_rows.c.run_id == run_id).order_by(event_rows.c.seq)
+                .where(event_rows.c.run_id == run_id)
+                .order_by(event_rows.c.seq)
             ).all()
         return {r.seq: Writer(r.writer, r.lease_epoch) for r in rows}
 
@@ -170,7 +187,9 @@ class RunQueue:
         with self.store.transaction() as conn:
             rows = conn.execute(
                 sa.select(event_rows.c.type, event_rows.c.body)
-                .where(event_rows.c.type.in_(_TIMED)).order_by(event_rows.c.id.desc()).limit(limit)
+                .where(event_rows.c.type.in_(_TIMED))
+                .order_by(event_rows.c.id.desc())
+                .limit(limit)
             ).all()
         out = []
         for r in rows:

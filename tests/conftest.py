@@ -32,10 +32,7 @@ def postgres_admin_url() -> str:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
     except Exception as exc:
-        reason = (
-            f"PostgreSQL not reachable at {mask_url(url)} ({str(exc).splitlines()[0]}); "
-            "set KODR_TEST_POSTGRES_URL"
-        )
+        reason = f"PostgreSQL not reachable at {mask_url(url)} ({str(exc).splitlines()[0]}); set KODR_TEST_POSTGRES_URL"
         if os.environ.get("KODR_REQUIRE_POSTGRES") == "1":
             pytest.fail(reason + " (required by KODR_REQUIRE_POSTGRES=1)")
         pytest.skip(reason)

@@ -22,18 +22,42 @@ def _empty_or_absent(path: Path) -> bool:
 @cli.command()
 @click.argument("run_ref", required=False)
 @workspace_flag
-@click.option("--file", "history_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="replay a history saved by `kodr events RUN --json` instead of one in the store")
-@click.option("--materialize", "materialize_dir", type=click.Path(file_okay=False), default=None,
-              help="rebuild the workspace files into DIR")
+@click.option(
+    "--file",
+    "history_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="replay a history saved by `kodr events RUN --json` instead of one in the store",
+)
+@click.option(
+    "--materialize",
+    "materialize_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="rebuild the workspace files into DIR",
+)
 @click.option("--at", "at_seq", type=click.IntRange(1), default=None, help="with --materialize: as of this seq")
-@click.option("--rerun", "rerun_dir", type=click.Path(file_okay=False), default=None,
-              help="re-execute the run in DIR (empty or new) with the recorded model replies; report divergences")
+@click.option(
+    "--rerun",
+    "rerun_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="re-execute the run in DIR (empty or new) with the recorded model replies; report divergences",
+)
 @click.option("--force", is_flag=True, help="with --rerun or --materialize: write into a non-empty DIR")
 @json_flag
 @click.pass_context
-def replay(ctx: click.Context, run_ref: str | None, ws: str | None, history_file: str | None,
-           materialize_dir: str | None, at_seq: int | None, rerun_dir: str | None, force: bool, as_json: bool) -> None:
+def replay(
+    ctx: click.Context,
+    run_ref: str | None,
+    ws: str | None,
+    history_file: str | None,
+    materialize_dir: str | None,
+    at_seq: int | None,
+    rerun_dir: str | None,
+    force: bool,
+    as_json: bool,
+) -> None:
     """Check a run's history against today's machine (no side effects) and print its timeline."""
     from adapters import replay as rp
     from kodr_core.errors import UsageError
@@ -46,8 +70,10 @@ def replay(ctx: click.Context, run_ref: str | None, ws: str | None, history_file
         raise UsageError("--force only applies to --materialize or --rerun")
     for flag, target in (("--rerun", rerun_dir), ("--materialize", materialize_dir)):
         if target and not force and not _empty_or_absent(Path(target)):
-            raise UsageError(f"{flag} {target}: the directory is not empty; its files would be replaced "
-                             "(give an empty or new directory, or --force)")
+            raise UsageError(
+                f"{flag} {target}: the directory is not empty; its files would be replaced "
+                "(give an empty or new directory, or --force)"
+            )
     records: Any  # a list, or a stream when only checking
     if history_file:
         if materialize_dir or rerun_dir:
@@ -62,8 +88,15 @@ def replay(ctx: click.Context, run_ref: str | None, ws: str | None, history_file
     if at_seq is not None and at_seq > len(records):
         raise UsageError(f"--at {at_seq}: run {run_id} has {len(records)} events (give 1..{len(records)})")
     report = rp.check(run_id, records)
-    out: dict[str, Any] = {"run_id": run_id, "events": report.events, "ok": report.ok, "state": report.state,
-                           "reason": report.reason, "illegal": report.illegal, "timeline": report.timeline}
+    out: dict[str, Any] = {
+        "run_id": run_id,
+        "events": report.events,
+        "ok": report.ok,
+        "state": report.state,
+        "reason": report.reason,
+        "illegal": report.illegal,
+        "timeline": report.timeline,
+    }
     if materialize_dir and report.ok and app is not None:
         manifest = rp.materialize(records, app.store.get_blob, Path(materialize_dir), at_seq)
         out["materialized"] = {"dir": str(Path(materialize_dir).resolve()), "at": at_seq, "files": len(manifest)}
@@ -96,8 +129,13 @@ def _rerun(run_id: str, records: list[Any], app: Any, target: Path, as_json: boo
             new = new_app.drive(new_id, model, progress, options=options)
         finally:
             progress.close()
-    return {"run_id": new_id, "dir": str(target), "state": new.state.value, "reason": new.reason,
-            "divergences": rp.divergences(old, new)}
+    return {
+        "run_id": new_id,
+        "dir": str(target),
+        "state": new.state.value,
+        "reason": new.reason,
+        "divergences": rp.divergences(old, new),
+    }
 
 
 def _print_replay(out: dict[str, Any], report: Any, at_seq: int | None) -> None:
@@ -167,8 +205,9 @@ def verify(ctx: click.Context, run_ref: str | None, ws: str | None, as_json: boo
         click.echo(json.dumps(body, indent=2, default=str))
     else:
         for rid, r in reports.items():
-            click.echo(f"{rid}: ok ({r.checked} events)" if r.ok else
-                       f"{rid}: BROKEN at seq {r.first_broken_seq}: {r.problem}")
+            click.echo(
+                f"{rid}: ok ({r.checked} events)" if r.ok else f"{rid}: BROKEN at seq {r.first_broken_seq}: {r.problem}"
+            )
         for problem in found.blob_problems:
             click.echo(f"BROKEN {problem}")
     sys.exit(0 if found.ok else exits.CHECK_FAILED)

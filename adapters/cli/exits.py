@@ -49,10 +49,20 @@ TERMINATED = 143
 #: Every code a ``kodr`` process can exit with, and what it means: the README's table.
 MEANING: tuple[tuple[int, str], ...] = (
     (0, "`passed`, or `proposed` (`--dry-run`, `kodr plan`); any other command succeeded"),
-    (CHECK_FAILED, ("a check found a problem (`audit verify`: a broken chain; `replay`: an illegal history or a "
-                    "divergence), or an unexpected error (one line on stderr; `--log-level debug` for the traceback)")),
-    (USAGE, ("bad usage or refused input, before anything is recorded: an unknown flag value, a missing task, "
-             "an unusable provider configuration, a test command outside the allowlist")),
+    (
+        CHECK_FAILED,
+        (
+            "a check found a problem (`audit verify`: a broken chain; `replay`: an illegal history or a "
+            "divergence), or an unexpected error (one line on stderr; `--log-level debug` for the traceback)"
+        ),
+    ),
+    (
+        USAGE,
+        (
+            "bad usage or refused input, before anything is recorded: an unknown flag value, a missing task, "
+            "an unusable provider configuration, a test command outside the allowlist"
+        ),
+    ),
     (3, "an illegal transition in a stored history"),
     (4, "another live process owns the run, or is driving a run in this workspace"),
     (STORE, "the store is unavailable: locked, unreachable, not migrated, corrupt, unsupported URL"),

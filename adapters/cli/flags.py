@@ -22,9 +22,14 @@ if TYPE_CHECKING:
 F = Callable[..., Any]
 
 #: CLI flag names that differ from their RunOptions field.
-OPTION_OF_FLAG = {"model_name": "model", "repair_timeout": "repair_timeout_s", "model_timeout": "model_timeout_s",
-                  "test_timeout": "test_timeout_s", "stall_timeout": "stall_timeout_s",
-                  "install_timeout": "install_timeout_s"}
+OPTION_OF_FLAG = {
+    "model_name": "model",
+    "repair_timeout": "repair_timeout_s",
+    "model_timeout": "model_timeout_s",
+    "test_timeout": "test_timeout_s",
+    "stall_timeout": "stall_timeout_s",
+    "install_timeout": "install_timeout_s",
+}
 
 
 def workspace_flag(f: F) -> F:
@@ -40,11 +45,19 @@ def quiet_flag(f: F) -> F:
 
 
 def model_flags(f: F) -> F:
-    f = click.option("--provider", type=click.Choice(list(PRESETS)), default=None,
-                     help="model server preset (required unless --base-url is given)")(f)
+    f = click.option(
+        "--provider",
+        type=click.Choice(list(PRESETS)),
+        default=None,
+        help="model server preset (required unless --base-url is given)",
+    )(f)
     f = click.option("--base-url", default=None, help="OpenAI-compatible base URL, e.g. http://localhost:1234/v1")(f)
-    f = click.option("--model", "model_name", default=None, help="model id on the server (default: KODR_MODEL, "
-                     "else the server's first)")(f)
+    f = click.option(
+        "--model",
+        "model_name",
+        default=None,
+        help="model id on the server (default: KODR_MODEL, else the server's first)",
+    )(f)
     return f
 
 
@@ -53,27 +66,54 @@ def loop_flags(f: F) -> F:
     f = click.option("--test", "test_command", default=None, help="test command (allowlisted), e.g. 'npm test'")(f)
     f = click.option("--max-turns", type=click.IntRange(0, 50), default=None, help="repair turn budget (default 3)")(f)
     f = click.option("--repair-timeout", type=click.FloatRange(0.1), default=None, help="seconds per repair call")(f)
-    f = click.option("--model-timeout", type=click.FloatRange(0.1), default=None,
-                     help="seconds for the first proposal call")(f)
+    f = click.option(
+        "--model-timeout", type=click.FloatRange(0.1), default=None, help="seconds for the first proposal call"
+    )(f)
     f = click.option("--test-timeout", type=click.FloatRange(0.1), default=None, help="seconds per test run")(f)
-    f = click.option("--stall-timeout", type=click.FloatRange(0.1), default=None,
-                     help="seconds without a byte from the model server before a call is cancelled (default 120)")(f)
+    f = click.option(
+        "--stall-timeout",
+        type=click.FloatRange(0.1),
+        default=None,
+        help="seconds without a byte from the model server before a call is cancelled (default 120)",
+    )(f)
     f = click.option("--install-timeout", type=click.FloatRange(0.1), default=None, help="seconds per install")(f)
-    f = click.option("--deadline", "run_deadline_s", type=click.FloatRange(1), default=None,
-                     help="seconds for the whole run")(f)
-    f = click.option("--off-target", type=click.Choice(["strict", "lenient", "off"]), default=None,
-                     help="how the off-target-edit brake judges repairs")(f)
-    f = click.option("--keep-last", is_flag=True, default=None,
-                     help="a run that stops without passing keeps the last turn's files (default: the best turn's)")(f)
-    f = click.option("--local/--remote", "local", default=None,
-                     help="treat the model server as local or remote (default: from the preset or host)")(f)
-    f = click.option("--context-tokens", type=click.IntRange(256), default=None,
-                     help="the server's context window in tokens (default: asked from the server)")(f)
-    f = click.option("--sandbox", type=click.Choice(["auto", "required", "off"]), default=None,
-                     help="bubblewrap around installs and tests (default auto: when it works here)")(f)
+    f = click.option(
+        "--deadline", "run_deadline_s", type=click.FloatRange(1), default=None, help="seconds for the whole run"
+    )(f)
+    f = click.option(
+        "--off-target",
+        type=click.Choice(["strict", "lenient", "off"]),
+        default=None,
+        help="how the off-target-edit brake judges repairs",
+    )(f)
+    f = click.option(
+        "--keep-last",
+        is_flag=True,
+        default=None,
+        help="a run that stops without passing keeps the last turn's files (default: the best turn's)",
+    )(f)
+    f = click.option(
+        "--local/--remote",
+        "local",
+        default=None,
+        help="treat the model server as local or remote (default: from the preset or host)",
+    )(f)
+    f = click.option(
+        "--context-tokens",
+        type=click.IntRange(256),
+        default=None,
+        help="the server's context window in tokens (default: asked from the server)",
+    )(f)
+    f = click.option(
+        "--sandbox",
+        type=click.Choice(["auto", "required", "off"]),
+        default=None,
+        help="bubblewrap around installs and tests (default auto: when it works here)",
+    )(f)
     f = click.option("--test-network", is_flag=True, default=None, help="let tests reach the network")(f)
-    f = click.option("--allow-secret-files", is_flag=True, default=None,
-                     help="include .env*, *.pem, id_* … in snapshots and prompts")(f)
+    f = click.option(
+        "--allow-secret-files", is_flag=True, default=None, help="include .env*, *.pem, id_* … in snapshots and prompts"
+    )(f)
     f = json_flag(f)
     f = quiet_flag(f)
     return f

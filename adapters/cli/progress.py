@@ -74,9 +74,11 @@ class Progress:
             self.say(f"  {e.from_state} → {e.to_state}{turn} via {e.trigger}{tail}")
         elif rec.type == "TestsFinished":
             r = e.result
-            self.say(f"    tests ({e.scope}): {_get(r, 'passed')} passed, {_get(r, 'failed')} failed, "
-                     f"{_get(r, 'skipped')} skipped, exit {_get(r, 'exitCode', 'exit_code')}, "
-                     f"{_get(r, 'durationMs', 'duration_ms')} ms")
+            self.say(
+                f"    tests ({e.scope}): {_get(r, 'passed')} passed, {_get(r, 'failed')} failed, "
+                f"{_get(r, 'skipped')} skipped, exit {_get(r, 'exitCode', 'exit_code')}, "
+                f"{_get(r, 'durationMs', 'duration_ms')} ms"
+            )
         elif rec.type == "InstallFinished":
             r = e.result
             error = _get(r, "error")
@@ -102,8 +104,9 @@ class Progress:
         from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
         console = Console(file=self.stream, highlight=False, soft_wrap=True)
-        self._bar = Bar(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                        console=console, transient=True)
+        self._bar = Bar(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
+        )
         self._bar.start()
         self._task = self._bar.add_task(what, total=None)
 

@@ -23,8 +23,22 @@ if TYPE_CHECKING:
     from kodr_core.events import RecordedEvent
 
 #: Payload fields that are plumbing, not facts: left out of `kodr events`.
-_PLUMBING = {"key", "request_blob", "response_blob", "context_blob", "log_blob", "manifest", "base_snapshot",
-             "idempotency_key", "prev_hash", "hash", "logBlob", "startedAt", "finishedAt", "snapshot_skipped"}
+_PLUMBING = {
+    "key",
+    "request_blob",
+    "response_blob",
+    "context_blob",
+    "log_blob",
+    "manifest",
+    "base_snapshot",
+    "idempotency_key",
+    "prev_hash",
+    "hash",
+    "logBlob",
+    "startedAt",
+    "finishedAt",
+    "snapshot_skipped",
+}
 
 
 def workspace_of(ctx: click.Context, ws: str | None) -> str:
@@ -92,8 +106,10 @@ def runs(ctx: click.Context, ws: str | None, limit: int, all_runs: bool, as_json
     for r in rows:
         reason = f" ({r['reason']})" if r.get("reason") else ""
         task = " ".join(str(r.get("task") or "").split())
-        click.echo(f"{r['run_id']}  {r['state']}{reason}  turn {r['heal_turn']}  {r.get('created_at') or '-'}  "
-                   f"{r.get('workspace') or '-'}  {task[:60]}")
+        click.echo(
+            f"{r['run_id']}  {r['state']}{reason}  turn {r['heal_turn']}  {r.get('created_at') or '-'}  "
+            f"{r.get('workspace') or '-'}  {task[:60]}"
+        )
     if more:
         click.echo(f"(the newest {limit} shown: --limit N or --all for more)")
 
@@ -103,7 +119,8 @@ def _settings(options: dict[str, Any]) -> list[str]:
 
     full = RunOptions.of(options).model_dump()
     return [f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in full.items() if k != "plan"] + (
-        [f"plan=({len(full['plan'])} chars)"] if full.get("plan") else [])
+        [f"plan=({len(full['plan'])} chars)"] if full.get("plan") else []
+    )
 
 
 @cli.command()
@@ -118,13 +135,32 @@ def show(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> Non
 
     app, run_id, events = stream(ctx, ws, run_ref)
     run = fold(run_id, events)
-    data = summary(app, run) | {"task": run.task, "mode": run.mode, "workspace": run.workspace,
-                                "options": run.options, "created_at": run.created_at, "updated_at": run.updated_at}
+    data = summary(app, run) | {
+        "task": run.task,
+        "mode": run.mode,
+        "workspace": run.workspace,
+        "options": run.options,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+    }
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    for k in ("run_id", "state", "reason", "detail", "mode", "task", "workspace", "heal_turn", "last_seq",
-              "created_at", "updated_at", "artifacts", "next"):
+    for k in (
+        "run_id",
+        "state",
+        "reason",
+        "detail",
+        "mode",
+        "task",
+        "workspace",
+        "heal_turn",
+        "last_seq",
+        "created_at",
+        "updated_at",
+        "artifacts",
+        "next",
+    ):
         click.echo(f"{k:>11}: {data[k]}")
     import textwrap
 
@@ -143,8 +179,11 @@ def key_facts(rec: RecordedEvent) -> str:
         if k in _PLUMBING or v in (None, [], {}, ""):
             continue
         if isinstance(v, dict):
-            v = {kk: vv for kk, vv in v.items()
-                 if isinstance(vv, (int, float, str, bool)) and vv != "" and kk not in _PLUMBING}
+            v = {
+                kk: vv
+                for kk, vv in v.items()
+                if isinstance(vv, (int, float, str, bool)) and vv != "" and kk not in _PLUMBING
+            }
             shown = " ".join(f"{kk}={_short(vv)}" for kk, vv in list(v.items())[:8])
             parts.append(f"{k}{{{shown}}}")
         elif isinstance(v, list):
@@ -168,9 +207,19 @@ def events(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> N
     """The run's events, in order, each with its key facts."""
     _, records, _ = load(ctx, ws, run_ref)
     if as_json:
-        rows = [{"run_id": r.run_id, "seq": r.seq, "type": r.type, "schema_version": r.event.VERSION,
-                 "recorded_at": r.recorded_at, "data": r.event.payload(), "prev_hash": r.prev_hash,
-                 "hash": r.hash} for r in records]
+        rows = [
+            {
+                "run_id": r.run_id,
+                "seq": r.seq,
+                "type": r.type,
+                "schema_version": r.event.VERSION,
+                "recorded_at": r.recorded_at,
+                "data": r.event.payload(),
+                "prev_hash": r.prev_hash,
+                "hash": r.hash,
+            }
+            for r in records
+        ]
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     click.echo(f"run {records[0].run_id if records else run_ref}: {len(records)} events")

@@ -52,8 +52,11 @@ def _set_log_level(_ctx: click.Context, _param: click.Parameter, value: str | No
 
 
 _LOG_LEVEL_ARGS: dict[str, Any] = {
-    "type": click.Choice(LOG_LEVELS, case_sensitive=False), "default": None, "expose_value": False,
-    "is_eager": True, "callback": _set_log_level,
+    "type": click.Choice(LOG_LEVELS, case_sensitive=False),
+    "default": None,
+    "expose_value": False,
+    "is_eager": True,
+    "callback": _set_log_level,
     "help": "structured logs on stderr at this level (default: no logs)",
 }
 

@@ -97,22 +97,37 @@ def model_of(app: App, options: RunOptions) -> Any:
     return model
 
 
-def drive(app: App, run_id: str, options: RunOptions, progress: Any, *, resume: bool = False,
-          overrides: dict[str, Any] | None = None, model: Any = None) -> Run:
+def drive(
+    app: App,
+    run_id: str,
+    options: RunOptions,
+    progress: Any,
+    *,
+    resume: bool = False,
+    overrides: dict[str, Any] | None = None,
+    model: Any = None,
+) -> Run:
     from adapters.cli.root import driving
 
     driving(run_id)
     try:
-        return app.drive(run_id, model if model is not None else model_of(app, options), progress,
-                         resume=resume, overrides=overrides, options=options)
+        return app.drive(
+            run_id,
+            model if model is not None else model_of(app, options),
+            progress,
+            resume=resume,
+            overrides=overrides,
+            options=options,
+        )
     finally:
         progress.close()
 
 
 @cli.command()
 @click.option("-p", "--prompt", "prompt", default=None, help="the task")
-@click.option("--prompt-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="read the task from a file")
+@click.option(
+    "--prompt-file", type=click.Path(exists=True, dir_okay=False), default=None, help="read the task from a file"
+)
 @workspace_flag
 @model_flags
 @loop_flags
@@ -122,9 +137,21 @@ def drive(app: App, run_id: str, options: RunOptions, progress: Any, *, resume: 
 @click.option("--tool-steps", type=click.IntRange(1, 50), default=None, help="step budget of the tool loop (default 6)")
 @click.option("--plan", "plan_ref", default=None, help="inject a plan: a plan RUN id, 'last', or a FILE")
 @click.pass_context
-def run(ctx: click.Context, /, prompt: str | None, prompt_file: str | None, ws: str | None, as_json: bool, quiet: bool,
-        dry_run: bool, heal: bool | None, tools: bool | None, tool_steps: int | None, plan_ref: str | None,
-        **flags: Any) -> None:
+def run(
+    ctx: click.Context,
+    /,
+    prompt: str | None,
+    prompt_file: str | None,
+    ws: str | None,
+    as_json: bool,
+    quiet: bool,
+    dry_run: bool,
+    heal: bool | None,
+    tools: bool | None,
+    tool_steps: int | None,
+    plan_ref: str | None,
+    **flags: Any,
+) -> None:
     """Ask the model for a change, apply it, install, test (and heal)."""
     from adapters.cli.progress import Progress
     from kodr_core.errors import UsageError
@@ -133,8 +160,14 @@ def run(ctx: click.Context, /, prompt: str | None, prompt_file: str | None, ws: 
     if not task or not task.strip():
         raise UsageError("give the task with -p TEXT or --prompt-file FILE")
     require_server(flags["provider"], flags["base_url"])
-    refuse_combinations(dry_run=dry_run, heal=heal, install=flags.get("install"), test=flags.get("test_command"),
-                        tools=tools, tool_steps=tool_steps)
+    refuse_combinations(
+        dry_run=dry_run,
+        heal=heal,
+        install=flags.get("install"),
+        test=flags.get("test_command"),
+        tools=tools,
+        tool_steps=tool_steps,
+    )
     options = validated(options_from_flags(flags, dry_run=dry_run, heal=heal, tools=tools, tool_steps=tool_steps))
     app = open_app(ctx, ws)
     if plan_ref:
@@ -156,8 +189,15 @@ def run(ctx: click.Context, /, prompt: str | None, prompt_file: str | None, ws: 
     finish(app, result, as_json, stream)
 
 
-def refuse_combinations(*, dry_run: bool, heal: bool | None, install: bool | None, test: str | None,
-                        tools: bool | None, tool_steps: int | None) -> None:
+def refuse_combinations(
+    *,
+    dry_run: bool,
+    heal: bool | None,
+    install: bool | None,
+    test: str | None,
+    tools: bool | None,
+    tool_steps: int | None,
+) -> None:
     """Flags that cannot mean anything together are refused, not silently ignored."""
     from kodr_core.errors import UsageError
 
@@ -197,14 +237,24 @@ def _resolve_plan(app: App, ref: str) -> str:
 @json_flag
 @quiet_flag
 @click.pass_context
-def plan(ctx: click.Context, prompt: str, ws: str | None, provider: str | None, base_url: str | None,
-         model_name: str | None, model_timeout: float | None, as_json: bool, quiet: bool) -> None:
+def plan(
+    ctx: click.Context,
+    prompt: str,
+    ws: str | None,
+    provider: str | None,
+    base_url: str | None,
+    model_name: str | None,
+    model_timeout: float | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """A plan-only turn: the model writes a scratchpad (an event and plan.md) for a later `run --plan`."""
     from adapters.cli.progress import Progress
 
     require_server(provider, base_url)
-    options = validated(run_options(provider=provider, base_url=base_url, model=model_name,
-                                    model_timeout_s=model_timeout))
+    options = validated(
+        run_options(provider=provider, base_url=base_url, model=model_name, model_timeout_s=model_timeout)
+    )
     app = open_app(ctx, ws)
     model = model_of(app, options)
     stream = progress_stream(as_json)
@@ -232,7 +282,9 @@ def heal(ctx: click.Context, /, prompt: str | None, ws: str | None, as_json: boo
     model = model_of(app, options)
     stream = progress_stream(as_json)
     with app.workspace_held():
-        run_id = app.engine(None, options=options).request(prompt or "Make the failing tests pass.", options, mode="heal")
+        run_id = app.engine(None, options=options).request(
+            prompt or "Make the failing tests pass.", options, mode="heal"
+        )
         if not quiet:
             click.echo(f"run {run_id} (heal) in {app.root!s}", file=stream)
         result = drive(app, run_id, options, Progress(quiet, stream), model=model)
@@ -250,9 +302,20 @@ def heal(ctx: click.Context, /, prompt: str | None, ws: str | None, as_json: boo
 @json_flag
 @quiet_flag
 @click.pass_context
-def resume(ctx: click.Context, run_ref: str | None, all_runs: bool, ws: str | None, provider: str | None,
-           base_url: str | None, model_name: str | None, max_turns: int | None, repair_timeout: float | None,
-           test_timeout: float | None, as_json: bool, quiet: bool) -> None:
+def resume(
+    ctx: click.Context,
+    run_ref: str | None,
+    all_runs: bool,
+    ws: str | None,
+    provider: str | None,
+    base_url: str | None,
+    model_name: str | None,
+    max_turns: int | None,
+    repair_timeout: float | None,
+    test_timeout: float | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Continue unfinished runs from their last event, with their recorded settings (flags override).
 
     A run resumes in the workspace it was recorded in; `--workspace DIR` given to
@@ -262,10 +325,18 @@ def resume(ctx: click.Context, run_ref: str | None, all_runs: bool, ws: str | No
 
     if bool(run_ref) == bool(all_runs):
         raise UsageError("give one RUN, or --all")
-    overrides = {k: v for k, v in {
-        "provider": provider, "base_url": base_url, "model": model_name, "max_turns": max_turns,
-        "repair_timeout_s": repair_timeout, "test_timeout_s": test_timeout,
-    }.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "provider": provider,
+            "base_url": base_url,
+            "model": model_name,
+            "max_turns": max_turns,
+            "repair_timeout_s": repair_timeout,
+            "test_timeout_s": test_timeout,
+        }.items()
+        if v is not None
+    }
     from adapters.bootstrap import open_reader
 
     if all_runs and open_reader(ws or ctx.find_root().obj.get("workspace") or ".") is None:
@@ -275,10 +346,15 @@ def resume(ctx: click.Context, run_ref: str | None, all_runs: bool, ws: str | No
     stream = progress_stream(as_json)
     if run_ref:
         run_id = app.store.resolve(run_ref)
-        result = _resume_one(app, run_id, overrides, quiet, stream, rebind=bool(ws or ctx.find_root().obj.get("workspace")))
+        result = _resume_one(
+            app, run_id, overrides, quiet, stream, rebind=bool(ws or ctx.find_root().obj.get("workspace"))
+        )
         finish(app, result, as_json, stream)
-    ids = [r["run_id"] for r in app.store.runs()
-           if r["state"] not in exits.EXIT_FOR_STATE and _same_dir(r.get("workspace"), str(app.root))]
+    ids = [
+        r["run_id"]
+        for r in app.store.runs()
+        if r["state"] not in exits.EXIT_FOR_STATE and _same_dir(r.get("workspace"), str(app.root))
+    ]
     rows: list[dict[str, Any]] = []
     codes: list[int] = []
     for run_id in ids:
@@ -313,8 +389,7 @@ def bound_workspace(records: list[Any]) -> str | None:
     return next((str(w) for w in reversed(moved) if w), None)
 
 
-def _resume_one(app: App, run_id: str, overrides: dict[str, Any], quiet: bool, stream: TextIO, *,
-                rebind: bool) -> Run:
+def _resume_one(app: App, run_id: str, overrides: dict[str, Any], quiet: bool, stream: TextIO, *, rebind: bool) -> Run:
     from adapters.cli.progress import Progress
     from kodr_core.aggregate import fold
     from kodr_core.errors import UsageError
@@ -325,8 +400,9 @@ def _resume_one(app: App, run_id: str, overrides: dict[str, Any], quiet: bool, s
     recorded = bound_workspace(records) or run.workspace
     moved = bool(recorded) and not _same_dir(recorded, str(app.root))
     if moved and not rebind:
-        raise UsageError(f"run {run_id} belongs to workspace {recorded}: resume it there, or give "
-                         f"--workspace DIR to move it")
+        raise UsageError(
+            f"run {run_id} belongs to workspace {recorded}: resume it there, or give --workspace DIR to move it"
+        )
     options = validated(RunOptions.of({**run.options, **overrides}))
     if not quiet:
         click.echo(f"resuming run {run_id} from seq {run.last_seq} ({run.state.value})", file=stream)

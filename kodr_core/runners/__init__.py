@@ -48,6 +48,7 @@ __all__ = [
     "report_from_outputs",
 ]
 
+
 def report_from_outputs(
     kind: str,
     stdout: str,
@@ -109,9 +110,12 @@ def _with_load_errors(report: TestReport, text: str) -> TestReport:
         m = errors.get(path_of(f.name)) or (errors.get(f.file) if f.file else None)
         if m is not None and f.message in ("", "test failed"):
             body = m["body"].strip()
-            message = next((l.strip() for l in body.splitlines() if re.match(r"^\w*(Error|Exception)\b", l.strip())), "")
-            f = failure(f.name, path_of(m["path"]), int(m["line"]), message or f.message,
-                        f"{m['path']}:{m['line']}\n{body}")
+            message = next(
+                (l.strip() for l in body.splitlines() if re.match(r"^\w*(Error|Exception)\b", l.strip())), ""
+            )
+            f = failure(
+                f.name, path_of(m["path"]), int(m["line"]), message or f.message, f"{m['path']}:{m['line']}\n{body}"
+            )
         out.append(f)
     return replace(report, failures=out)
 
@@ -160,5 +164,3 @@ def _subtest_names(report: TestReport, text: str) -> TestReport:
             f = f.model_copy(update={"name": f"{base} [{params[index]}]"})
         out.append(f)
     return replace(report, failures=out)
-
-

@@ -31,9 +31,11 @@ def parse_junit(xml_text: str) -> TestReport | None:
         return None
     if root.tag not in ("testsuites", "testsuite"):
         return None
-    pytest_style = root.get("name") == "pytest tests" or any(
-        s.get("name") == "pytest" for s in root.iter("testsuite")
-    ) or any(c.get("file") for c in root.iter("testcase"))
+    pytest_style = (
+        root.get("name") == "pytest tests"
+        or any(s.get("name") == "pytest" for s in root.iter("testsuite"))
+        or any(c.get("file") for c in root.iter("testcase"))
+    )
     passed = failed = skipped = 0
     failures: list[Failure] = []
 
@@ -96,5 +98,3 @@ def _junit_failure(case: ET.Element, bad: ET.Element, suites: list[str], pytest_
         file = path_of(name)  # Node reports a file that failed to load under its path
     full = " > ".join([*suites, name])
     return failure(full, file, line, message, text)
-
-

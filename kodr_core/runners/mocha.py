@@ -81,7 +81,9 @@ def _load_failure(lines: list[str]) -> TestReport | None:
         m = _EXCEPTION.match(line)
         if m:
             rest = "\n".join(lines[i + 1 :]).strip()
-            message = next((l.strip() for l in lines[i + 1 :] if _ERROR_LINE.match(l)), "mocha could not load the tests")
+            message = next(
+                (l.strip() for l in lines[i + 1 :] if _ERROR_LINE.match(l)), "mocha could not load the tests"
+            )
             path = path_of(m["path"])
             f = failure(path, path, int(m["line"]), message, f"Exception during run: {path}:{m['line']}\n{rest}")
             return TestReport(0, 1, 0, 1, [f], Parser.MOCHA_TEXT)

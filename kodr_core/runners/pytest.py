@@ -12,9 +12,7 @@ import re
 from kodr_core.results import Parser
 from kodr_core.runners.report import TestReport, failure, strip_ansi
 
-_PYTEST_SUMMARY = re.compile(
-    r"^=*\s*((?:\d+ [a-z]+(?:, )?)+|no tests ran)(?: in [\d.]+s(?: \([^)]*\))?)?\s*=*$"
-)
+_PYTEST_SUMMARY = re.compile(r"^=*\s*((?:\d+ [a-z]+(?:, )?)+|no tests ran)(?: in [\d.]+s(?: \([^)]*\))?)?\s*=*$")
 _PYTEST_SHORT = re.compile(r"^(FAILED|ERROR|SUBFAILED\((?P<params>.*?)\)) (\S+?)(?: - (.*))?$")
 _SUBTESTS_SUMMARY = re.compile(r"^contains \d+ failed subtests?$")
 
@@ -87,5 +85,3 @@ def _pytest_sections(lines: list[str]) -> dict[str, str]:
         elif title is not None:
             body.append(line)
     return out
-
-

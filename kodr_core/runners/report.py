@@ -121,4 +121,6 @@ def dedent(lines: list[str]) -> str:
 
 def failure(name: str, file: str | None, line: int | None, message: str, stack: str) -> Failure:
     """A failure with its message and stack clipped to their bounds."""
-    return Failure(name=name, file=file, line=line, message=clip(message, MESSAGE_CHARS), stack=clip(stack, STACK_CHARS))
+    return Failure(
+        name=name, file=file, line=line, message=clip(message, MESSAGE_CHARS), stack=clip(stack, STACK_CHARS)
+    )

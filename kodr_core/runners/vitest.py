@@ -49,8 +49,6 @@ def _vitest_failures(lines: list[str]) -> list[Failure]:
     return out
 
 
-
-
 _SUITE = re.compile(r"^\s*FAIL\s+(\S+) \[ .* \]\s*$")
 _FILE_AT = re.compile(r"^\s*File: (?P<path>\S+?):(?P<line>\d+):\d+\s*$")
 

@@ -23,16 +23,31 @@ class Out:
     err: str
 
 
-def kodr_script(*args: str, cwd: Path, env: dict[str, str] | None = None, tty: bool = False,
-                timeout: float = 300) -> Out:
+def kodr_script(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, tty: bool = False, timeout: float = 300
+) -> Out:
     """Run the installed ``kodr``; with ``tty`` its stdout is a pseudo-terminal (stderr stays a pipe)."""
     if not tty:
-        p = subprocess.run([KODR, *args], cwd=cwd, env=kodr_env(env), capture_output=True, text=True, check=False,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
+        p = subprocess.run(
+            [KODR, *args],
+            cwd=cwd,
+            env=kodr_env(env),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         return Out(p.returncode, p.stdout, p.stderr)
     master, slave = pty.openpty()
-    proc = subprocess.Popen([KODR, *args], cwd=cwd, env=kodr_env({"COLUMNS": "120", **(env or {})}),
-                            stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [KODR, *args],
+        cwd=cwd,
+        env=kodr_env({"COLUMNS": "120", **(env or {})}),
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     os.close(slave)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout

@@ -41,7 +41,12 @@ def kodr_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def kodr(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> Result:
     p = subprocess.run(
         [sys.executable, "-m", "adapters.cli", *args],
-        cwd=cwd, env=kodr_env(env), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        env=kodr_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     return Result(p.returncode, p.stdout, p.stderr)
 

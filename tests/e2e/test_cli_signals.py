@@ -53,8 +53,17 @@ def test_a_run_resumes_only_in_its_workspace_unless_rebound(tmp_path: Path) -> N
     (y / "fast").write_text("")
     shared = {"KODR_DATABASE_URL": f"sqlite:///{tmp_path}/shared.db"}
     with ScriptedServer(responder=_model) as srv:
-        crashed = kodr_script("run", "-p", "slow", "--base-url", srv.base_url, "--test", "node --test", cwd=x,
-                              env={**shared, "KODR_FAULT": "after:2"})
+        crashed = kodr_script(
+            "run",
+            "-p",
+            "slow",
+            "--base-url",
+            srv.base_url,
+            "--test",
+            "node --test",
+            cwd=x,
+            env={**shared, "KODR_FAULT": "after:2"},
+        )
         assert crashed.code == 137, crashed
         store = open_store(shared["KODR_DATABASE_URL"])
         run_id = store.runs()[0]["run_id"]
@@ -76,9 +85,15 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path) -> None:
     tmp.mkdir()
     env = {"TMPDIR": str(tmp)}
     with ScriptedServer(responder=_model) as srv:
-        proc = subprocess.Popen([KODR, "run", "-p", "slow", "--base-url", srv.base_url, "--test", "node --test"],
-                                cwd=ws, env=kodr_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [KODR, "run", "-p", "slow", "--base-url", srv.base_url, "--test", "node --test"],
+            cwd=ws,
+            env=kodr_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         store = open_store(default_url(ws))
         deadline = time.monotonic() + 60
         run_id = None

@@ -28,19 +28,24 @@ def closed_port() -> int:
 
 # -- item 3: typos leave no debris --------------------------------------------------------------
 
-@pytest.mark.parametrize("args, says", [
-    (["--provider", "foo"], "'foo' is not one of"),
-    (["--base-url", "localhost:1234"], "must be an http(s) URL"),
-    (["--provider", "openai"], "needs an API key"),
-    (["--base-url", "http://127.0.0.1:1/v1", "--test", "rm -rf /"], "Allowed:"),
-    (["--base-url", "http://127.0.0.1:1/v1", "--max-turns", "-1"], "--max-turns"),
-    (["--base-url", "http://127.0.0.1:1/v1", "--dry-run", "--heal", "--test", "npm test"],
-     "--dry-run writes nothing, so --heal, --test cannot apply"),
-    (["--base-url", "http://127.0.0.1:1/v1", "--tool-steps", "3"], "--tool-steps needs --tools"),
-])
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--provider", "foo"], "'foo' is not one of"),
+        (["--base-url", "localhost:1234"], "must be an http(s) URL"),
+        (["--provider", "openai"], "needs an API key"),
+        (["--base-url", "http://127.0.0.1:1/v1", "--test", "rm -rf /"], "Allowed:"),
+        (["--base-url", "http://127.0.0.1:1/v1", "--max-turns", "-1"], "--max-turns"),
+        (
+            ["--base-url", "http://127.0.0.1:1/v1", "--dry-run", "--heal", "--test", "npm test"],
+            "--dry-run writes nothing, so --heal, --test cannot apply",
+        ),
+        (["--base-url", "http://127.0.0.1:1/v1", "--tool-steps", "3"], "--tool-steps needs --tools"),
+    ],
+)
 @pytest.mark.parametrize("tty", [False, True], ids=["pipe", "pty"])
-def test_a_typo_is_refused_before_anything_is_recorded(workspace: Path, args: list[str], says: str,
-                                                       tty: bool) -> None:
+def test_a_typo_is_refused_before_anything_is_recorded(workspace: Path, args: list[str], says: str, tty: bool) -> None:
     r = kodr_script("run", "-p", "x", *args, cwd=workspace, env={"OPENAI_API_KEY": "", "KODR_API_KEY": ""}, tty=tty)
     assert r.code == exits.USAGE, r
     assert says in " ".join(r.err.split()) and "Traceback" not in r.err
@@ -65,8 +70,16 @@ def test_resume_all_reports_each_run_it_cannot_resume_and_goes_on(workspace: Pat
 
 # -- item 4: read-only commands create nothing ----------------------------------------------------
 
-READ_ONLY = [["runs"], ["runs", "--all"], ["show", "last"], ["events", "last"], ["explain", "last"],
-             ["replay", "last"], ["audit", "verify"], ["audit", "verify", "last"]]
+READ_ONLY = [
+    ["runs"],
+    ["runs", "--all"],
+    ["show", "last"],
+    ["events", "last"],
+    ["explain", "last"],
+    ["replay", "last"],
+    ["audit", "verify"],
+    ["audit", "verify", "last"],
+]
 
 
 @pytest.mark.parametrize("tty", [False, True], ids=["pipe", "pty"])
@@ -109,6 +122,7 @@ def test_empty_results_say_so(workspace: Path) -> None:
 
 # -- items 1, 2, 6: what a finished run says --------------------------------------------------------
 
+
 def test_unreachable_server_names_the_url_and_the_next_command(workspace: Path) -> None:
     url = f"http://127.0.0.1:{closed_port()}/v1"
     r = kodr_script("run", "-p", "x", "--base-url", url, "--model", "m", "--model-timeout", "5", cwd=workspace)
@@ -125,8 +139,18 @@ def test_an_install_that_cannot_start_says_why(tmp_path: Path) -> None:
     ws.mkdir()
     nobin.mkdir()
     with ScriptedServer([envelope({"package.json": PKG, "a.test.js": PASSING})]) as srv:
-        r = kodr_script("run", "-p", "x", "--base-url", srv.base_url, "--install", "--test", "node --test", cwd=ws,
-                        env={"PATH": str(nobin)})
+        r = kodr_script(
+            "run",
+            "-p",
+            "x",
+            "--base-url",
+            srv.base_url,
+            "--install",
+            "--test",
+            "node --test",
+            cwd=ws,
+            env={"PATH": str(nobin)},
+        )
     assert r.code == 10, r
     said = "`npm install --no-audit --no-fund --ignore-scripts` could not run: executable not found: 'npm'"
     assert f"install: {said}" in r.out, r.out
@@ -137,11 +161,17 @@ def test_an_install_that_cannot_start_says_why(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_failed_install_shows_its_exit_code_and_first_stderr_line(workspace: Path) -> None:
-    pkg = json.dumps({"name": "w", "version": "1.0.0", "private": True, "scripts": {"test": "node --test"},
-                      "dependencies": {"is-number": "^999.0.0"}})  # no such version on the registry: ETARGET
+    pkg = json.dumps(
+        {
+            "name": "w",
+            "version": "1.0.0",
+            "private": True,
+            "scripts": {"test": "node --test"},
+            "dependencies": {"is-number": "^999.0.0"},
+        }
+    )  # no such version on the registry: ETARGET
     with ScriptedServer([envelope({"package.json": pkg, "a.test.js": PASSING})]) as srv:
-        r = kodr_script("run", "-p", "x", "--base-url", srv.base_url, "--install", "--test", "npm test",
-                        cwd=workspace)
+        r = kodr_script("run", "-p", "x", "--base-url", srv.base_url, "--install", "--test", "npm test", cwd=workspace)
     assert r.code == 10, r
     line = next(ln for ln in r.out.splitlines() if ln.startswith("run ") and ": failed" in ln)
     assert re.search(r"\(install_failed: `npm install [^`]*` exit \d+: npm error code ETARGET\)$", line), line
@@ -210,8 +240,13 @@ def test_show_events_and_runs_say_what_was_asked(tmp_path: Path) -> None:
     assert both.code == exits.USAGE and "not both" in both.err
     one = kodr_script("runs", "--limit", "1", "-w", str(ws), cwd=tmp_path).out.splitlines()
     assert len(one) == 2 and "--all" in one[1], one
-    assert len(kodr_script("runs", "--all", "--json", "-w", str(ws), cwd=tmp_path).out and json.loads(
-        kodr_script("runs", "--all", "--json", "-w", str(ws), cwd=tmp_path).out)) == 2
+    assert (
+        len(
+            kodr_script("runs", "--all", "--json", "-w", str(ws), cwd=tmp_path).out
+            and json.loads(kodr_script("runs", "--all", "--json", "-w", str(ws), cwd=tmp_path).out)
+        )
+        == 2
+    )
 
 
 def test_replay_refuses_what_it_cannot_do_safely(tmp_path: Path) -> None:
@@ -225,17 +260,20 @@ def test_replay_refuses_what_it_cannot_do_safely(tmp_path: Path) -> None:
     assert [p.name for p in busy.iterdir()] == ["keep.txt"] and (busy / "keep.txt").read_text() == "mine"
     at_alone = kodr_script("replay", "last", "-w", str(ws), "--at", "3", cwd=tmp_path)
     assert at_alone.code == exits.USAGE and "--at needs --materialize" in at_alone.err
-    out_of_range = kodr_script("replay", "last", "-w", str(ws), "--materialize", str(tmp_path / "m"), "--at", "999",
-                               cwd=tmp_path)
+    out_of_range = kodr_script(
+        "replay", "last", "-w", str(ws), "--materialize", str(tmp_path / "m"), "--at", "999", cwd=tmp_path
+    )
     assert out_of_range.code == exits.USAGE and "has 25 events" in out_of_range.err
     assert not (tmp_path / "m").exists()
-    forced = kodr_script("replay", "last", "-w", str(ws), "--materialize", str(busy), "--at", "8", "--force",
-                         cwd=tmp_path)
+    forced = kodr_script(
+        "replay", "last", "-w", str(ws), "--materialize", str(busy), "--at", "8", "--force", cwd=tmp_path
+    )
     assert forced.code == 0, forced
     assert (busy / "slugify.js").is_file() and (busy / "keep.txt").read_text() == "mine"
 
 
 # -- item 7: the README and the CLI cannot drift -----------------------------------------------------
+
 
 def test_readme_exit_codes_are_generated_from_the_mapping() -> None:
     exits._check_consistent()
@@ -263,6 +301,7 @@ def test_readme_promises_what_the_demo_prints() -> None:
 
 
 # -- issue 8 item 5, the CLI half: store problems exit 5 in one line, mapped at the edge ----------------
+
 
 def test_a_corrupt_store_or_an_unsupported_url_exits_5_in_one_line(workspace: Path) -> None:
     (workspace / ".kodr").mkdir()

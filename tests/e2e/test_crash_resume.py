@@ -60,7 +60,6 @@ def _run(ws: Path, srv: ScriptedServer, fault: str | None = None):
     return kodr("run", "-p", "slugify", "--base-url", srv.base_url, *ARGS, cwd=ws, env=env)
 
 
-
 def _check(ws: Path, run_id: str, reference: dict) -> list[str]:
     store = open_store(default_url(ws))
     recs = store.load(run_id)
@@ -133,7 +132,11 @@ def test_sigkill_at_seeded_random_moments_then_resume(reference: dict, tmp_path:
             ws.mkdir()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "adapters.cli", "run", "-p", "slugify", "--base-url", srv.base_url, *ARGS],
-                cwd=ws, env=kodr_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                cwd=ws,
+                env=kodr_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
             )
             time.sleep(rng.uniform(0.4, 4.0))
             proc.send_signal(signal.SIGKILL)

@@ -30,8 +30,10 @@ TASK = "write add"
 
 # -- a node project: one test file, one implementation ------------------------------
 
-NODE_PKG = json.dumps({"name": "calc", "version": "1.0.0", "private": True,
-                       "scripts": {"test": "node --test"}}, indent=2) + "\n"
+NODE_PKG = (
+    json.dumps({"name": "calc", "version": "1.0.0", "private": True, "scripts": {"test": "node --test"}}, indent=2)
+    + "\n"
+)
 NODE_TEST = """const test = require('node:test');
 const assert = require('node:assert/strict');
 const { add } = require('./calc.js');
@@ -80,8 +82,15 @@ NODE_RUN = ("--test", "node --test")
 NPM_RUN = ("--test", "npm test")
 PY_RUN = ("--test", "python -m pytest")
 
-REPAIR_ARTIFACTS = {"prompt.md", "context.json", "response.json", "writes.json", "diff.patch", "tests.json",
-                    "errors.json"}
+REPAIR_ARTIFACTS = {
+    "prompt.md",
+    "context.json",
+    "response.json",
+    "writes.json",
+    "diff.patch",
+    "tests.json",
+    "errors.json",
+}
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -146,11 +155,27 @@ def transitions(records: list) -> list:
     return of_type(records, "StateChanged")
 
 
-FIRST_VERIFY = ["RunRequested", "StateChanged:propose", "ModelCallStarted", "ModelCallCompleted", "ProposalAccepted",
-                "WritesStarted", "WritesApplied", "StateChanged:apply", "StateChanged:verify", "TestsStarted",
-                "TestsFinished"]
-REPAIR = ["StateChanged:heal", "ModelCallStarted", "ModelCallCompleted", "ProposalAccepted", "WritesStarted",
-          "WritesApplied"]
+FIRST_VERIFY = [
+    "RunRequested",
+    "StateChanged:propose",
+    "ModelCallStarted",
+    "ModelCallCompleted",
+    "ProposalAccepted",
+    "WritesStarted",
+    "WritesApplied",
+    "StateChanged:apply",
+    "StateChanged:verify",
+    "TestsStarted",
+    "TestsFinished",
+]
+REPAIR = [
+    "StateChanged:heal",
+    "ModelCallStarted",
+    "ModelCallCompleted",
+    "ProposalAccepted",
+    "WritesStarted",
+    "WritesApplied",
+]
 #: verify a repair on a narrowable runner: the failing files first, then the full suite when they pass
 VERIFY_PASSING_FIRST = ["StateChanged:verify", "TestsStarted", "TestsFinished", "TestsStarted", "TestsFinished"]
 VERIFY_ONCE = ["StateChanged:verify", "TestsStarted", "TestsFinished"]
@@ -175,8 +200,11 @@ def test_passes_after_one_repair_turn(workspace: Path, files, fix, impl, failing
     records = events_of(workspace, out["run_id"])
     assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_PASSING_FIRST + ["StateChanged:succeed"]
     started = of_type(records, "TestsStarted")
-    assert [(s.turn, s.scope, s.files) for s in started] == [(0, "full", []), (1, "failing", [failing_file]),
-                                                             (1, "full", [])]
+    assert [(s.turn, s.scope, s.files) for s in started] == [
+        (0, "full", []),
+        (1, "failing", [failing_file]),
+        (1, "full", []),
+    ]
     assert [q["body"]["messages"][-1]["content"].count(failing_name) > 0 for q in requests] == [False, True]
     assert str(workspace) not in requests[1]["body"]["messages"][-1]["content"]
     assert (workspace / impl).read_text() == fix
@@ -213,8 +241,9 @@ def test_passes_after_two_repair_turns(workspace: Path) -> None:
     assert (out["state"], out["reason"], out["heal_turn"]) == ("passed", "verification_passed", 2)
     records = events_of(workspace, out["run_id"])
     # turn 1: the failing file still fails, so no full run; turn 2: failing file passes, then the full suite
-    assert chain(records) == (FIRST_VERIFY + REPAIR + VERIFY_ONCE + REPAIR + VERIFY_PASSING_FIRST
-                              + ["StateChanged:succeed"])
+    assert chain(records) == (
+        FIRST_VERIFY + REPAIR + VERIFY_ONCE + REPAIR + VERIFY_PASSING_FIRST + ["StateChanged:succeed"]
+    )
     assert [t.heal_turn for t in transitions(records) if t.trigger == "heal"] == [1, 2]
     assert len(requests) == 3 and "test_mul" in requests[2]["body"]["messages"][-1]["content"]
     assert (workspace / "calc.py").read_text() == PY_FIXED
@@ -251,12 +280,17 @@ def test_budget_spent_fails_with_budget_exhausted(workspace: Path) -> None:
     assert len(requests) == 3
     records = events_of(workspace, out["run_id"])
     # npm scripts cannot be narrowed to the failing files: every verification is the full suite
-    assert chain(records) == (FIRST_VERIFY + REPAIR + VERIFY_ONCE + REPAIR + VERIFY_ONCE
-                              + ["StateChanged:fail", "WorkspaceRestored"])
+    assert chain(records) == (
+        FIRST_VERIFY + REPAIR + VERIFY_ONCE + REPAIR + VERIFY_ONCE + ["StateChanged:fail", "WorkspaceRestored"]
+    )
     assert {s.scope for s in of_type(records, "TestsStarted")} == {"full"}
     last = transitions(records)[-1]
-    assert (last.from_state, last.to_state, last.outcome, last.reason) == ("verifying", "failed", "failed",
-                                                                           "budget_exhausted")
+    assert (last.from_state, last.to_state, last.outcome, last.reason) == (
+        "verifying",
+        "failed",
+        "failed",
+        "budget_exhausted",
+    )
     assert last.facts["max_turns"] == 2 and last.facts["failures_per_turn"] == [1, 2, 1]
     assert last.facts["best_turn"] == 0  # a tie goes to the earliest turn
     # the run stopped without passing: the workspace is back at the best turn (0), recorded
@@ -283,8 +317,12 @@ def test_budget_spent_fails_with_budget_exhausted(workspace: Path) -> None:
 
 
 def test_two_repairs_that_change_nothing_stall_with_no_progress(workspace: Path) -> None:
-    script = [envelope(PY_FILES), envelope({"calc.py": PY_BUGGY_ADD}, "looks right to me"),
-              envelope({"calc.py": PY_BUGGY_ADD}, "still looks right"), envelope({"calc.py": PY_FIXED})]
+    script = [
+        envelope(PY_FILES),
+        envelope({"calc.py": PY_BUGGY_ADD}, "looks right to me"),
+        envelope({"calc.py": PY_BUGGY_ADD}, "still looks right"),
+        envelope({"calc.py": PY_FIXED}),
+    ]
     r, requests, _ = heal_run(workspace, script, *PY_RUN)
     out = summary(r)
     assert r.code == 11, r.err
@@ -294,8 +332,7 @@ def test_two_repairs_that_change_nothing_stall_with_no_progress(workspace: Path)
     # the second no-change repair stops the loop before any test runs again
     assert chain(records) == FIRST_VERIFY + REPAIR + VERIFY_ONCE + REPAIR + ["StateChanged:stall"]
     applied = of_type(records, "WritesApplied")
-    assert [[f["change"] for f in a.files] for a in applied] == [["created", "created"], ["unchanged"],
-                                                                  ["unchanged"]]
+    assert [[f["change"] for f in a.files] for a in applied] == [["created", "created"], ["unchanged"], ["unchanged"]]
     last = transitions(records)[-1]
     assert (last.from_state, last.to_state, last.reason) == ("healing", "stalled", "no_progress")
     assert last.facts["turns"] == [1, 2] and re.fullmatch(r"[0-9a-f]{64}", last.facts["manifest_hash"])
@@ -363,8 +400,12 @@ def test_repair_call_that_never_answers_times_out(workspace: Path) -> None:
     assert took < 15, f"a 2 s repair timeout took {took:.1f} s"
     assert len(requests) == 2, "a call past its deadline is cancelled, not retried"
     records = events_of(workspace, out["run_id"])
-    assert chain(records) == FIRST_VERIFY + ["StateChanged:heal", "ModelCallStarted", "ModelCallFailed",
-                                             "StateChanged:time_out"]
+    assert chain(records) == FIRST_VERIFY + [
+        "StateChanged:heal",
+        "ModelCallStarted",
+        "ModelCallFailed",
+        "StateChanged:time_out",
+    ]
     failed = of_type(records, "ModelCallFailed")[0]
     assert (failed.purpose, failed.turn, failed.attempt, failed.error) == ("repair", 1, 1, "timeout")
     assert 1900 <= failed.duration_ms < 10_000
@@ -391,8 +432,12 @@ def test_repair_call_that_never_answers_times_out(workspace: Path) -> None:
 
 
 def test_two_invalid_repair_replies_fail_with_invalid_proposal(workspace: Path) -> None:
-    script = [envelope(PY_FILES), "Sure! Just change the minus to a plus.", '{"summary": 3}',
-              envelope({"calc.py": PY_FIXED})]
+    script = [
+        envelope(PY_FILES),
+        "Sure! Just change the minus to a plus.",
+        '{"summary": 3}',
+        envelope({"calc.py": PY_FIXED}),
+    ]
     r, requests, _ = heal_run(workspace, script, *PY_RUN)
     out = summary(r)
     assert r.code == 10, r.err
@@ -401,9 +446,16 @@ def test_two_invalid_repair_replies_fail_with_invalid_proposal(workspace: Path) 
     retry_note = requests[2]["body"]["messages"][-1]["content"]
     assert "rejected" in retry_note
     records = events_of(workspace, out["run_id"])
-    assert chain(records) == FIRST_VERIFY + ["StateChanged:heal", "ModelCallStarted", "ModelCallCompleted",
-                                             "ProposalRejected", "ModelCallStarted", "ModelCallCompleted",
-                                             "ProposalRejected", "StateChanged:fail"]
+    assert chain(records) == FIRST_VERIFY + [
+        "StateChanged:heal",
+        "ModelCallStarted",
+        "ModelCallCompleted",
+        "ProposalRejected",
+        "ModelCallStarted",
+        "ModelCallCompleted",
+        "ProposalRejected",
+        "StateChanged:fail",
+    ]
     rejected = of_type(records, "ProposalRejected")
     assert [(e.purpose, e.turn, e.attempt) for e in rejected] == [("repair", 1, 1), ("repair", 1, 2)]
     last = transitions(records)[-1]
@@ -421,16 +473,18 @@ def test_two_invalid_repair_replies_fail_with_invalid_proposal(workspace: Path) 
     assert (t1["failing_before"], t1["failing_after"]) == (["test_add"], None)
     block = turn_text(text, 1)
     assert block[0].startswith("turn 1 (repair): model ") and block[0].endswith("2 call(s)")
-    assert [ln for ln in block if ln.startswith("  rejected output: ")] == [f"  rejected output: {e.error}"
-                                                                           for e in rejected]
+    assert [ln for ln in block if ln.startswith("  rejected output: ")] == [
+        f"  rejected output: {e.error}" for e in rejected
+    ]
     assert x["best_turn"] == 0 and "best turn: 0" in text
 
 
 # -- kodr heal: a workspace no model wrote -----------------------------------------------------
 
 
-def _heal_existing(ws: Path, files: dict[str, str], fix: dict[str, str], flags: tuple[str, ...]
-                   ) -> tuple[Result, list[dict[str, Any]]]:
+def _heal_existing(
+    ws: Path, files: dict[str, str], fix: dict[str, str], flags: tuple[str, ...]
+) -> tuple[Result, list[dict[str, Any]]]:
     """Write a failing project by hand (no model made it), then ``kodr heal`` it."""
     for path, content in files.items():
         (ws / path).parent.mkdir(parents=True, exist_ok=True)
@@ -448,15 +502,17 @@ def _heal_existing(ws: Path, files: dict[str, str], fix: dict[str, str], flags: 
     ],
     ids=["node-npm", "pytest"],
 )
-def test_heal_command_adopts_an_existing_failing_workspace(workspace: Path, files, fix, impl, failing_name, flags,
-                                                           verify_repair) -> None:
+def test_heal_command_adopts_an_existing_failing_workspace(
+    workspace: Path, files, fix, impl, failing_name, flags, verify_repair
+) -> None:
     r, requests = _heal_existing(workspace, files, {impl: fix}, flags)
     out = summary(r)
     assert r.code == 0, r.err
     assert (out["state"], out["reason"], out["heal_turn"]) == ("passed", "verification_passed", 1)
     records = events_of(workspace, out["run_id"])
-    assert chain(records) == (["RunRequested", "StateChanged:adopt"] + VERIFY_ONCE + REPAIR + verify_repair
-                              + ["StateChanged:succeed"])
+    assert chain(records) == (
+        ["RunRequested", "StateChanged:adopt"] + VERIFY_ONCE + REPAIR + verify_repair + ["StateChanged:succeed"]
+    )
     requested = records[0].event
     assert requested.mode == "heal" and set(requested.base_snapshot) == set(files)
     adopt = transitions(records)[0]
@@ -501,8 +557,10 @@ def test_repair_that_leaves_manifests_unchanged_skips_the_install(workspace: Pat
     script = [
         envelope(NODE_FILES),
         envelope({"calc.js": node_impl("a + b + 0 * a - (b === 3 ? 1 : 0)")}, "almost"),  # still fails
-        envelope({"calc.js": NODE_FIXED, "package.json": NODE_PKG.replace('"private"', '"description": "x",\n  "private"')},
-                 "fix add, describe the package"),
+        envelope(
+            {"calc.js": NODE_FIXED, "package.json": NODE_PKG.replace('"private"', '"description": "x",\n  "private"')},
+            "fix add, describe the package",
+        ),
     ]
     r, _, _ = heal_run(workspace, script, *NPM_RUN, "--install")
     out = summary(r)
@@ -515,7 +573,7 @@ def test_repair_that_leaves_manifests_unchanged_skips_the_install(workspace: Pat
     assert [(s.turn, s.why) for s in skipped] == [(1, "no dependency manifest changed")]
     c = chain(records)
     turn1_writes = [i for i, rec in enumerate(records) if rec.type == "WritesApplied"][1]
-    assert c[turn1_writes:turn1_writes + 3] == ["WritesApplied", "InstallSkipped", "StateChanged:verify"]
+    assert c[turn1_writes : turn1_writes + 3] == ["WritesApplied", "InstallSkipped", "StateChanged:verify"]
     verify1 = records[turn1_writes + 2].event
     assert verify1.facts == {"install": "skipped: no dependency manifest changed"} and verify1.heal_turn == 1
     install2 = [t for t in transitions(records) if t.trigger == "install"][-1]
@@ -529,8 +587,10 @@ def test_repair_that_leaves_manifests_unchanged_skips_the_install(workspace: Pat
     assert t1["install"] == "skipped: no dependency manifest changed"
     assert t2["install"].startswith("ran `npm install") and "exit 0" in t2["install"]
     assert t1["files_changed"] == [{"path": "calc.js", "change": "modified"}]
-    assert t2["files_changed"] == [{"path": "calc.js", "change": "modified"},
-                                   {"path": "package.json", "change": "modified"}]
+    assert t2["files_changed"] == [
+        {"path": "calc.js", "change": "modified"},
+        {"path": "package.json", "change": "modified"},
+    ]
     assert "  install: skipped: no dependency manifest changed" in turn_text(text, 1)
     assert any(ln.startswith("  install: ran `npm install") for ln in turn_text(text, 2))
     assert "best turn: 2" in text
@@ -560,8 +620,10 @@ def test_repair_prompt_and_turn_artifacts(workspace: Path) -> None:
     assert "## system" in prompt_md and "## user" in prompt_md and prompt in prompt_md
     context = json.loads((turn / "context.json").read_text())
     assert context["failing_paths"][0] == "tests/test_calc.py"
-    assert {(f["path"], f["role"]) for f in context["files"]} >= {("tests/test_calc.py", "failing"),
-                                                                  ("calc.py", "sibling")}
+    assert {(f["path"], f["role"]) for f in context["files"]} >= {
+        ("tests/test_calc.py", "failing"),
+        ("calc.py", "sibling"),
+    }
     assert [f["name"] for f in context["failures"]] == ["test_add"]
     assert {"tests/test_calc.py", "calc.py"} <= set(context["allowed_paths"])
     response = json.loads((turn / "response.json").read_text())
@@ -604,7 +666,6 @@ def test_repair_that_deletes_every_test_does_not_pass(workspace: Path) -> None:
     assert x["best_turn"] == 0
 
 
-
 def test_repair_that_makes_the_tests_hang_times_out_and_is_not_the_best_turn(workspace: Path) -> None:
     """A repair whose tests run past --test-timeout: timed_out/test_timeout. Nothing was seen to
     pass, so explain must not show the turn as "failing after: 0 []" nor pick it as the best turn
@@ -641,8 +702,19 @@ def test_repair_that_deletes_the_failing_test_does_not_pass(workspace: Path) -> 
 
 # -- a real mocha project (mocha from the registry, its default spec reporter) -------------
 
-MOCHA_PKG = json.dumps({"name": "calc-mocha", "version": "1.0.0", "private": True,
-                        "scripts": {"test": "mocha"}, "devDependencies": {"mocha": "12.0.3"}}, indent=2) + "\n"
+MOCHA_PKG = (
+    json.dumps(
+        {
+            "name": "calc-mocha",
+            "version": "1.0.0",
+            "private": True,
+            "scripts": {"test": "mocha"},
+            "devDependencies": {"mocha": "12.0.3"},
+        },
+        indent=2,
+    )
+    + "\n"
+)
 MOCHA_TEST = """const assert = require('assert');
 const { add, sub } = require('../src/calc');
 describe('calc', () => {
@@ -671,7 +743,12 @@ def test_heal_a_real_mocha_project_reaches_the_model_and_passes(workspace: Path)
     results = [t.result for t in of_type(records, "TestsFinished")]
     first, last = results[0], results[-1]
     assert (first["parser"], first["passed"], first["failed"], first["skipped"], first["total"]) == (
-        "mocha-text", 2, 1, 1, 4)
+        "mocha-text",
+        2,
+        1,
+        1,
+        4,
+    )
     [f] = first["failures"]
     assert (f["name"], f["file"], f["line"]) == ("calc > subtracts", "test/calc.test.js", 5)
     assert "7 !== 3" in f["message"]

@@ -35,33 +35,91 @@ DEEP = '{"summary": "s", "files": ' + "[" * 100_000 + "]" * 100_000 + "}"
 #: name -> (reply, the error the model is told, extra flags)
 CASES: dict[str, tuple[Turn, str, tuple[str, ...]]] = {
     "nested 100,000 deep": (Turn(content=DEEP), "JSON nested too deep", ()),
-    "nested 100,000 deep objects": (Turn(content='{"a":' * 100_000 + "1" + "}" * 100_000),
-                                    "JSON nested too deep", ()),
-    "lone surrogate in a path": (Turn(content=env_text("a\ud800.js").replace("\\ud800", "\\ud800")),
-                                 "not valid Unicode", ()),
-    "lone surrogate in the stream": (Turn(raw_chunks=['{"choices":[{"index":0,"delta":{"content":"\\ud800"},'
-                                                      '"finish_reason":"stop"}]}']), "no JSON object", ()),
-    "64-emoji path (ENAMETOOLONG)": (Turn(content=env_text("\U0001F600" * 64 + ".js")), "longer than 255 bytes", ()),
+    "nested 100,000 deep objects": (Turn(content='{"a":' * 100_000 + "1" + "}" * 100_000), "JSON nested too deep", ()),
+    "lone surrogate in a path": (
+        Turn(content=env_text("a\ud800.js").replace("\\ud800", "\\ud800")),
+        "not valid Unicode",
+        (),
+    ),
+    "lone surrogate in the stream": (
+        Turn(raw_chunks=['{"choices":[{"index":0,"delta":{"content":"\\ud800"},"finish_reason":"stop"}]}']),
+        "no JSON object",
+        (),
+    ),
+    "64-emoji path (ENAMETOOLONG)": (Turn(content=env_text("\U0001f600" * 64 + ".js")), "longer than 255 bytes", ()),
     "content part {text: 5}": (Turn(raw_chunks=[chunk({"content": [{"text": 5}]})]), "the reply was empty", ()),
-    "tool call index [0]": (Turn(raw_chunks=[chunk({"tool_calls": [
-        {"index": [0], "id": "a", "function": {"name": "list_files", "arguments": "{}"}}]}, "tool_calls")]),
-        "no JSON object", ("--tools",)),
-    "tool call with 10,000-digit limit": (Turn(raw_chunks=[chunk({"tool_calls": [
-        {"index": 0, "id": "a", "function": {"name": "read_file",
-                                            "arguments": json.dumps({"path": "a", "limit": "9" * 10000})}}]},
-        "tool_calls")]), "no JSON object", ("--tools",)),
+    "tool call index [0]": (
+        Turn(
+            raw_chunks=[
+                chunk(
+                    {"tool_calls": [{"index": [0], "id": "a", "function": {"name": "list_files", "arguments": "{}"}}]},
+                    "tool_calls",
+                )
+            ]
+        ),
+        "no JSON object",
+        ("--tools",),
+    ),
+    "tool call with 10,000-digit limit": (
+        Turn(
+            raw_chunks=[
+                chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "a",
+                                "function": {
+                                    "name": "read_file",
+                                    "arguments": json.dumps({"path": "a", "limit": "9" * 10000}),
+                                },
+                            }
+                        ]
+                    },
+                    "tool_calls",
+                )
+            ]
+        ),
+        "no JSON object",
+        ("--tools",),
+    ),
     "binary garbage body": (Turn(raw_body=bytes(range(256)) * 4), "", ()),
-    "JSON body nested 100,000 deep": (Turn(raw_body=b"[" * 100_000, headers={"Content-Type": "application/json"}),
-                                      "", ()),
-    "usage nested deep": (Turn(raw_chunks=[chunk({"content": "hi"}), {"choices": [], "usage": json.loads(
-        "[" * 500 + "]" * 500)}, {"choices": [], "usage": {"a": json.loads('{"b":' * 500 + "1" + "}" * 500)}}]),
-        "no JSON object", ()),
+    "JSON body nested 100,000 deep": (
+        Turn(raw_body=b"[" * 100_000, headers={"Content-Type": "application/json"}),
+        "",
+        (),
+    ),
+    "usage nested deep": (
+        Turn(
+            raw_chunks=[
+                chunk({"content": "hi"}),
+                {"choices": [], "usage": json.loads("[" * 500 + "]" * 500)},
+                {"choices": [], "usage": {"a": json.loads('{"b":' * 500 + "1" + "}" * 500)}},
+            ]
+        ),
+        "no JSON object",
+        (),
+    ),
 }
 
 
 def run(ws: Path, srv: ScriptedServer, *extra: str) -> tuple[int, dict[str, Any], str]:
-    r = kodr("run", "-p", "t", "--base-url", srv.base_url, "--model", "m", "--dry-run", "--json",
-             "--model-timeout", "20", *extra, cwd=ws, timeout=120)
+    r = kodr(
+        "run",
+        "-p",
+        "t",
+        "--base-url",
+        srv.base_url,
+        "--model",
+        "m",
+        "--dry-run",
+        "--json",
+        "--model-timeout",
+        "20",
+        *extra,
+        cwd=ws,
+        timeout=120,
+    )
     assert "Traceback" not in r.err, r.err[-3000:]
     return r.code, json.loads(r.out), r.err
 
@@ -94,8 +152,19 @@ def test_a_models_list_that_never_ends_is_cut_by_size_and_time(tmp_path: Path) -
     """Without --model, GET /models is asked; an endless one once grew kodr to 10.9 GB."""
     with ScriptedServer(["never used"], routes={"/models": endless()}) as srv:
         started = time.monotonic()
-        r = kodr("run", "-p", "t", "--base-url", srv.base_url, "--dry-run", "--json", "--model-timeout", "5",
-                 cwd=tmp_path, timeout=60)
+        r = kodr(
+            "run",
+            "-p",
+            "t",
+            "--base-url",
+            srv.base_url,
+            "--dry-run",
+            "--json",
+            "--model-timeout",
+            "5",
+            cwd=tmp_path,
+            timeout=60,
+        )
         elapsed = time.monotonic() - started
         sent = srv.bytes_sent
         chats = srv.requests
@@ -112,14 +181,27 @@ def test_a_models_list_that_never_ends_is_cut_by_size_and_time(tmp_path: Path) -
 def test_a_models_list_that_trickles_ends_at_the_model_timeout(tmp_path: Path) -> None:
     with ScriptedServer(["never used"], routes={"/models": endless(b" ", interval_s=0.2)}) as srv:
         started = time.monotonic()
-        r = kodr("run", "-p", "t", "--base-url", srv.base_url, "--dry-run", "--json", "--model-timeout", "3",
-                 cwd=tmp_path, timeout=60)
+        r = kodr(
+            "run",
+            "-p",
+            "t",
+            "--base-url",
+            srv.base_url,
+            "--dry-run",
+            "--json",
+            "--model-timeout",
+            "3",
+            cwd=tmp_path,
+            timeout=60,
+        )
         elapsed = time.monotonic() - started
     out = json.loads(r.out)
     assert (out["state"], out["reason"]) == ("timed_out", "model_timeout"), out
     records = events_of(tmp_path, out["run_id"])
-    span = (datetime.fromisoformat(records[-1].recorded_at.replace("Z", "+00:00"))
-            - datetime.fromisoformat(records[0].recorded_at.replace("Z", "+00:00"))).total_seconds()
+    span = (
+        datetime.fromisoformat(records[-1].recorded_at.replace("Z", "+00:00"))
+        - datetime.fromisoformat(records[0].recorded_at.replace("Z", "+00:00"))
+    ).total_seconds()
     assert span < 3 + 1.5, span  # the run itself (CLI start-up on a busy machine is not the run)
     assert elapsed < 60
     failed = [r.event for r in records if r.type == "ModelCallFailed"][0]

@@ -39,8 +39,22 @@ ENV_TEXT = json.dumps(envelope({"src/sum.js": "export const sum = (a, b) => a + 
 
 
 def dry_run(ws: Path, mock: LLMock, *extra: str) -> dict[str, Any]:
-    r = kodr("run", "-p", "add sum", "--base-url", mock.base_url("openai"), "--model", "gpt-4o-mini",
-             "--dry-run", "--json", "--stall-timeout", "1", *extra, cwd=ws, timeout=180)
+    r = kodr(
+        "run",
+        "-p",
+        "add sum",
+        "--base-url",
+        mock.base_url("openai"),
+        "--model",
+        "gpt-4o-mini",
+        "--dry-run",
+        "--json",
+        "--stall-timeout",
+        "1",
+        *extra,
+        cwd=ws,
+        timeout=180,
+    )
     assert "Traceback" not in r.err, r.err[-3000:]
     out = json.loads(r.out)
     assert out["state"] in ("proposed", "failed", "timed_out"), out
@@ -89,13 +103,19 @@ def test_scripted_session_one_fault_per_call_lands_every_run(tmp_path: Path) -> 
             outcomes[name] = (out["state"], out["reason"])
             records = events_of(ws, out["run_id"])
             done = [r.event for r in records if r.type == "ModelCallCompleted"]
-            assert done and done[0].retries or name in ("slow first token", "delay", "503 on GET /models"), (
-                name, done)
+            assert done and done[0].retries or name in ("slow first token", "delay", "503 on GET /models"), (name, done)
         # a 400 is surfaced, never retried with the same body
         ws = tmp_path / "context_overflow"
         ws.mkdir()
-        mock.add(Fail(400, code="context_length_exceeded", match=CHAT, times=2,
-                      message="This model's maximum context length was exceeded."))
+        mock.add(
+            Fail(
+                400,
+                code="context_length_exceeded",
+                match=CHAT,
+                times=2,
+                message="This model's maximum context length was exceeded.",
+            )
+        )
         overflow = dry_run(ws, mock)
         code, text, data = verdict(mock)
     assert all(v == ("proposed", "dry_run") for v in outcomes.values()), outcomes
@@ -112,7 +132,9 @@ def test_seeded_chaos_session_has_a_clean_verdict(tmp_path: Path) -> None:
     with LLMockServer(chaos=chaos) as server:
         server.state.stream_chaos = StreamChaos(
             fault_rates=(("disconnect", 0.1), ("truncate", 0.1), ("malformed", 0.1), ("stall", 0.05)),
-            stall_seconds=2.0, max_after_chunks=3, chunk_delay_ms=20,
+            stall_seconds=2.0,
+            max_after_chunks=3,
+            chunk_delay_ms=20,
         ).validated()
         mock = LLMock(server)
         mock.reply(ENV_TEXT, times=None)

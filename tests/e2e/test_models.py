@@ -29,7 +29,11 @@ TASK = "add a sub function"
 ENV = envelope({"src/sum.js": "export const sum = (a, b) => a + b;\n"}, summary="add sum")
 ENV_JSON = json.dumps(ENV)
 DRY_CHAIN = [
-    "RunRequested", "StateChanged:propose", "ModelCallStarted", "ModelCallCompleted", "ProposalAccepted",
+    "RunRequested",
+    "StateChanged:propose",
+    "ModelCallStarted",
+    "ModelCallCompleted",
+    "ProposalAccepted",
     "StateChanged:conclude_dry_run",
 ]
 
@@ -38,8 +42,7 @@ DRY_CHAIN = [
 
 
 def dry(ws: Path, srv: ScriptedServer, *extra: str, env: dict[str, str] | None = None) -> tuple[Result, dict]:
-    r = kodr("run", "-p", TASK, "--base-url", srv.base_url, "--dry-run", "--json", *extra, cwd=ws, env=env,
-             timeout=120)
+    r = kodr("run", "-p", TASK, "--base-url", srv.base_url, "--dry-run", "--json", *extra, cwd=ws, env=env, timeout=120)
     try:
         out = r.json()
     except ValueError:
@@ -68,8 +71,14 @@ def sha(text: str) -> str:
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {"id": "chatcmpl-ollama", "object": "chat.completion.chunk", "created": 1, "model": "qwen2.5-coder",
-            "system_fingerprint": "fp_ollama", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return {
+        "id": "chatcmpl-ollama",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "qwen2.5-coder",
+        "system_fingerprint": "fp_ollama",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 def assert_accepted(ws: Path, r: Result, out: dict, files: dict[str, str] | None = None) -> list:
@@ -86,26 +95,49 @@ def assert_accepted(ws: Path, r: Result, out: dict, files: dict[str, str] | None
 
 # -- 1. parsing quirks ----------------------------------------------------------------
 
-OLLAMA_WHOLE_CALL_STRING_ARGS = Turn(raw_chunks=[
-    chunk({"role": "assistant", "content": "", "tool_calls": [
-        {"id": "call_9x", "index": 0, "type": "function", "function": {"name": "submit", "arguments": ENV_JSON}}]}),
-    chunk({"role": "assistant", "content": ""}, "stop"),  # Ollama says "stop" even after a tool call
-])
-OLLAMA_WHOLE_CALL_OBJECT_ARGS = Turn(raw_chunks=[
-    chunk({"role": "assistant", "content": "", "tool_calls": [
-        {"id": "call_9y", "type": "function", "function": {"name": "submit", "arguments": ENV}}]}),
-    chunk({"role": "assistant", "content": "", "tool_calls": []}, "tool_calls"),
-])
+OLLAMA_WHOLE_CALL_STRING_ARGS = Turn(
+    raw_chunks=[
+        chunk(
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "id": "call_9x",
+                        "index": 0,
+                        "type": "function",
+                        "function": {"name": "submit", "arguments": ENV_JSON},
+                    }
+                ],
+            }
+        ),
+        chunk({"role": "assistant", "content": ""}, "stop"),  # Ollama says "stop" even after a tool call
+    ]
+)
+OLLAMA_WHOLE_CALL_OBJECT_ARGS = Turn(
+    raw_chunks=[
+        chunk(
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"id": "call_9y", "type": "function", "function": {"name": "submit", "arguments": ENV}}],
+            }
+        ),
+        chunk({"role": "assistant", "content": "", "tool_calls": []}, "tool_calls"),
+    ]
+)
 HALF = len(ENV_JSON) // 2
-EMPTY_TOOL_CALLS_ARRAY = Turn(raw_chunks=[
-    chunk({"role": "assistant", "content": "", "tool_calls": []}),
-    chunk({"content": ENV_JSON[:HALF], "tool_calls": []}),
-    chunk({"content": ENV_JSON[HALF:], "tool_calls": None}),
-    chunk({}, "stop"),
-])
+EMPTY_TOOL_CALLS_ARRAY = Turn(
+    raw_chunks=[
+        chunk({"role": "assistant", "content": "", "tool_calls": []}),
+        chunk({"content": ENV_JSON[:HALF], "tool_calls": []}),
+        chunk({"content": ENV_JSON[HALF:], "tool_calls": None}),
+        chunk({}, "stop"),
+    ]
+)
 
 QUIRKS = {
-    "think_block": Turn(content=f"<think>The user wants sum. Maybe {{\"files\": []}}? No.</think>\n{ENV_JSON}"),
+    "think_block": Turn(content=f'<think>The user wants sum. Maybe {{"files": []}}? No.</think>\n{ENV_JSON}'),
     "lone_close_think": Turn(content=f"I need a sum function {{ with two args.\n</think>\n\n{ENV_JSON}"),
     "reasoning_content_only": Turn(content="", reasoning=f"Here is the answer: {ENV_JSON}"),
     "reasoning_field_only": Turn(content="", reasoning=ENV_JSON, reasoning_field="reasoning"),
@@ -138,8 +170,13 @@ def test_cut_off_reply_is_rejected_then_retried(workspace: Path) -> None:
         r, out = dry(workspace, srv)
         retry_note = srv.requests[1]["body"]["messages"][-1]["content"]
     records = events_of(workspace, out["run_id"])
-    assert chain(records) == DRY_CHAIN[:4] + ["ProposalRejected", "ModelCallStarted", "ModelCallCompleted",
-                                              "ProposalAccepted", "StateChanged:conclude_dry_run"]
+    assert chain(records) == DRY_CHAIN[:4] + [
+        "ProposalRejected",
+        "ModelCallStarted",
+        "ModelCallCompleted",
+        "ProposalAccepted",
+        "StateChanged:conclude_dry_run",
+    ]
     rejected = of_type(records, "ProposalRejected")[0]
     assert "token limit" in rejected.error and "finish_reason=length" in rejected.error
     assert of_type(records, "ModelCallCompleted")[0].finish_reason == "length"
@@ -157,7 +194,10 @@ def test_two_cut_off_replies_fail_with_invalid_proposal(workspace: Path) -> None
     assert (out["state"], out["reason"]) == ("failed", "invalid_proposal")
     records = events_of(workspace, out["run_id"])
     assert chain(records) == ["RunRequested", "StateChanged:propose"] + [
-        "ModelCallStarted", "ModelCallCompleted", "ProposalRejected"] * 2 + ["StateChanged:fail"]
+        "ModelCallStarted",
+        "ModelCallCompleted",
+        "ProposalRejected",
+    ] * 2 + ["StateChanged:fail"]
     errors = [e.error for e in of_type(records, "ProposalRejected")]
     assert len(errors) == 2 and all("token limit" in e for e in errors)
     assert out["facts"]["errors"] == errors
@@ -178,8 +218,13 @@ def test_hung_server_times_out_at_the_model_timeout(workspace: Path) -> None:
     assert (out["state"], out["reason"]) == ("timed_out", "model_timeout")
     records = events_of(workspace, out["run_id"])
     assert run_span(records) < 2 + 3, "the run itself (CLI start-up on a loaded machine is not the run)"
-    assert chain(records) == ["RunRequested", "StateChanged:propose", "ModelCallStarted", "ModelCallFailed",
-                              "StateChanged:time_out"]
+    assert chain(records) == [
+        "RunRequested",
+        "StateChanged:propose",
+        "ModelCallStarted",
+        "ModelCallFailed",
+        "StateChanged:time_out",
+    ]
     failed = of_type(records, "ModelCallFailed")[0]
     assert (failed.error, failed.purpose, failed.attempt) == ("timeout", "propose", 1)
     assert 1900 <= failed.duration_ms < 8000 and "2s deadline" in failed.message
@@ -283,8 +328,21 @@ def test_api_key_is_sent_but_never_stored(workspace: Path) -> None:
     # The 429 echoes the key the way some providers do ("Incorrect API key provided: sk-...").
     turns = [Turn(status=429, error=f"quota exceeded for key {SECRET}", headers={"Retry-After": "0"}), ENV]
     with ScriptedServer(turns) as srv:
-        r = kodr("--log-level", "debug", "run", "-p", TASK, "--provider", "openai-compatible",
-                 "--base-url", srv.base_url, "--dry-run", cwd=workspace, env={"KODR_API_KEY": SECRET}, timeout=120)
+        r = kodr(
+            "--log-level",
+            "debug",
+            "run",
+            "-p",
+            TASK,
+            "--provider",
+            "openai-compatible",
+            "--base-url",
+            srv.base_url,
+            "--dry-run",
+            cwd=workspace,
+            env={"KODR_API_KEY": SECRET},
+            timeout=120,
+        )
         sent = srv.all_requests
     assert r.code == 0, r.err
     assert len(sent) == 3 and any(q["method"] == "GET" for q in sent), "GET /models, then the 429, then the answer"
@@ -301,14 +359,29 @@ def test_api_key_is_sent_but_never_stored(workspace: Path) -> None:
 def test_api_key_echoed_by_a_refusal_is_scrubbed(workspace: Path) -> None:
     refusal = Turn(status=401, error=f"Incorrect API key provided: {SECRET}. You can find your key at ...")
     with ScriptedServer([refusal]) as srv:
-        r = kodr("--log-level", "debug", "run", "-p", TASK, "--base-url", srv.base_url, "--model", "gpt-x",
-                 "--json", cwd=workspace, env={"KODR_API_KEY": SECRET}, timeout=120)
+        r = kodr(
+            "--log-level",
+            "debug",
+            "run",
+            "-p",
+            TASK,
+            "--base-url",
+            srv.base_url,
+            "--model",
+            "gpt-x",
+            "--json",
+            cwd=workspace,
+            env={"KODR_API_KEY": SECRET},
+            timeout=120,
+        )
         assert len(srv.requests) == 1, "a 401 is not retried"
     out = r.json()
     assert r.code == 10, r.err
     assert (out["state"], out["reason"]) == ("failed", "model_unavailable")
     failed = of_type(events_of(workspace, out["run_id"]), "ModelCallFailed")[0]
-    assert failed.error == "http" and "HTTP 401" in failed.message and "Incorrect API key provided: ***" in failed.message
+    assert (
+        failed.error == "http" and "HTTP 401" in failed.message and "Incorrect API key provided: ***" in failed.message
+    )
     assert_key_stored_nowhere(workspace, r.out, r.err, artifacts_expected=False)  # nothing proposed
 
 
@@ -316,8 +389,12 @@ def test_api_key_echoed_by_a_refusal_is_scrubbed(workspace: Path) -> None:
 
 
 def test_token_usage_is_recorded(workspace: Path) -> None:
-    usage = {"prompt_tokens": 1234, "completion_tokens": 56, "total_tokens": 1290,
-             "completion_tokens_details": {"reasoning_tokens": 7}}
+    usage = {
+        "prompt_tokens": 1234,
+        "completion_tokens": 56,
+        "total_tokens": 1290,
+        "completion_tokens_details": {"reasoning_tokens": 7},
+    }
     with ScriptedServer([Turn(content=ENV_JSON, usage=usage)]) as srv:
         r, out = dry(workspace, srv)
         assert srv.requests[0]["body"]["stream_options"] == {"include_usage": True}
@@ -343,11 +420,15 @@ PLAN = """# Plan
 The tests pass with `node --test`.
 """
 CALC = "function add(a, b) {\n  return a + b;\n}\nmodule.exports = { add };\n"
-CALC_NEW = ("function add(a, b) {\n  return a + b;\n}\nfunction sub(a, b) {\n  return a - b;\n}\n"
-            "module.exports = { add, sub };\n")
-CALC_TEST = ("const test = require('node:test');\nconst assert = require('node:assert/strict');\n"
-             "const { add, sub } = require('./calc.js');\ntest('add', () => assert.equal(add(2, 3), 5));\n"
-             "test('sub', () => assert.equal(sub(5, 3), 2));\n")
+CALC_NEW = (
+    "function add(a, b) {\n  return a + b;\n}\nfunction sub(a, b) {\n  return a - b;\n}\n"
+    "module.exports = { add, sub };\n"
+)
+CALC_TEST = (
+    "const test = require('node:test');\nconst assert = require('node:assert/strict');\n"
+    "const { add, sub } = require('./calc.js');\ntest('add', () => assert.equal(add(2, 3), 5));\n"
+    "test('sub', () => assert.equal(sub(5, 3), 2));\n"
+)
 README = "# calc\n\n`add` and `sub` for two numbers.\n"
 PLAN_ENV = envelope({"calc.js": CALC_NEW, "calc.test.js": CALC_TEST, "README.md": README}, summary="add sub")
 
@@ -372,8 +453,14 @@ def test_plan_then_run_with_the_last_plan(workspace: Path) -> None:
     pout = p.json()
     assert (pout["state"], pout["reason"]) == ("proposed", "plan_recorded")
     records = events_of(workspace, pout["run_id"])
-    assert chain(records) == ["RunRequested", "StateChanged:propose", "ModelCallStarted", "ModelCallCompleted",
-                              "PlanRecorded", "StateChanged:conclude_dry_run"]
+    assert chain(records) == [
+        "RunRequested",
+        "StateChanged:propose",
+        "ModelCallStarted",
+        "ModelCallCompleted",
+        "PlanRecorded",
+        "StateChanged:conclude_dry_run",
+    ]
     assert records[0].event.mode == "plan"
     recorded = of_type(records, "PlanRecorded")[0].plan
     assert recorded == PLAN.strip(), "the think block is dropped, the plan kept"
@@ -383,8 +470,9 @@ def test_plan_then_run_with_the_last_plan(workspace: Path) -> None:
     assert (workspace / "calc.js").read_text() == CALC and "calc.test.js" not in snapshot(workspace)
 
     with ScriptedServer([PLAN_ENV]) as srv:
-        r = kodr("run", "-p", TASK, "--base-url", srv.base_url, "--plan", "last", "--dry-run", cwd=workspace,
-                 timeout=120)
+        r = kodr(
+            "run", "-p", TASK, "--base-url", srv.base_url, "--plan", "last", "--dry-run", cwd=workspace, timeout=120
+        )
         run_request = srv.requests[0]
     assert r.code == 0, r.err
     assert _plan_in(run_request), run_request["body"]["messages"]
@@ -393,7 +481,9 @@ def test_plan_then_run_with_the_last_plan(workspace: Path) -> None:
     assert snapshot(workspace) == {"calc.js": sha(CALC)}, "a dry run writes nothing"
     rows = kodr("runs", "--json", cwd=workspace).json()
     assert [(row["mode"], row["state"], row["reason"]) for row in rows] == [
-        ("run", "proposed", "dry_run"), ("plan", "proposed", "plan_recorded")]
+        ("run", "proposed", "dry_run"),
+        ("plan", "proposed", "plan_recorded"),
+    ]
     assert recorded_plan(workspace, rows[0]["run_id"]) == PLAN.strip()
 
 
@@ -407,8 +497,18 @@ def test_run_with_a_plan_file_and_a_plan_run_id(workspace: Path, tmp_path: Path)
     plan_file = tmp_path / "my-plan.md"
     plan_file.write_text(PLAN)
     with ScriptedServer([PLAN_ENV]) as srv:
-        r = kodr("run", "-p", TASK, "--base-url", srv.base_url, "--plan", str(plan_file), "--dry-run",
-                 cwd=workspace, timeout=120)
+        r = kodr(
+            "run",
+            "-p",
+            TASK,
+            "--base-url",
+            srv.base_url,
+            "--plan",
+            str(plan_file),
+            "--dry-run",
+            cwd=workspace,
+            timeout=120,
+        )
         assert _plan_in(srv.requests[0])
     assert r.code == 0, r.err
     _assert_multi_file_patch(r.out)
@@ -416,8 +516,18 @@ def test_run_with_a_plan_file_and_a_plan_run_id(workspace: Path, tmp_path: Path)
     with ScriptedServer([PLAN]) as srv:
         plan_id = kodr("plan", "-p", TASK, "--base-url", srv.base_url, "--json", cwd=workspace).json()["run_id"]
     with ScriptedServer([PLAN_ENV]) as srv:
-        r = kodr("run", "-p", TASK, "--base-url", srv.base_url, "--plan", plan_id[:8], "--dry-run",
-                 cwd=workspace, timeout=120)
+        r = kodr(
+            "run",
+            "-p",
+            TASK,
+            "--base-url",
+            srv.base_url,
+            "--plan",
+            plan_id[:8],
+            "--dry-run",
+            cwd=workspace,
+            timeout=120,
+        )
         assert _plan_in(srv.requests[0])
     assert r.code == 0, r.err
 
@@ -488,7 +598,9 @@ def test_tool_loop_lists_reads_then_answers(workspace: Path) -> None:
     response = blob_json(workspace, done.response_blob)["response"]
     trace = response["tool_trace"]
     assert [(t["step"], t["name"], t["source"]) for t in trace] == [
-        (1, "list_files", "protocol"), (2, "read_file", "protocol")]
+        (1, "list_files", "protocol"),
+        (2, "read_file", "protocol"),
+    ]
     assert json.loads(trace[1]["arguments"]) == {"path": "src/calc.js"} and trace[1]["result_bytes"] > 0
     assert response["tool_steps"] == 3
     assert done.usage["prompt_tokens"] == 36, "usage is summed over the loop's three calls"
@@ -537,15 +649,22 @@ def test_tool_budget_spent_final_turn_asks_for_the_envelope_without_tools(worksp
 def ollama_call(name: str, args: dict[str, Any]) -> Turn:
     """Ollama's stream: the whole call in one chunk, id ``call_0`` every step, then finish "stop"."""
     call = {"id": "call_0", "index": 0, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
-    return Turn(raw_chunks=[chunk({"role": "assistant", "content": "", "tool_calls": [call]}),
-                            chunk({"role": "assistant", "content": ""}, "stop")])
+    return Turn(
+        raw_chunks=[
+            chunk({"role": "assistant", "content": "", "tool_calls": [call]}),
+            chunk({"role": "assistant", "content": ""}, "stop"),
+        ]
+    )
 
 
 def test_tool_loop_with_ollama_whole_call_chunks(workspace: Path) -> None:
     (workspace / "calc.js").write_text(CALC)
     (workspace / "util.js").write_text("module.exports = {};\n")
-    turns = [ollama_call("read_file", {"path": "calc.js"}), ollama_call("read_file", {"path": "util.js"}),
-             json.dumps(envelope({"calc.js": CALC_NEW}))]
+    turns = [
+        ollama_call("read_file", {"path": "calc.js"}),
+        ollama_call("read_file", {"path": "util.js"}),
+        json.dumps(envelope({"calc.js": CALC_NEW})),
+    ]
     with ScriptedServer(turns) as srv:
         r, out = dry(workspace, srv, "--tools")
         requests = [q["body"] for q in srv.requests]

@@ -41,9 +41,19 @@ TEST = "const test = require('tape')\nconst add = require('..')\n\ntest('adds', 
 
 def test_pnpm_project_installs_frozen_and_heals(tmp_path: Path) -> None:
     path = pnpm_bin() + os.pathsep + os.environ.get("PATH", "")
-    (tmp_path / "package.json").write_text(json.dumps({
-        "name": "adder", "version": "1.0.0", "main": "lib/add.js",
-        "scripts": {"test": "tape test/*.js"}, "devDependencies": {"tape": "5.9.0"}}, indent=2) + "\n")
+    (tmp_path / "package.json").write_text(
+        json.dumps(
+            {
+                "name": "adder",
+                "version": "1.0.0",
+                "main": "lib/add.js",
+                "scripts": {"test": "tape test/*.js"},
+                "devDependencies": {"tape": "5.9.0"},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "add.js").write_text(BUGGY)
     (tmp_path / "test").mkdir()

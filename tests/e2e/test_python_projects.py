@@ -35,8 +35,24 @@ def oracle(path: str, bad: str, good: str, seen: list[bool]):
 def heal(ws: Path, command: str, bug: tuple[str, str, str]) -> tuple[dict, list[bool]]:
     seen: list[bool] = []
     with ScriptedServer(responder=oracle(*bug, seen)) as srv:
-        r = kodr("heal", "-w", str(ws), "--install", "--test", command, "--base-url", srv.base_url,
-                 "--model", "oracle", "--max-turns", "2", "--json", "-q", cwd=ws, timeout=900)
+        r = kodr(
+            "heal",
+            "-w",
+            str(ws),
+            "--install",
+            "--test",
+            command,
+            "--base-url",
+            srv.base_url,
+            "--model",
+            "oracle",
+            "--max-turns",
+            "2",
+            "--json",
+            "-q",
+            cwd=ws,
+            timeout=900,
+        )
     assert r.out, r.err
     return r.json(), seen
 
@@ -48,8 +64,10 @@ def write(root: Path, files: dict[str, str]) -> None:
 
 
 def test_uv_project_with_a_test_extra_src_layout_and_a_plugin_in_addopts(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "pyproject.toml": """[project]
+    write(
+        tmp_path,
+        {
+            "pyproject.toml": """[project]
 name = "shapes"
 version = "0.1.0"
 requires-python = ">=3.9"
@@ -62,10 +80,11 @@ build-backend = "setuptools.build_meta"
 [tool.pytest.ini_options]
 addopts = "--cov=shapes --cov-report=term"
 """,
-        "src/shapes/__init__.py": "from .geometry import area\n",
-        "src/shapes/geometry.py": "def area(w, h):\n    return w + h\n",
-        "tests/test_area.py": "from shapes import area\n\n\ndef test_area(mocker):\n    assert area(2, 3) == 6\n",
-    })
+            "src/shapes/__init__.py": "from .geometry import area\n",
+            "src/shapes/geometry.py": "def area(w, h):\n    return w + h\n",
+            "tests/test_area.py": "from shapes import area\n\n\ndef test_area(mocker):\n    assert area(2, 3) == 6\n",
+        },
+    )
     out, seen = heal(tmp_path, "uv run pytest", ("src/shapes/geometry.py", "    return w + h\n", "    return w * h\n"))
     assert (out["state"], out["reason"]) == ("passed", "verification_passed"), out
     assert seen and seen[0]  # the first repair prompt already held geometry.py
@@ -82,12 +101,15 @@ addopts = "--cov=shapes --cov-report=term"
 
 
 def test_setup_py_only_project(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "setup.py": "from setuptools import setup\n\nsetup(name='tally', version='1.0', py_modules=['tally'],\n"
-                    "      extras_require={'testing': ['pytest-mock>=3']})\n",
-        "tally.py": "def total(xs):\n    return sum(xs) - 1\n",
-        "tests/test_tally.py": "import tally\n\n\ndef test_total(mocker):\n    assert tally.total([1, 2]) == 3\n",
-    })
+    write(
+        tmp_path,
+        {
+            "setup.py": "from setuptools import setup\n\nsetup(name='tally', version='1.0', py_modules=['tally'],\n"
+            "      extras_require={'testing': ['pytest-mock>=3']})\n",
+            "tally.py": "def total(xs):\n    return sum(xs) - 1\n",
+            "tests/test_tally.py": "import tally\n\n\ndef test_total(mocker):\n    assert tally.total([1, 2]) == 3\n",
+        },
+    )
     out, seen = heal(tmp_path, "python -m pytest", ("tally.py", "    return sum(xs) - 1\n", "    return sum(xs)\n"))
     assert (out["state"], out["reason"]) == ("passed", "verification_passed"), out
     assert seen[0]
@@ -99,7 +121,9 @@ def test_setup_py_only_project(tmp_path: Path) -> None:
 
 
 def test_pyproject_without_project_table_is_refused_with_the_reason(tmp_path: Path) -> None:
-    write(tmp_path, {"pyproject.toml": "[tool.black]\nline-length = 100\n", "test_x.py": "def test_x():\n    assert 0\n"})
+    write(
+        tmp_path, {"pyproject.toml": "[tool.black]\nline-length = 100\n", "test_x.py": "def test_x():\n    assert 0\n"}
+    )
     out, seen = heal(tmp_path, "pytest", ("x.py", "a", "b"))
     assert (out["state"], out["reason"]) == ("failed", "install_refused"), out
     assert "no [project] table" in str(out["facts"]) and seen == []

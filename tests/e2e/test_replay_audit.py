@@ -89,7 +89,9 @@ def test_divergences_name_the_turn_and_the_counts(tmp_path: Path) -> None:
     run_id = _healed_run(ws)
     records = open_store(default_url(ws)).load(run_id)
     full = fold(run_id, records)
-    cut = next(r.seq for r in records if r.type == "StateChanged" and r.event.trigger == "heal" and r.event.heal_turn == 2)
+    cut = next(
+        r.seq for r in records if r.type == "StateChanged" and r.event.trigger == "heal" and r.event.heal_turn == 2
+    )
     partial = fold(run_id, [r for r in records if r.seq <= cut])
     found = divergences(full, partial)
     assert "turn 2: tests ran in the recording, did not run now" in found
@@ -103,8 +105,9 @@ def test_resume_all_resumes_only_unfinished_runs(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     with ScriptedServer(responder=deterministic_model) as srv:
-        crashed = kodr("run", "-p", "slugify", "--base-url", srv.base_url, *ARGS, cwd=other,
-                       env={"KODR_FAULT": "after:6"})
+        crashed = kodr(
+            "run", "-p", "slugify", "--base-url", srv.base_url, *ARGS, cwd=other, env={"KODR_FAULT": "after:6"}
+        )
         assert crashed.code == 137
         r = kodr("resume", "--all", "--json", "-q", cwd=other)
     rows = r.json()
@@ -127,11 +130,18 @@ def _recorded_run(ws: Path, run_id: str = "audit-1", env: dict[str, str] | None 
     try:
         with open_store(default_url(ws)) as s:
             a, b = s.put_blobs([b"console.log(1)\n", b"{}\n"])
-            s.append(run_id, 0, [ev.RunRequested(task="t", workspace=str(ws),
-                                                 base_snapshot={"a.js": a, "package.json": b})])
+            s.append(
+                run_id, 0, [ev.RunRequested(task="t", workspace=str(ws), base_snapshot={"a.js": a, "package.json": b})]
+            )
             s.append(run_id, 1, [ev.StateChanged(from_state="requested", to_state="applied", trigger="adopt")])
-            s.append(run_id, 2, [ev.StateChanged(from_state="applied", to_state="verifying", trigger="verify"),
-                                 ev.PlanRecorded(plan="p")])
+            s.append(
+                run_id,
+                2,
+                [
+                    ev.StateChanged(from_state="applied", to_state="verifying", trigger="verify"),
+                    ev.PlanRecorded(plan="p"),
+                ],
+            )
     finally:
         for k, v in old.items():
             if v is None:

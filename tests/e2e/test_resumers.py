@@ -36,8 +36,15 @@ def _model(body: dict) -> dict:
 
 
 def _popen(args: list[str], ws: Path, extra: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "adapters.cli", *args], cwd=ws, env=kodr_env(extra), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli", *args],
+        cwd=ws,
+        env=kodr_env(extra),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -58,8 +65,9 @@ def test_two_resumers_race_exactly_one_proceeds(tmp_path: Path, db_env: dict[str
     ws = tmp_path / "ws"
     ws.mkdir()
     with ScriptedServer(responder=_model) as srv:
-        crashed = kodr("run", "-p", "slow", "--base-url", srv.base_url, *ARGS, cwd=ws,
-                       env={**db_env, "KODR_FAULT": "after:2"})
+        crashed = kodr(
+            "run", "-p", "slow", "--base-url", srv.base_url, *ARGS, cwd=ws, env={**db_env, "KODR_FAULT": "after:2"}
+        )
         assert crashed.code == 137, crashed.err
         run_id = _store(ws, db_env).runs()[0]["run_id"]
         (ws / "delay_ms").write_text("3000")  # long enough for the two resumers to overlap
@@ -73,7 +81,8 @@ def test_two_resumers_race_exactly_one_proceeds(tmp_path: Path, db_env: dict[str
     assert json.loads(winner)["state"] == "passed"
     # the loser names the owner: the run's lease (host:pid:id) or the workspace's live run (pid, host)
     assert ("is leased by" in loser and ":" in loser.split("leased by ")[1]) or (
-        "another kodr is driving a run in" in loser and "pid " in loser), loser
+        "another kodr is driving a run in" in loser and "pid " in loser
+    ), loser
     records = _store(ws, db_env).load(run_id)
     assert [r.type for r in records].count("RunResumed") == 1
     assert [r.type for r in records].count("TestsFinished") == 1

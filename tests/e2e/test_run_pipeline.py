@@ -10,11 +10,16 @@ import pytest
 from tests.e2e.conftest import chain, envelope, events_of, kodr, snapshot, tagged_processes
 from tests.support.scripted_server import ScriptedServer
 
-NODE_PKG = json.dumps({
-    "name": "calc", "version": "1.0.0", "private": True,
-    "scripts": {"test": "node --test"},
-    "dependencies": {"is-number": "7.0.0"},
-}, indent=2)
+NODE_PKG = json.dumps(
+    {
+        "name": "calc",
+        "version": "1.0.0",
+        "private": True,
+        "scripts": {"test": "node --test"},
+        "dependencies": {"is-number": "7.0.0"},
+    },
+    indent=2,
+)
 NODE_IMPL = """const isNumber = require('is-number');
 function add(a, b) {
   if (!isNumber(a) || !isNumber(b)) throw new TypeError('add takes numbers');
@@ -33,9 +38,21 @@ PY_IMPL = "def add(a, b):\n    return a + b\n"
 PY_TEST = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n\n\ndef test_add_neg():\n    assert add(-1, 1) == 0\n"
 
 GOLDEN_CHAIN = [
-    "RunRequested", "StateChanged:propose", "ModelCallStarted", "ModelCallCompleted", "ProposalAccepted",
-    "WritesStarted", "WritesApplied", "StateChanged:apply", "StateChanged:install", "InstallStarted",
-    "InstallFinished", "StateChanged:verify", "TestsStarted", "TestsFinished", "StateChanged:succeed",
+    "RunRequested",
+    "StateChanged:propose",
+    "ModelCallStarted",
+    "ModelCallCompleted",
+    "ProposalAccepted",
+    "WritesStarted",
+    "WritesApplied",
+    "StateChanged:apply",
+    "StateChanged:install",
+    "InstallStarted",
+    "InstallFinished",
+    "StateChanged:verify",
+    "TestsStarted",
+    "TestsFinished",
+    "StateChanged:succeed",
 ]
 
 
@@ -43,16 +60,35 @@ def _artifact(ws: Path, run_id: str, name: str) -> dict:
     return json.loads((ws / ".kodr" / "runs" / run_id / name).read_text())
 
 
-REQUIRED_KEYS = {"command", "exitCode", "ok", "timedOut", "durationMs", "startedAt", "finishedAt",
-                 "stdoutTail", "stderrTail"}
+REQUIRED_KEYS = {
+    "command",
+    "exitCode",
+    "ok",
+    "timedOut",
+    "durationMs",
+    "startedAt",
+    "finishedAt",
+    "stdoutTail",
+    "stderrTail",
+}
 
 
 @pytest.mark.slow
 def test_golden_path_node(workspace: Path) -> None:
     env = envelope({"package.json": NODE_PKG, "calc.js": NODE_IMPL, "calc.test.js": NODE_TEST})
     with ScriptedServer([env]) as srv:
-        r = kodr("run", "-p", "write an add function", "--base-url", srv.base_url, "--install",
-                 "--test", "npm test", "--json", cwd=workspace)
+        r = kodr(
+            "run",
+            "-p",
+            "write an add function",
+            "--base-url",
+            srv.base_url,
+            "--install",
+            "--test",
+            "npm test",
+            "--json",
+            cwd=workspace,
+        )
     assert r.code == 0, r.err
     out = r.json()
     assert (out["state"], out["reason"]) == ("passed", "verification_passed")
@@ -70,11 +106,22 @@ def test_golden_path_node(workspace: Path) -> None:
 
 @pytest.mark.slow
 def test_golden_path_python(workspace: Path) -> None:
-    env = envelope({"requirements.txt": "pytest\n", "calc.py": PY_IMPL, "tests/test_calc.py": PY_TEST,
-                    "conftest.py": ""})
+    env = envelope(
+        {"requirements.txt": "pytest\n", "calc.py": PY_IMPL, "tests/test_calc.py": PY_TEST, "conftest.py": ""}
+    )
     with ScriptedServer([env]) as srv:
-        r = kodr("run", "-p", "write add", "--base-url", srv.base_url, "--install", "--test", "pytest",
-                 "--json", cwd=workspace)
+        r = kodr(
+            "run",
+            "-p",
+            "write add",
+            "--base-url",
+            srv.base_url,
+            "--install",
+            "--test",
+            "pytest",
+            "--json",
+            cwd=workspace,
+        )
     assert r.code == 0, r.err
     out = r.json()
     assert out["state"] == "passed"
@@ -88,8 +135,14 @@ def test_golden_path_python(workspace: Path) -> None:
 
 @pytest.mark.slow
 def test_install_failure_keeps_files_and_skips_verification(workspace: Path) -> None:
-    pkg = json.dumps({"name": "x", "version": "1.0.0", "scripts": {"test": "node --test"},
-                      "dependencies": {"kodr-no-such-package-zz9-plural-z-alpha": "1.0.0"}})
+    pkg = json.dumps(
+        {
+            "name": "x",
+            "version": "1.0.0",
+            "scripts": {"test": "node --test"},
+            "dependencies": {"kodr-no-such-package-zz9-plural-z-alpha": "1.0.0"},
+        }
+    )
     env = envelope({"package.json": pkg, "a.test.js": NODE_TEST})
     with ScriptedServer([env]) as srv:
         r = kodr("run", "-p", "x", "--base-url", srv.base_url, "--install", "--json", cwd=workspace)
@@ -116,7 +169,6 @@ def test_no_test_executed_fails_even_on_exit_zero(workspace: Path) -> None:
     assert tests["exitCode"] == 0 and tests["total"] == 0 and tests["ok"] is False
 
 
-
 def test_hung_test_times_out_and_leaves_no_process(workspace: Path) -> None:
     hang = """const test = require('node:test');
 const { spawn } = require('node:child_process');
@@ -127,8 +179,19 @@ test('hangs', async () => {
 """
     pkg = json.dumps({"name": "x", "version": "1.0.0", "scripts": {"test": "node --test"}})
     with ScriptedServer([envelope({"package.json": pkg, "hang.test.js": hang})]) as srv:
-        r = kodr("run", "-p", "x", "--base-url", srv.base_url, "--test", "npm test", "--test-timeout", "3",
-                 "--json", cwd=workspace)
+        r = kodr(
+            "run",
+            "-p",
+            "x",
+            "--base-url",
+            srv.base_url,
+            "--test",
+            "npm test",
+            "--test-timeout",
+            "3",
+            "--json",
+            cwd=workspace,
+        )
     out = r.json()
     assert r.code == 12
     assert (out["state"], out["reason"]) == ("timed_out", "test_timeout")
@@ -147,8 +210,9 @@ def test_test_command_outside_allowlist_is_refused_before_any_model_call(workspa
     assert not (workspace / ".kodr").exists()
 
 
-@pytest.mark.parametrize("bad_path", ["../escaped.txt", "/tmp/kodr-escape-abs.txt", ".git/hooks/pre-commit",
-                                      "link/evil.txt"])
+@pytest.mark.parametrize(
+    "bad_path", ["../escaped.txt", "/tmp/kodr-escape-abs.txt", ".git/hooks/pre-commit", "link/evil.txt"]
+)
 def test_writes_escaping_the_workspace_are_refused(workspace: Path, tmp_path: Path, bad_path: str) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -196,9 +260,18 @@ def test_dry_run_prints_the_patch_and_writes_nothing(workspace: Path) -> None:
 
 def test_store_commands_read_the_run(workspace: Path) -> None:
     pkg = json.dumps({"name": "x", "version": "1.0.0", "scripts": {"test": "node --test"}})
-    with ScriptedServer([envelope({"package.json": pkg, "calc.js": "module.exports={add:(a,b)=>a+b}\n",
-                                   "calc.test.js": "const t=require('node:test');const a=require('node:assert');"
-                                   "const {add}=require('./calc.js');t('adds',()=>a.equal(add(1,2),3));\n"})]) as srv:
+    with ScriptedServer(
+        [
+            envelope(
+                {
+                    "package.json": pkg,
+                    "calc.js": "module.exports={add:(a,b)=>a+b}\n",
+                    "calc.test.js": "const t=require('node:test');const a=require('node:assert');"
+                    "const {add}=require('./calc.js');t('adds',()=>a.equal(add(1,2),3));\n",
+                }
+            )
+        ]
+    ) as srv:
         r = kodr("run", "-p", "x", "--base-url", srv.base_url, "--json", cwd=workspace)
     run_id = r.json()["run_id"]
     assert r.json()["state"] == "passed"
@@ -247,14 +320,33 @@ def test_demo_runs_without_a_model_server(tmp_path: Path) -> None:
     assert text.code == 0 and "verifying → passed" in text.out and "artifacts:" in text.out
 
 
-@pytest.mark.parametrize("files, refused", [
-    ({"package.json": json.dumps({"name": "x", "version": "1.0.0", "scripts": {"test": "node --test"},
-                                  "dependencies": {"evil": "git+https://example.invalid/evil.git"}})},
-     "dependencies.evil"),
-    ({"package.json": json.dumps({"name": "x", "version": "1.0.0",
-                                  "dependencies": {"up": "file:../../outside"}})}, "points outside the workspace"),
-    ({"requirements.txt": "--index-url http://example.invalid/simple\npytest\n"}, "option '--index-url'"),
-])
+@pytest.mark.parametrize(
+    "files, refused",
+    [
+        (
+            {
+                "package.json": json.dumps(
+                    {
+                        "name": "x",
+                        "version": "1.0.0",
+                        "scripts": {"test": "node --test"},
+                        "dependencies": {"evil": "git+https://example.invalid/evil.git"},
+                    }
+                )
+            },
+            "dependencies.evil",
+        ),
+        (
+            {
+                "package.json": json.dumps(
+                    {"name": "x", "version": "1.0.0", "dependencies": {"up": "file:../../outside"}}
+                )
+            },
+            "points outside the workspace",
+        ),
+        ({"requirements.txt": "--index-url http://example.invalid/simple\npytest\n"}, "option '--index-url'"),
+    ],
+)
 def test_hostile_manifest_is_refused_before_anything_runs(workspace: Path, files: dict, refused: str) -> None:
     with ScriptedServer([envelope(files)]) as srv:
         r = kodr("run", "-p", "x", "--base-url", srv.base_url, "--install", "--json", cwd=workspace)

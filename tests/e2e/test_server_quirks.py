@@ -33,10 +33,24 @@ def ws(tmp_path: Path) -> Path:
     return root
 
 
-def run(ws: Path, base_url: str, *extra: str, env: dict[str, str] | None = None,
-        timeout: float = 120) -> tuple[Result, dict[str, Any]]:
-    r = kodr("run", "-p", "add sum", "--base-url", base_url, "--model", "m", "--dry-run", "--json", *extra,
-             cwd=ws, env=env, timeout=timeout)
+def run(
+    ws: Path, base_url: str, *extra: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[Result, dict[str, Any]]:
+    r = kodr(
+        "run",
+        "-p",
+        "add sum",
+        "--base-url",
+        base_url,
+        "--model",
+        "m",
+        "--dry-run",
+        "--json",
+        *extra,
+        cwd=ws,
+        env=env,
+        timeout=timeout,
+    )
     assert "Traceback" not in r.err, r.err[-3000:]
     try:
         return r, json.loads(r.out)
@@ -60,8 +74,11 @@ def landed(out: dict[str, Any]) -> bool:
 
 
 def test_1_prose_after_a_tool_result_lands_the_proposal(ws: Path) -> None:
-    turns = [Turn(tool_calls=[{"name": "list_files", "arguments": {}}]),
-             "I have read the listing. I will add src/sum.js with a sum function.", ENV]
+    turns = [
+        Turn(tool_calls=[{"name": "list_files", "arguments": {}}]),
+        "I have read the listing. I will add src/sum.js with a sum function.",
+        ENV,
+    ]
     with ScriptedServer(turns) as srv:
         r, out = run(ws, srv.base_url, "--tools")
         seen = [q["body"] for q in srv.requests]
@@ -77,8 +94,11 @@ def test_1_prose_after_a_tool_result_lands_the_proposal(ws: Path) -> None:
 
 
 def test_3_json_schema_refused_falls_back_to_json_object_then_prompt_only(ws: Path) -> None:
-    turns = [Turn(status=400, error="response_format type json_schema is not supported"),
-             Turn(status=400, error="'response_format' of type 'json_object' is not supported"), ENV]
+    turns = [
+        Turn(status=400, error="response_format type json_schema is not supported"),
+        Turn(status=400, error="'response_format' of type 'json_object' is not supported"),
+        ENV,
+    ]
     with ScriptedServer(turns) as srv:
         r, out = run(ws, srv.base_url)
         seen = [q["body"] for q in srv.requests]
@@ -134,8 +154,18 @@ def test_5_a_complete_looking_stream_without_finish_reason_is_retried(ws: Path) 
 
 def test_5_a_cut_tool_call_is_never_executed(ws: Path) -> None:
     (ws / "secret.txt").write_text("s\n")
-    half = Turn(raw_chunks=[chunk({"tool_calls": [{"index": 0, "id": "a", "function": {
-        "name": "read_file", "arguments": '{"path": "secret'}}]})], done=False)
+    half = Turn(
+        raw_chunks=[
+            chunk(
+                {
+                    "tool_calls": [
+                        {"index": 0, "id": "a", "function": {"name": "read_file", "arguments": '{"path": "secret'}}
+                    ]
+                }
+            )
+        ],
+        done=False,
+    )
     with ScriptedServer([half, half, half, half]) as srv:
         r, out = run(ws, srv.base_url, "--tools")
         assert len(srv.requests) == 4  # the first try and three retries, all cut
@@ -216,8 +246,10 @@ def test_9_retry_after_past_the_deadline_ends_the_call_at_once(ws: Path) -> None
 
 # -- item 2: a context smaller than kodr's default prompt -----------------------------------------
 
-LLAMA_OVERFLOW = ('{"code": 400, "message": "the request exceeds the available context size, try increasing it", '
-                  '"type": "exceed_context_size_error", "n_prompt_tokens": 9000, "n_ctx": 2048}')
+LLAMA_OVERFLOW = (
+    '{"code": 400, "message": "the request exceeds the available context size, try increasing it", '
+    '"type": "exceed_context_size_error", "n_prompt_tokens": 9000, "n_ctx": 2048}'
+)
 
 
 def big_workspace(ws: Path) -> None:
@@ -269,13 +301,16 @@ def test_2_an_overflow_shrinks_the_prompt_and_retries_once(ws: Path) -> None:
     assert done.capabilities["tools"] == "offered without response_format" and done.capabilities["learned"] == []
 
 
-@pytest.mark.parametrize("error", [
-    LLAMA_OVERFLOW,  # llama.cpp
-    "This model's maximum context length is 4096 tokens. However, you requested 9000 tokens "
-    "(8000 in the messages, 1000 in the completion). Please reduce the length of the messages.",  # vLLM
-    "Trying to keep the first 9000 tokens when context the overflows. However, the model is loaded with "
-    "context length of only 4096 tokens, which is not enough.",  # LM Studio
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        LLAMA_OVERFLOW,  # llama.cpp
+        "This model's maximum context length is 4096 tokens. However, you requested 9000 tokens "
+        "(8000 in the messages, 1000 in the completion). Please reduce the length of the messages.",  # vLLM
+        "Trying to keep the first 9000 tokens when context the overflows. However, the model is loaded with "
+        "context length of only 4096 tokens, which is not enough.",  # LM Studio
+    ],
+)
 def test_2_a_second_overflow_ends_failed_context_overflow_with_the_numbers(ws: Path, error: str) -> None:
     big_workspace(ws)
     with ScriptedServer([Turn(status=400, error=error)] * 3) as srv:
@@ -303,8 +338,21 @@ def test_4_the_deadline_cuts_a_model_call_in_progress(ws: Path) -> None:
     """A --deadline 5 run once took 42 s: the model call had its own 300 s timeout."""
     with ScriptedServer([Turn(hang=True)]) as srv:
         t0 = time.monotonic()
-        r = kodr("run", "-p", "add sum", "--base-url", srv.base_url, "--model", "m", "--dry-run", "--json",
-                 "--deadline", "5", cwd=ws, timeout=60)
+        r = kodr(
+            "run",
+            "-p",
+            "add sum",
+            "--base-url",
+            srv.base_url,
+            "--model",
+            "m",
+            "--dry-run",
+            "--json",
+            "--deadline",
+            "5",
+            cwd=ws,
+            timeout=60,
+        )
         took = time.monotonic() - t0
     out = json.loads(r.out)
     assert (out["state"], out["reason"]) == ("timed_out", "run_deadline"), out
@@ -316,18 +364,36 @@ def test_4_the_deadline_cuts_a_model_call_in_progress(ws: Path) -> None:
 
 def test_4_the_deadline_cuts_a_test_run_in_progress(ws: Path) -> None:
     (ws / "package.json").write_text('{"name": "demo", "type": "module", "scripts": {"test": "node --test"}}\n')
-    slow = "import test from 'node:test';\ntest('slow', async () => { await new Promise(r => setTimeout(r, 60000)); });\n"
+    slow = (
+        "import test from 'node:test';\ntest('slow', async () => { await new Promise(r => setTimeout(r, 60000)); });\n"
+    )
     env = envelope({"slow.test.js": slow})
     with ScriptedServer([env]) as srv:
         t0 = time.monotonic()
-        r = kodr("run", "-p", "add a slow test", "--base-url", srv.base_url, "--model", "m", "--json",
-                 "--deadline", "8", "--test", "node --test", cwd=ws, timeout=90)
+        r = kodr(
+            "run",
+            "-p",
+            "add a slow test",
+            "--base-url",
+            srv.base_url,
+            "--model",
+            "m",
+            "--json",
+            "--deadline",
+            "8",
+            "--test",
+            "node --test",
+            cwd=ws,
+            timeout=90,
+        )
         took = time.monotonic() - t0
     out = json.loads(r.out)
     assert (out["state"], out["reason"]) == ("timed_out", "run_deadline"), (out, r.err[-2000:])
     assert run_span(ws, out["run_id"]) < 8 + 2 and took < 90
     tests = of_type(ws, out["run_id"], "TestsFinished")[0].result
-    assert tests["deadline"]["cutByRunDeadline"] is True and tests["deadline"]["ownTimeoutS"] == 300  # camelCase, as tests.json
+    assert (
+        tests["deadline"]["cutByRunDeadline"] is True and tests["deadline"]["ownTimeoutS"] == 300
+    )  # camelCase, as tests.json
 
 
 # -- item 8: probe sends what a run sends, in a run's order ---------------------------------------------

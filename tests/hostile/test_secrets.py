@@ -26,8 +26,13 @@ test('dump', () => {
 
 @pytest.mark.parametrize("sandbox", ["required", "off"])
 def test_a_test_that_dumps_every_environment_stores_no_secret(workspace: Path, sibling: Path, sandbox: str) -> None:
-    o = hostile_run(workspace, sibling, {"package.json": '{"name":"a","version":"1.0.0"}', "dump.test.js": DUMP_PROC},
-                    test="node --test", sandbox=sandbox)
+    o = hostile_run(
+        workspace,
+        sibling,
+        {"package.json": '{"name":"a","version":"1.0.0"}', "dump.test.js": DUMP_PROC},
+        test="node --test",
+        sandbox=sandbox,
+    )
     assert o.state == "passed", o.result.err
     log = o.artifact("tests.json")
     assert log["passed"] == 1
@@ -38,10 +43,13 @@ def test_a_test_that_dumps_every_environment_stores_no_secret(workspace: Path, s
 
 def test_env_file_is_left_out_of_snapshot_and_prompt_and_scrubbed_from_output(workspace: Path, sibling: Path) -> None:
     env_file = f"KODR_API_KEY={SECRETS['KODR_API_KEY']}\nMARKER=env-file-marker-4411\n"
-    reader = ("const test = require('node:test');\nconst fs = require('fs');\n"
-              "test('reads .env', () => { console.log(fs.readFileSync('.env', 'utf8')); });\n")
-    o = hostile_run(workspace, sibling, {"r.test.js": reader}, pre={".env": env_file, "app.js": "// app\n"},
-                    test="node --test")
+    reader = (
+        "const test = require('node:test');\nconst fs = require('fs');\n"
+        "test('reads .env', () => { console.log(fs.readFileSync('.env', 'utf8')); });\n"
+    )
+    o = hostile_run(
+        workspace, sibling, {"r.test.js": reader}, pre={".env": env_file, "app.js": "// app\n"}, test="node --test"
+    )
     assert o.state == "passed", o.result.err
     requested = o.events()[0].event
     assert ".env" not in requested.base_snapshot and "app.js" in requested.base_snapshot
@@ -60,11 +68,17 @@ def test_a_file_holding_a_secret_value_is_not_snapshotted(workspace: Path, sibli
 
 @pytest.mark.parametrize("allow", [False, True])
 def test_key_files_reach_the_model_only_when_allowed(workspace: Path, sibling: Path, allow: bool) -> None:
-    pre = {"id_rsa": "PRIVATE-KEY-MATERIAL-7731\n", "certs/server.pem": "PEM-MATERIAL-7732\n",
-           ".npmrc": "//registry.npmjs.org/:_authToken=NPM-AUTH-7733\n", "main.py": "print(1)\n"}
+    pre = {
+        "id_rsa": "PRIVATE-KEY-MATERIAL-7731\n",
+        "certs/server.pem": "PEM-MATERIAL-7732\n",
+        ".npmrc": "//registry.npmjs.org/:_authToken=NPM-AUTH-7733\n",
+        "main.py": "print(1)\n",
+    }
     from tests.support.scripted_server import ScriptedServer  # noqa: F401 - the harness drives it
-    o = hostile_run(workspace, sibling, {"main.py": "print(2)\n"}, pre=pre,
-                    flags=("--allow-secret-files",) if allow else ())
+
+    o = hostile_run(
+        workspace, sibling, {"main.py": "print(2)\n"}, pre=pre, flags=("--allow-secret-files",) if allow else ()
+    )
     stored = o.stored_bytes()
     for marker in (b"PRIVATE-KEY-MATERIAL-7731", b"PEM-MATERIAL-7732", b"NPM-AUTH-7733"):
         assert (marker in stored) == allow

@@ -271,7 +271,8 @@ def test_429_then_success_honours_retry_after_and_records_it():
         elapsed = time.monotonic() - started
     assert reply.content == "ok"
     assert [{k: v for k, v in r.items() if k != "duration_ms"} for r in reply.retries] == [
-        {"attempt": 1, "status": 429, "message": "slow down", "wait_ms": 1000}]
+        {"attempt": 1, "status": 429, "message": "slow down", "wait_ms": 1000}
+    ]
     assert reply.retries[0]["duration_ms"] >= 0
     assert elapsed >= 1.0
 
@@ -414,10 +415,20 @@ def test_probe_of_nothing():
     assert result["error"]["kind"] == "unavailable"
 
 
-@pytest.mark.parametrize(("host", "local"), [
-    ("ollama", True), ("host.docker.internal", True), ("gpu.internal", True), ("box.lan", True),
-    ("10.1.2.3", True), ("[fd00::1]", True), ("169.254.1.1", True), ("api.example.com", False), ("8.8.8.8", False),
-])
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        ("ollama", True),
+        ("host.docker.internal", True),
+        ("gpu.internal", True),
+        ("box.lan", True),
+        ("10.1.2.3", True),
+        ("[fd00::1]", True),
+        ("169.254.1.1", True),
+        ("api.example.com", False),
+        ("8.8.8.8", False),
+    ],
+)
 def test_locality_of_hosts(host, local):
     assert resolve_provider("openai-compatible", f"http://{host}:8000/v1", "m", {}).local is local
     assert resolve_provider("openai-compatible", f"http://{host}:8000/v1", "m", {}, local=not local).local is not local

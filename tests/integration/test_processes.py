@@ -95,11 +95,7 @@ def test_exit_code_and_streams(tmp_path):
 
 
 def test_output_is_capped_with_head_and_tail(tmp_path):
-    code = (
-        "import sys\n"
-        "sys.stdout.write('HEAD' + 'a' * 200000 + 'TAIL')\n"
-        "sys.stderr.write('E' * 10)\n"
-    )
+    code = "import sys\nsys.stdout.write('HEAD' + 'a' * 200000 + 'TAIL')\nsys.stderr.write('E' * 10)\n"
     runner = SubprocessRunner(head_bytes=1024, tail_bytes=2048)
     r = runner.run([sys.executable, "-c", code], cwd=str(tmp_path), timeout_s=30)
     assert r.stdout.startswith("HEAD") and r.stdout.endswith("TAIL")
@@ -212,7 +208,9 @@ def box(tmp_path):
 @needs_bwrap
 def test_sandbox_writes_only_the_workspace_even_as_root(box):
     ws, sibling = box
-    res = sh(boxed(), f"""
+    res = sh(
+        boxed(),
+        f"""
         echo in > inside.txt
         echo x > {sibling}/keep.txt; echo x > {sibling}/new.txt
         echo x > /etc/kodr-escape; echo x > /root/kodr-escape; echo x > /dev/shm/kodr-escape
@@ -220,7 +218,9 @@ def test_sandbox_writes_only_the_workspace_even_as_root(box):
         mount -o remount,rw / && echo REMOUNTED
         echo x > /tmp/private && cat /tmp/private
         id -u
-    """, ws)
+    """,
+        ws,
+    )
     assert (ws / "inside.txt").read_text() == "in\n"
     assert (sibling / "keep.txt").read_text() == "keep" and not (sibling / "new.txt").exists()
     assert not os.path.exists("/etc/kodr-escape") and not os.path.exists("/root/kodr-escape")
@@ -243,8 +243,14 @@ def test_sandbox_hides_the_parents_environment(box, tmp_path):
     )
     secret = "sk-parent-" + uuid.uuid4().hex
     env = {**os.environ, "OPENAI_API_KEY": secret, "PLAIN_VALUE": "plain-" + secret[-6:]}
-    p = subprocess.run([sys.executable, "-c", code, str(ws)], env=env, capture_output=True, text=True, timeout=60,
-                       cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(ws)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
     assert p.returncode == 0, p.stderr
     assert secret not in p.stdout and secret[-6:] not in p.stdout
     assert int(p.stdout.split()[-1]) < 10  # only the sandbox's own few processes are visible
@@ -269,12 +275,17 @@ def test_sandbox_kills_every_descendant_however_it_detaches(box):
     """setsid + env -i leaves the group and drops the step tag: only the PID namespace catches it."""
     ws, _ = box
     n = f"{int(uuid.uuid4().int % 10**6)}"
-    res = sh(boxed(), f"""
+    res = sh(
+        boxed(),
+        f"""
         setsid env -i sh -c 'sleep 601.{n}' &
         (setsid sh -c 'sleep 602.{n}' &)
         env -i sh -c 'nohup setsid sleep 603.{n} >/dev/null 2>&1 &'
         sleep 0.3; echo started
-    """, ws, step_key="k-" + n)
+    """,
+        ws,
+        step_key="k-" + n,
+    )
     assert "started" in res.stdout and res.exit_code == 0
     time.sleep(0.3)
     assert _sleepers(f".{n}") == []
@@ -301,6 +312,7 @@ def test_sandbox_network_only_when_allowed(box):
     srv.bind(("127.0.0.1", 0))
     srv.listen(5)
     port = srv.getsockname()[1]
+
     def serve() -> None:
         try:
             while True:
@@ -312,9 +324,17 @@ def test_sandbox_network_only_when_allowed(box):
     probe_code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('CONNECTED')"
     cut = boxed().run([sys.executable, "-c", probe_code], cwd=str(ws), timeout_s=20, network=False)
     assert "CONNECTED" not in cut.stdout and cut.exit_code != 0
-    local = boxed().run([sys.executable, "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); "
-                         "s.listen(); c=socket.create_connection(s.getsockname()); print('LOOPBACK')"],
-                        cwd=str(ws), timeout_s=20, network=False)
+    local = boxed().run(
+        [
+            sys.executable,
+            "-c",
+            "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); "
+            "s.listen(); c=socket.create_connection(s.getsockname()); print('LOOPBACK')",
+        ],
+        cwd=str(ws),
+        timeout_s=20,
+        network=False,
+    )
     assert "LOOPBACK" in local.stdout  # tests still get their own loopback
     open_ = boxed().run([sys.executable, "-c", probe_code], cwd=str(ws), timeout_s=20, network=True)
     assert "CONNECTED" in open_.stdout
@@ -351,6 +371,8 @@ def test_captured_output_is_scrubbed(tmp_path):
     from kodr_core.secrets import Scrubber
 
     runner = SubprocessRunner(scrubber=Scrubber({"s3cr3t-value-123": "MY_TOKEN"}))
-    res = runner.run(["sh", "-c", "echo key=s3cr3t-value-123; echo s3cr3t-value-123 >&2"], cwd=str(tmp_path), timeout_s=10)
+    res = runner.run(
+        ["sh", "-c", "echo key=s3cr3t-value-123; echo s3cr3t-value-123 >&2"], cwd=str(tmp_path), timeout_s=10
+    )
     assert "s3cr3t" not in res.stdout + res.stderr and b"s3cr3t" not in res.log
     assert "[secret:MY_TOKEN]" in res.stdout

@@ -34,7 +34,9 @@ def test_pytest_runs_in_the_project_venv_or_says_it_is_missing(tmp_path):
     argv, env, problem = in_project_env(["uv", "run", "pytest", "-q"], str(tmp_path))
     assert argv[:4] == ["uv", "run", "--no-sync", "--active"] and env["UV_NO_SYNC"] == "1"
     assert problem == "pytest not installed in the project environment (.venv): run with --install"
-    result, _ = ProcessToolchain().test(["python", "-m", "pytest"], "pytest", cwd=str(tmp_path), timeout_s=30, step_key="t")
+    result, _ = ProcessToolchain().test(
+        ["python", "-m", "pytest"], "pytest", cwd=str(tmp_path), timeout_s=30, step_key="t"
+    )
     assert result.error.startswith("pytest not installed in the project environment")
     assert not result.total
     argv, _, _ = in_project_env(["pytest", "-x"], str(tmp_path))

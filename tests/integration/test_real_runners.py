@@ -13,7 +13,9 @@ from kodr_core.results import build_tests_json
 from kodr_core.runners import report_from_outputs
 from kodr_core.test_command import TestCommand, detect_test_command, parse_test_command, plan_test_run
 
-needs_node = pytest.mark.skipif(shutil.which("node") is None or shutil.which("npm") is None, reason="node/npm not on PATH")
+needs_node = pytest.mark.skipif(
+    shutil.which("node") is None or shutil.which("npm") is None, reason="node/npm not on PATH"
+)
 
 MATH_TEST = """\
 const test = require('node:test');
@@ -45,7 +47,9 @@ def run_tests(root: Path, cmd: TestCommand, only_files=None, script=None, env=No
 def node_project(tmp_path):
     (tmp_path / "math.js").write_text("exports.add = (a, b) => a + b;\n")
     (tmp_path / "math.test.js").write_text(MATH_TEST)
-    (tmp_path / "package.json").write_text(json.dumps({"name": "p", "version": "1.0.0", "scripts": {"test": "node --test"}}))
+    (tmp_path / "package.json").write_text(
+        json.dumps({"name": "p", "version": "1.0.0", "scripts": {"test": "node --test"}})
+    )
     return tmp_path
 
 
@@ -249,7 +253,11 @@ def test_python_unittest_through_the_toolchain(tmp_path):
 @needs_node
 def test_npm_run_of_a_named_script_with_its_own_reporter(node_project):
     """``npm run spec`` is planned from the ``spec`` script (its own --test-reporter: no NODE_OPTIONS)."""
-    pj = {"name": "p", "version": "1.0.0", "scripts": {"test": "node --test", "spec": "node --test --test-reporter=tap"}}
+    pj = {
+        "name": "p",
+        "version": "1.0.0",
+        "scripts": {"test": "node --test", "spec": "node --test --test-reporter=tap"},
+    }
     (node_project / "package.json").write_text(json.dumps(pj))
     cmd = parse_test_command("npm run spec")
     result, _ = ProcessToolchain().test(cmd.argv, cmd.kind, cwd=str(node_project), timeout_s=120, step_key=None)

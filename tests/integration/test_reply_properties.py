@@ -37,16 +37,20 @@ from tests.support.scripted_server import ScriptedServer, Turn
 
 EXAMPLES = int(os.environ.get("KODR_PROPERTY_EXAMPLES", "500"))
 pytestmark = pytest.mark.timeout(900)
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 
 # -- strategies -----------------------------------------------------------------------
 
 any_text = st.text(st.characters(blacklist_categories=()), max_size=40)  # lone surrogates included
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), any_text)
-hostile = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(any_text, c, max_size=3),
-                       max_leaves=12)
+hostile = st.recursive(
+    scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(any_text, c, max_size=3), max_leaves=12
+)
 deep = st.integers(min_value=1, max_value=3000).map(lambda n: json.loads("[" * min(n, 900) + "]" * min(n, 900)))
 wild = st.one_of(hostile, deep)
 
@@ -57,57 +61,112 @@ tool_call = st.fixed_dictionaries(
         "id": st.one_of(st.sampled_from(["a", "b"]), wild),
         "type": st.just("function"),
         "function": st.one_of(
-            st.fixed_dictionaries({}, optional={
-                "name": st.one_of(st.sampled_from(["list_files", "read_file", "inspect_symbols", "submit"]), wild),
-                "arguments": st.one_of(st.sampled_from(['{"path": "a.js"}', "{}", '{"path": "../../etc/passwd"}',
-                                                        '{"path": "a.js", "limit": "99999999999999999999"}', '{"pa']),
-                                       wild),
-            }),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "name": st.one_of(st.sampled_from(["list_files", "read_file", "inspect_symbols", "submit"]), wild),
+                    "arguments": st.one_of(
+                        st.sampled_from(
+                            [
+                                '{"path": "a.js"}',
+                                "{}",
+                                '{"path": "../../etc/passwd"}',
+                                '{"path": "a.js", "limit": "99999999999999999999"}',
+                                '{"pa',
+                            ]
+                        ),
+                        wild,
+                    ),
+                },
+            ),
             wild,
         ),
     },
 )
-delta = st.fixed_dictionaries({}, optional={
-    "role": st.just("assistant"),
-    "content": st.one_of(any_text, st.lists(st.fixed_dictionaries({"text": st.one_of(any_text, wild)})), wild),
-    "tool_calls": st.one_of(st.lists(tool_call, max_size=3), wild),
-    "reasoning_content": st.one_of(any_text, wild),
-})
+delta = st.fixed_dictionaries(
+    {},
+    optional={
+        "role": st.just("assistant"),
+        "content": st.one_of(any_text, st.lists(st.fixed_dictionaries({"text": st.one_of(any_text, wild)})), wild),
+        "tool_calls": st.one_of(st.lists(tool_call, max_size=3), wild),
+        "reasoning_content": st.one_of(any_text, wild),
+    },
+)
 choice = st.fixed_dictionaries(
     {"index": st.one_of(st.just(0), wild)},
-    optional={"delta": st.one_of(delta, wild), "message": delta,
-              "finish_reason": st.one_of(st.sampled_from([None, "stop", "length", "tool_calls"]), wild)},
+    optional={
+        "delta": st.one_of(delta, wild),
+        "message": delta,
+        "finish_reason": st.one_of(st.sampled_from([None, "stop", "length", "tool_calls"]), wild),
+    },
 )
 event = st.one_of(
-    st.fixed_dictionaries({"choices": st.one_of(st.lists(choice, max_size=2), wild)},
-                          optional={"usage": wild, "error": wild, "id": wild, "model": wild}),
+    st.fixed_dictionaries(
+        {"choices": st.one_of(st.lists(choice, max_size=2), wild)},
+        optional={"usage": wild, "error": wild, "id": wild, "model": wild},
+    ),
     wild,
 )
-payload = st.one_of(event.map(lambda e: json.dumps(e, ensure_ascii=True)), any_text.map(
-    lambda t: t.encode("utf-8", "surrogatepass").decode("utf-8", "replace")), st.just("[DONE]"))
+payload = st.one_of(
+    event.map(lambda e: json.dumps(e, ensure_ascii=True)),
+    any_text.map(lambda t: t.encode("utf-8", "surrogatepass").decode("utf-8", "replace")),
+    st.just("[DONE]"),
+)
 sse = st.tuples(st.lists(payload, max_size=6), st.booleans()).map(lambda x: Turn(raw_chunks=x[0], done=x[1]))
 
 hostile_path = st.one_of(
     any_text,
-    st.integers(1, 120).map(lambda n: "\U0001F600" * n + ".js"),
-    st.sampled_from(["../x.js", "/etc/x", ".git/config", "a\\b.js", "C:/x", "a/./b.js", "", "a\x00.js", "ok.js",
-                     ".kodr/kodr.db", "a" * 300]),
+    st.integers(1, 120).map(lambda n: "\U0001f600" * n + ".js"),
+    st.sampled_from(
+        [
+            "../x.js",
+            "/etc/x",
+            ".git/config",
+            "a\\b.js",
+            "C:/x",
+            "a/./b.js",
+            "",
+            "a\x00.js",
+            "ok.js",
+            ".kodr/kodr.db",
+            "a" * 300,
+        ]
+    ),
     st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3),
 )
 envelope = st.fixed_dictionaries(
-    {"summary": st.one_of(any_text, wild),
-     "files": st.one_of(st.lists(st.fixed_dictionaries({"path": st.one_of(hostile_path, wild),
-                                                        "content": st.one_of(any_text, wild)}), max_size=3), wild)},
+    {
+        "summary": st.one_of(any_text, wild),
+        "files": st.one_of(
+            st.lists(
+                st.fixed_dictionaries({"path": st.one_of(hostile_path, wild), "content": st.one_of(any_text, wild)}),
+                max_size=3,
+            ),
+            wild,
+        ),
+    },
     optional={"notes": st.one_of(any_text, wild)},
 )
-wrapped = st.tuples(envelope, st.sampled_from(["{}", "<think>{}</think>", "```json\n{}\n```", "<think>x</think>{}",
-                                               "{} trailing", "</think>{}", "<think>{}", "{}{}"]),
-                    st.booleans()).map(
-    lambda x: Turn(content=x[1].replace("{}", json.dumps(x[0], ensure_ascii=x[2]) if not x[2] else
-                                        json.dumps(x[0]))))
-raw_body = st.one_of(st.binary(max_size=3000), st.sampled_from([b"[" * 100_000, b'{"choices": ' * 50_000,
-                                                                b"data: " + b"[" * 100_000 + b"\n\n"])).map(
-    lambda b: Turn(raw_body=b))
+wrapped = st.tuples(
+    envelope,
+    st.sampled_from(
+        [
+            "{}",
+            "<think>{}</think>",
+            "```json\n{}\n```",
+            "<think>x</think>{}",
+            "{} trailing",
+            "</think>{}",
+            "<think>{}",
+            "{}{}",
+        ]
+    ),
+    st.booleans(),
+).map(lambda x: Turn(content=x[1].replace("{}", json.dumps(x[0], ensure_ascii=x[2]) if not x[2] else json.dumps(x[0]))))
+raw_body = st.one_of(
+    st.binary(max_size=3000),
+    st.sampled_from([b"[" * 100_000, b'{"choices": ' * 50_000, b"data: " + b"[" * 100_000 + b"\n\n"]),
+).map(lambda b: Turn(raw_body=b))
 
 
 # -- the harness ------------------------------------------------------------------------
@@ -180,11 +239,24 @@ def test_the_strategies_reach_the_cases_of_the_issue(harness: Harness) -> None:
     cases: list[Any] = [
         Turn(content='{"summary": "s", "files": ' + "[" * 100_000 + "]" * 100_000 + "}"),
         Turn(content=json.dumps({"summary": "s", "files": [{"path": "a\ud800.js", "content": "x"}]})),
-        Turn(content=json.dumps({"summary": "s", "files": [{"path": "\U0001F600" * 64 + ".js", "content": "x"}]})),
+        Turn(content=json.dumps({"summary": "s", "files": [{"path": "\U0001f600" * 64 + ".js", "content": "x"}]})),
         Turn(raw_chunks=[{"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": 7}]}]),
         Turn(raw_chunks=[{"choices": [{"index": 0, "delta": {"content": [{"text": 5}]}, "finish_reason": "stop"}]}]),
-        Turn(raw_chunks=[{"choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": [0], "function": {"name": "list_files", "arguments": "{}"}}]}, "finish_reason": "tool_calls"}]}]),
+        Turn(
+            raw_chunks=[
+                {
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {
+                                "tool_calls": [{"index": [0], "function": {"name": "list_files", "arguments": "{}"}}]
+                            },
+                            "finish_reason": "tool_calls",
+                        }
+                    ]
+                }
+            ]
+        ),
     ]
     for turn in cases:
         for tools in (False, True):

@@ -95,9 +95,7 @@ def test_body_is_the_canonical_bytes_that_were_hashed(store):
     rec = store.load("run-1")[0]
     with store.engine.connect() as conn:
         body = conn.exec_driver_sql("SELECT body FROM events WHERE seq = 1").scalar()
-    expected = canonical_bytes(
-        "run-1", 1, "RunRequested", 1, rec.recorded_at, requested().payload()
-    )
+    expected = canonical_bytes("run-1", 1, "RunRequested", 1, rec.recorded_at, requested().payload())
     assert body.encode("utf-8") == expected
     assert rec.hash == chain_hash(GENESIS, expected)
 
@@ -295,11 +293,7 @@ def test_projection_rebuilt_from_events_equals_the_stored_one(store):
     stored = store.get_run("run-1")
     folded = project("run-1", store.load("run-1"))
     assert {k: stored[k] for k in PROJECTION_COLUMNS} == folded
-    assert (
-        folded["state"] == "failed"
-        and folded["reason"] == "tests_failed"
-        and folded["last_seq"] == 5
-    )
+    assert folded["state"] == "failed" and folded["reason"] == "tests_failed" and folded["last_seq"] == 5
     assert store.rebuild_projection("run-1") == folded
     # a damaged projection is repaired from the events, and the lease survives
     with store.engine.begin() as conn:

@@ -164,8 +164,11 @@ def test_tsx_and_commonjs_exports():
 def test_fallback_scanner_agrees_on_functions_classes_and_methods(source):
     """The scanner runs when tree-sitter is missing; it must find the same callables."""
     scanned = by_name(scan_js_symbols(source))
-    parsed = {k: v for k, v in by_name(symbols_of("x.ts" if source is TS else "x.js", source)).items()
-              if v[0] not in ("interface", "type", "enum")}
+    parsed = {
+        k: v
+        for k, v in by_name(symbols_of("x.ts" if source is TS else "x.js", source)).items()
+        if v[0] not in ("interface", "type", "enum")
+    }
     assert scanned == parsed
 
 
@@ -181,7 +184,8 @@ def test_unsupported_language():
 
 def test_inspect_symbols_tool_over_real_symbols():
     files = {"src/calc.js": JS}
-    out = run_tool("inspect_symbols", '{"path": "src/calc.js"}', files=lambda: list(files), read=files.get,
-                   symbols=symbols_of)
+    out = run_tool(
+        "inspect_symbols", '{"path": "src/calc.js"}', files=lambda: list(files), read=files.get, symbols=symbols_of
+    )
     names = [s["name"] for s in json.loads(out)["symbols"]]
     assert names[:3] == ["add", "mul", "div"] and "Counter.inc" in names

@@ -86,7 +86,9 @@ def test_list_read_inspect_then_envelope(workspace):
     assert envelope_from_reply(reply).files[0].path == "src/mul.js"
     trace = reply.raw["tool_trace"]
     assert [(t["step"], t["name"], t["cached"]) for t in trace] == [
-        (1, "list_files", False), (2, "read_file", False), (3, "inspect_symbols", False)
+        (1, "list_files", False),
+        (2, "read_file", False),
+        (3, "inspect_symbols", False),
     ]
     assert trace[1]["arguments"] == '{"path": "src/sum.js"}' and all(t["result_bytes"] > 0 for t in trace)
     assert reply.raw["tool_steps"] == 4
@@ -129,9 +131,7 @@ def test_repeated_identical_call_is_answered_from_the_cache(workspace):
 
 
 def test_step_budget_forces_a_final_request_without_tools(workspace):
-    reply, bodies = run_loop(
-        workspace, call("list_files"), call("list_files", glob="*.js"), ENV, max_steps=3
-    )
+    reply, bodies = run_loop(workspace, call("list_files"), call("list_files", glob="*.js"), ENV, max_steps=3)
     assert envelope_from_reply(reply).summary == "add mul"
     assert len(bodies) == 3 and reply.raw["tool_steps"] == 3
     for body in bodies[:2]:
@@ -155,7 +155,9 @@ def test_tool_calls_written_as_text(workspace):
     )
     reply, bodies = run_loop(
         workspace,
-        Turn(content='<think>look first</think><tool_call>{"name": "read_file", "arguments": {"path": "src/sum.js"}}</tool_call>'),
+        Turn(
+            content='<think>look first</think><tool_call>{"name": "read_file", "arguments": {"path": "src/sum.js"}}</tool_call>'
+        ),
         Turn(content=qwen_xml),
         ENV,
     )
@@ -173,12 +175,14 @@ def test_tool_calls_written_as_text(workspace):
 def test_path_escape_gets_an_error_result_not_an_exception(workspace):
     reply, bodies = run_loop(
         workspace,
-        Turn(tool_calls=[
-            {"name": "read_file", "arguments": {"path": "../secret.txt"}},
-            {"name": "read_file", "arguments": {"path": "/etc/passwd"}, "id": "call_1"},
-            {"name": "read_file", "arguments": {"path": "missing.js"}, "id": "call_2"},
-            {"name": "write_file", "arguments": {"path": "x.js"}, "id": "call_3"},
-        ]),
+        Turn(
+            tool_calls=[
+                {"name": "read_file", "arguments": {"path": "../secret.txt"}},
+                {"name": "read_file", "arguments": {"path": "/etc/passwd"}, "id": "call_1"},
+                {"name": "read_file", "arguments": {"path": "missing.js"}, "id": "call_2"},
+                {"name": "write_file", "arguments": {"path": "x.js"}, "id": "call_3"},
+            ]
+        ),
         ENV,
     )
     assert envelope_from_reply(reply).summary == "add mul"
@@ -263,12 +267,15 @@ def test_prose_twice_is_the_models_answer_and_the_run_decides(workspace):
 # -- issue 11 item 3: refusals only from a 400/422 naming the parameter --------------------
 
 
-@pytest.mark.parametrize("transient", [
-    Turn(status=503, error="model is loading"),
-    Turn(raw_chunks=[]),  # one empty 200 stream
-    Turn(raw_chunks=["{not json"]),  # a malformed chunk
-    Turn(raw_chunks=[{"choices": [{"index": 0, "delta": {"content": "{\"summ"}, "finish_reason": None}]}]),
-])
+@pytest.mark.parametrize(
+    "transient",
+    [
+        Turn(status=503, error="model is loading"),
+        Turn(raw_chunks=[]),  # one empty 200 stream
+        Turn(raw_chunks=["{not json"]),  # a malformed chunk
+        Turn(raw_chunks=[{"choices": [{"index": 0, "delta": {"content": '{"summ'}, "finish_reason": None}]}]),
+    ],
+)
 def test_a_transient_error_on_the_first_tool_turn_never_turns_tools_off(workspace, transient):
     with ScriptedServer([transient, call("list_files"), ENV]) as srv:
         config = ProviderConfig("test", srv.base_url, model="test-model", local=True)
@@ -288,7 +295,9 @@ def test_a_transient_error_on_the_first_tool_turn_never_turns_tools_off(workspac
 def test_a_503_retried_then_refused_records_true_attempts_and_time(workspace):
     """The record once showed retries=0 and a few ms after 7 s of retries."""
     turns = [Turn(status=503, error="busy", headers={"Retry-After": "0.4"})] * 2 + [
-        Turn(status=400, error="tools are not supported by this model"), ENV]
+        Turn(status=400, error="tools are not supported by this model"),
+        ENV,
+    ]
     with ScriptedServer(turns) as srv:
         config = ProviderConfig("test", srv.base_url, model="test-model", local=True)
         with OpenAIChatClient(config, stall_timeout_s=5.0, max_retries=3) as client:

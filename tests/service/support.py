@@ -28,8 +28,11 @@ BUGGY, FIXED = impl("a - b"), impl("a + b")
 FILES = {"package.json": PKG, "calc.js": BUGGY, "calc.test.js": TEST}
 
 #: What the model does for a task tagged ``[fix]``, ``[stall]`` or ``[garbage]``, and where the run ends.
-OUTCOMES = {"fix": ("passed", "verification_passed"), "stall": ("stalled", "no_progress"),
-            "garbage": ("failed", "invalid_proposal")}
+OUTCOMES = {
+    "fix": ("passed", "verification_passed"),
+    "stall": ("stalled", "no_progress"),
+    "garbage": ("failed", "invalid_proposal"),
+}
 
 
 def make_project(root: Path) -> Path:
@@ -53,9 +56,11 @@ def responder(delay_s: float = 0.0) -> Callable[[dict[str, Any]], Any]:
         tag = m.group(1) if m else "garbage"
         if tag == "retry":  # a model that needs the validation error quoted back once, then fixes
             tag = "fix" if "previous answer was rejected" in text else "garbage"
-        content = {"fix": json.dumps(envelope({"calc.js": FIXED})),
-                   "stall": json.dumps(envelope({"calc.js": BUGGY})),
-                   "garbage": "I will not answer in JSON"}[tag]
+        content = {
+            "fix": json.dumps(envelope({"calc.js": FIXED})),
+            "stall": json.dumps(envelope({"calc.js": BUGGY})),
+            "garbage": "I will not answer in JSON",
+        }[tag]
         return Turn(content=content, delay_s=delay_s)
 
     return answer
@@ -93,9 +98,23 @@ def start_serve(home: Path, workers: int = 1, extra_env: dict[str, str] | None =
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "adapters.cli", "serve", "--workspace", str(home), "--port",
-                             str(port), "--workers", str(workers)], env=kodr_env(extra_env),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "adapters.cli",
+            "serve",
+            "--workspace",
+            str(home),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=kodr_env(extra_env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     for _ in range(200):
         try:
             if httpx.get(url + "/healthz").status_code == 200:

@@ -16,8 +16,15 @@ from tests.service.support import make_project, responder, start_serve
 from tests.support.scripted_server import ScriptedServer
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.mark.slow
@@ -38,10 +45,16 @@ def test_run_page_follows_a_heal_run_live_to_passed(tmp_path):
             return answer(body)
 
         with ScriptedServer(responder=held_model) as srv:
-            request = {"task": "make add work [fix]", "mode": "heal",
-                       "options": {"base_url": srv.base_url, "test_command": "node --test"}}
-            r = httpx.post(url + "/api/runs", data={"request": json.dumps(request)},
-                           files={"workspace": ("ws.tar.gz", workspace_archive(proj), "application/gzip")})
+            request = {
+                "task": "make add work [fix]",
+                "mode": "heal",
+                "options": {"base_url": srv.base_url, "test_command": "node --test"},
+            }
+            r = httpx.post(
+                url + "/api/runs",
+                data={"request": json.dumps(request)},
+                files={"workspace": ("ws.tar.gz", workspace_archive(proj), "application/gzip")},
+            )
             assert r.status_code == 201, r.text
             run_id = r.json()["run_id"]
             with sync_playwright() as p:

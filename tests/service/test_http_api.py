@@ -54,13 +54,16 @@ def _post(client, request: dict | str, archive: bytes | None):
 GOOD = {"task": "fix add [fix]", "mode": "heal", "options": {"test_command": "node --test"}}
 
 
-@pytest.mark.parametrize("members, field, words", [
-    ([("../evil.js", b"x", None)], "workspace", "escapes"),
-    ([("/etc/passwd", b"x", None)], "workspace", "absolute"),
-    ([("link", None, "/etc/passwd")], "workspace", "link"),
-    ([("hard", None, "!/etc/passwd")], "workspace", "link"),
-    ([(".git/config", b"x", None)], "workspace", ".git"),
-])
+@pytest.mark.parametrize(
+    "members, field, words",
+    [
+        ([("../evil.js", b"x", None)], "workspace", "escapes"),
+        ([("/etc/passwd", b"x", None)], "workspace", "absolute"),
+        ([("link", None, "/etc/passwd")], "workspace", "link"),
+        ([("hard", None, "!/etc/passwd")], "workspace", "link"),
+        ([(".git/config", b"x", None)], "workspace", ".git"),
+    ],
+)
 def test_hostile_archives_are_refused_naming_the_member(client, store, members, field, words):
     r = _post(client, GOOD, _tar(members))
     assert r.status_code == 400, r.text
@@ -82,14 +85,17 @@ def test_archive_caps_and_garbage(client, store, monkeypatch):
     assert store.runs() == []
 
 
-@pytest.mark.parametrize("request_part, field", [
-    ("{not json", "request"),
-    (json.dumps({"mode": "heal"}), "task"),
-    (json.dumps({**GOOD, "mode": "deploy"}), "mode"),
-    (json.dumps({**GOOD, "options": {"max_turns": 99}}), "options.max_turns"),
-    (json.dumps({**GOOD, "options": {"api_key": "sk-1"}}), "options.api_key"),
-    (json.dumps({**GOOD, "workspace_path": "/tmp"}), "workspace_path"),
-])
+@pytest.mark.parametrize(
+    "request_part, field",
+    [
+        ("{not json", "request"),
+        (json.dumps({"mode": "heal"}), "task"),
+        (json.dumps({**GOOD, "mode": "deploy"}), "mode"),
+        (json.dumps({**GOOD, "options": {"max_turns": 99}}), "options.max_turns"),
+        (json.dumps({**GOOD, "options": {"api_key": "sk-1"}}), "options.api_key"),
+        (json.dumps({**GOOD, "workspace_path": "/tmp"}), "workspace_path"),
+    ],
+)
 def test_bad_request_parts_name_the_field(client, store, request_part, field):
     r = _post(client, request_part, _tar([("a.js", b"1", None)]))
     assert r.status_code in (400, 422), r.text
@@ -156,9 +162,23 @@ def test_serve_submit_watch_fetch_end_to_end(tmp_path):
     home.mkdir()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "adapters.cli", "serve", "--workspace", str(home), "--port",
-                               str(port), "--workers", "1"], env=kodr_env(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "adapters.cli",
+            "serve",
+            "--workspace",
+            str(home),
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=kodr_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         for _ in range(100):
             try:
@@ -167,8 +187,19 @@ def test_serve_submit_watch_fetch_end_to_end(tmp_path):
             except httpx.TransportError:
                 time.sleep(0.1)
         with ScriptedServer(responder=responder()) as srv:
-            r = kodr("submit", "-p", "make add work [fix]", "--heal", "--test", "node --test", "--base-url",
-                     srv.base_url, "--server", url, cwd=proj)
+            r = kodr(
+                "submit",
+                "-p",
+                "make add work [fix]",
+                "--heal",
+                "--test",
+                "node --test",
+                "--base-url",
+                srv.base_url,
+                "--server",
+                url,
+                cwd=proj,
+            )
             assert r.code == 0, r.err
             run_id = r.out.strip()
             w = kodr("watch", run_id, "--server", url, cwd=proj, timeout=120)
@@ -202,9 +233,13 @@ def test_secrets_in_a_request_never_reach_the_store(store, monkeypatch):
     secret = "sk-live-0123456789abcdef0123"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     with TestClient(create_app(store)) as c:
-        archive = _tar([("calc.js", b"module.exports = 1;\n", None),
-                        ("config.js", f"const key = '{secret}';\n".encode(), None),
-                        (".env", f"OPENAI_API_KEY={secret}\n".encode(), None)])
+        archive = _tar(
+            [
+                ("calc.js", b"module.exports = 1;\n", None),
+                ("config.js", f"const key = '{secret}';\n".encode(), None),
+                (".env", f"OPENAI_API_KEY={secret}\n".encode(), None),
+            ]
+        )
         r = _post(c, {**GOOD, "task": f"use {secret} to call the API [fix]"}, archive)
         assert r.status_code == 201, r.text
         run_id = r.json()["run_id"]

@@ -36,10 +36,29 @@ TAGS = list(OUTCOMES)
 def _worker(url: str, work: Path, log: Path) -> subprocess.Popen:
     work.mkdir()
     return subprocess.Popen(
-        [sys.executable, "-m", "adapters.cli", "--log-level", "info", "worker", "--concurrency", "2",
-         "--work-dir", str(work), "--lease-ttl", "3", "--poll", "0.5", "--workspace", str(work)],
-        env=kodr_env({"KODR_DATABASE_URL": url}), stdout=subprocess.DEVNULL, stderr=log.open("wb"),
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "adapters.cli",
+            "--log-level",
+            "info",
+            "worker",
+            "--concurrency",
+            "2",
+            "--work-dir",
+            str(work),
+            "--lease-ttl",
+            "3",
+            "--poll",
+            "0.5",
+            "--workspace",
+            str(work),
+        ],
+        env=kodr_env({"KODR_DATABASE_URL": url}),
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+        start_new_session=True,
+    )
 
 
 @pytest.mark.slow
@@ -63,9 +82,14 @@ def test_three_workers_fifty_runs_one_killed(postgres_schema_url, tmp_path):
             deadline = time.monotonic() + 120
             held: list[str] = []
             while not held and time.monotonic() < deadline:
-                held = [r.run_id for r in RunQueue(store).list_runs(limit=RUNS)
-                        if r.lease_owner and f":{victim.pid}:" in r.lease_owner
-                        and r.state not in ("requested", "passed", "failed", "stalled") and r.last_seq >= 3]
+                held = [
+                    r.run_id
+                    for r in RunQueue(store).list_runs(limit=RUNS)
+                    if r.lease_owner
+                    and f":{victim.pid}:" in r.lease_owner
+                    and r.state not in ("requested", "passed", "failed", "stalled")
+                    and r.last_seq >= 3
+                ]
                 time.sleep(0.05)
             assert held, "the first worker never got a run under way"
             os.killpg(victim.pid, signal.SIGKILL)

@@ -114,8 +114,12 @@ def test_cancel_kills_the_test_run_in_flight(tmp_path):
     svc = Service(RunQueue(store), actor="tester")
     src = make_project(tmp_path / "src")
     (src / "calc.test.js").write_text(HANGING_TEST)
-    run_id = svc.request("wait [fix]", "heal", RunOptions(test_command="node --test", base_url="http://127.0.0.1:9/v1"),
-                         DiskWorkspace(src)).run_id
+    run_id = svc.request(
+        "wait [fix]",
+        "heal",
+        RunOptions(test_command="node --test", base_url="http://127.0.0.1:9/v1"),
+        DiskWorkspace(src),
+    ).run_id
     worker = Worker(store, tmp_path / "work", poll_s=0.2, ttl_s=1.5).start()
     try:
         deadline = time.monotonic() + 60

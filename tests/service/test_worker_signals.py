@@ -21,9 +21,25 @@ from tests.support.scripted_server import ScriptedServer
 
 
 def _worker(home: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "adapters.cli", "worker", "--workspace", str(home), "--poll",
-                             "0.2", "--lease-ttl", "3", *args], env=kodr_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "adapters.cli",
+            "worker",
+            "--workspace",
+            str(home),
+            "--poll",
+            "0.2",
+            "--lease-ttl",
+            "3",
+            *args,
+        ],
+        env=kodr_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _setup(tmp_path: Path, base_url: str) -> tuple[Path, Service, str]:
@@ -32,8 +48,9 @@ def _setup(tmp_path: Path, base_url: str) -> tuple[Path, Service, str]:
     store = open_store(default_url(home))
     svc = Service(RunQueue(store))
     src = make_project(tmp_path / "src")
-    run_id = svc.request("make add work [fix]", "heal", RunOptions(base_url=base_url, test_command="node --test"),
-                         DiskWorkspace(src)).run_id
+    run_id = svc.request(
+        "make add work [fix]", "heal", RunOptions(base_url=base_url, test_command="node --test"), DiskWorkspace(src)
+    ).run_id
     return home, svc, run_id
 
 

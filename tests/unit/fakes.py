@@ -157,9 +157,7 @@ class MemoryWorkspace:
 
     def __init__(self, files: Mapping[str, bytes | str] | None = None, root: str = "/ws") -> None:
         self.root = root
-        self.data: dict[str, bytes] = {
-            p: v.encode() if isinstance(v, str) else v for p, v in (files or {}).items()
-        }
+        self.data: dict[str, bytes] = {p: v.encode() if isinstance(v, str) else v for p, v in (files or {}).items()}
         self.writes: list[str] = []
 
     def check_path(self, path: str) -> str:
@@ -215,25 +213,27 @@ def fake_tests_json(
     ok = not timed_out and exit_code == 0 and total > 0 and failed == 0
     if error is None and not ok:
         error = "timed out" if timed_out else "no tests ran" if total == 0 else None
-    return TestResult.of({
-        "command": shlex.join(argv),
-        "argv": list(argv),
-        "exitCode": exit_code,
-        "ok": ok,
-        "timedOut": timed_out,
-        "durationMs": 120,
-        "startedAt": "2023-11-14T22:13:21.000000Z",
-        "finishedAt": "2023-11-14T22:13:21.120000Z",
-        "stdoutTail": "\n".join(f"not ok - {f['name']}" for f in failures),
-        "stderrTail": "",
-        "passed": passed,
-        "failed": failed,
-        "skipped": skipped,
-        "total": total,
-        "failures": [dict(f) for f in failures],
-        "parser": "junit" if total else None,
-        "error": error,
-    }).dump()
+    return TestResult.of(
+        {
+            "command": shlex.join(argv),
+            "argv": list(argv),
+            "exitCode": exit_code,
+            "ok": ok,
+            "timedOut": timed_out,
+            "durationMs": 120,
+            "startedAt": "2023-11-14T22:13:21.000000Z",
+            "finishedAt": "2023-11-14T22:13:21.120000Z",
+            "stdoutTail": "\n".join(f"not ok - {f['name']}" for f in failures),
+            "stderrTail": "",
+            "passed": passed,
+            "failed": failed,
+            "skipped": skipped,
+            "total": total,
+            "failures": [dict(f) for f in failures],
+            "parser": "junit" if total else None,
+            "error": error,
+        }
+    ).dump()
 
 
 def fake_install_json(
@@ -254,20 +254,22 @@ def fake_install_json(
         "stderrTail": stderr,
         "error": None,
     }
-    return InstallResult.of({
-        "command": " && ".join(shlex.join(c) for c in commands),
-        "commands": [list(c) for c in commands],
-        "exitCode": exit_code,
-        "ok": ok and not timed_out,
-        "timedOut": timed_out,
-        "durationMs": 800,
-        "startedAt": step["startedAt"],
-        "finishedAt": step["finishedAt"],
-        "stdoutTail": "",
-        "stderrTail": stderr,
-        "steps": [step],
-        "error": "timed out" if timed_out else None if ok else "exit code 1",
-    }).dump()
+    return InstallResult.of(
+        {
+            "command": " && ".join(shlex.join(c) for c in commands),
+            "commands": [list(c) for c in commands],
+            "exitCode": exit_code,
+            "ok": ok and not timed_out,
+            "timedOut": timed_out,
+            "durationMs": 800,
+            "startedAt": step["startedAt"],
+            "finishedAt": step["finishedAt"],
+            "stdoutTail": "",
+            "stderrTail": stderr,
+            "steps": [step],
+            "error": "timed out" if timed_out else None if ok else "exit code 1",
+        }
+    ).dump()
 
 
 def passing(n: int = 2) -> dict[str, Any]:

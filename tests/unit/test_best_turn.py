@@ -26,7 +26,7 @@ def test_a_run_that_stops_without_passing_restores_the_best_turn_and_records_it(
     w, run_id, run = _budget_run()
     assert (run.state, run.reason) == (State.STALLED, "off_target_edit")  # turn 2 also wrote extra.js
     assert w.workspace.text("calc.js") == BEST  # turn 1 had one failure, turn 2 two
-    restored, = w.log.of_type(run_id, ev.WorkspaceRestored)
+    (restored,) = w.log.of_type(run_id, ev.WorkspaceRestored)
     assert restored.files == [
         {"path": "calc.js", "sha256": sha(BEST), "found": sha(WORSE), "why": "best turn 1"},
         {"path": "extra.js", "sha256": None, "found": sha("x\n"), "why": "best turn 1: created after it, kept"},
@@ -44,8 +44,12 @@ def test_keep_last_leaves_the_last_turn():
 
 
 def test_a_passing_run_is_never_restored():
-    w = World({"calc.test.js": NODE_TEST, "calc.js": START}, envelope({"calc.js": START}), envelope({"calc.js": BEST}),
-              tests=[failing(F1), passing(2)])
+    w = World(
+        {"calc.test.js": NODE_TEST, "calc.js": START},
+        envelope({"calc.js": START}),
+        envelope({"calc.js": BEST}),
+        tests=[failing(F1), passing(2)],
+    )
     run_id, run = w.run(test_command="node --test", heal=True, failing_first=False)
     assert run.state is State.PASSED and w.log.of_type(run_id, ev.WorkspaceRestored) == []
 
@@ -65,14 +69,16 @@ class WritingInstall(World):
 
 
 def test_files_an_install_writes_are_recorded_with_the_step_and_in_the_manifest():
-    w = WritingInstall({"package.json": PKG, "calc.test.js": NODE_TEST}, envelope({"calc.js": BEST}),
-                       tests=[passing(2)], installs=[{}])
+    w = WritingInstall(
+        {"package.json": PKG, "calc.test.js": NODE_TEST}, envelope({"calc.js": BEST}), tests=[passing(2)], installs=[{}]
+    )
     run_id, run = w.run(test_command="node --test", install=True)
     assert run.state is State.PASSED
-    done, = w.log.of_type(run_id, ev.InstallFinished)
+    (done,) = w.log.of_type(run_id, ev.InstallFinished)
     lock = b'{"lockfileVersion": 3}\n'
-    assert done.result["written"] == [{"path": "package-lock.json", "sha256": sha(lock), "bytes": len(lock),
-                                       "change": "created", "why": None}]
+    assert done.result["written"] == [
+        {"path": "package-lock.json", "sha256": sha(lock), "bytes": len(lock), "change": "created", "why": None}
+    ]
     assert w.log.get_blob(sha(lock)) == lock
     assert fold(run_id, w.log.load(run_id)).manifest["package-lock.json"] == sha(lock)
 
@@ -83,14 +89,18 @@ def test_resume_rebuilds_the_lockfile_an_install_wrote():
     from kodr_core.options import RunOptions
     from tests.unit.fakes import Crash, FakeModel, FakeToolchain
 
-    w = WritingInstall({"package.json": PKG, "calc.test.js": NODE_TEST}, envelope({"calc.js": BEST}),
-                       tests=[Crash("killed")], installs=[{}])
+    w = WritingInstall(
+        {"package.json": PKG, "calc.test.js": NODE_TEST},
+        envelope({"calc.js": BEST}),
+        tests=[Crash("killed")],
+        installs=[{}],
+    )
     run_id = w.engine.request("t", RunOptions(test_command="node --test", install=True), run_id="r1")
     with pytest.raises(Crash):
         w.engine.drive(run_id)
     lock = w.workspace.data.pop("package-lock.json")  # a fresh machine: the workspace rebuilt from events
     run = w.engine_for(FakeToolchain(tests=[passing(2)]), FakeModel()).resume("r1", owner="host-2")
     assert w.workspace.data["package-lock.json"] == lock
-    restored, = w.log.of_type("r1", ev.WorkspaceRestored)
+    (restored,) = w.log.of_type("r1", ev.WorkspaceRestored)
     assert {"path": "package-lock.json", "sha256": sha(lock), "found": None} in restored.files
     assert run.state is State.PASSED

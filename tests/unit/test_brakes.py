@@ -65,15 +65,30 @@ def _typed(tests: dict[str, Any] | None) -> TestResult | None:
     return None if tests is None else TestResult.of(tests)
 
 
-def decide_after_verification(turns: list[TurnRecord], *, max_turns: int, strictness: str = "strict",
-                              deadline: float | None = None, now: float | None = None) -> Brake | None:
+def decide_after_verification(
+    turns: list[TurnRecord],
+    *,
+    max_turns: int,
+    strictness: str = "strict",
+    deadline: float | None = None,
+    now: float | None = None,
+) -> Brake | None:
     """The rule book at the verification checkpoint (deadline as an elapsed time from 0)."""
-    return first_brake(Situation(Checkpoint.VERIFICATION, tuple(turns), max_turns=max_turns,
-                                 strictness=strictness, deadline_s=deadline, elapsed_s=now))  # type: ignore[arg-type]
+    return first_brake(
+        Situation(
+            Checkpoint.VERIFICATION,
+            tuple(turns),
+            max_turns=max_turns,
+            strictness=strictness,
+            deadline_s=deadline,
+            elapsed_s=now,
+        )
+    )  # type: ignore[arg-type]
 
 
-def decide_after_repair(turns: list[TurnRecord], *, deadline: float | None = None,
-                        now: float | None = None) -> Brake | None:
+def decide_after_repair(
+    turns: list[TurnRecord], *, deadline: float | None = None, now: float | None = None
+) -> Brake | None:
     return first_brake(Situation(Checkpoint.REPAIR, tuple(turns), max_turns=3, deadline_s=deadline, elapsed_s=now))
 
 
@@ -90,69 +105,165 @@ NOW = 1_000.0
 @pytest.mark.parametrize(
     "label, turns, kw, reason, evidence",
     [
-        ("first proposal passes", [({}, PASS)], {}, Reason.VERIFICATION_PASSED,
-         {"passed": 4, "total": 4, "command": "node --test", "scope": "full"}),
-        ("a pass wins over an off-target edit", [({}, FAIL(2)), (OFF, PASS)], {},
-         Reason.VERIFICATION_PASSED, {}),
-        ("a spent deadline wins over a pass (it is checked first, at every checkpoint)", [({}, PASS)],
-         {"deadline": NOW - 1}, Reason.RUN_DEADLINE, {}),
+        (
+            "first proposal passes",
+            [({}, PASS)],
+            {},
+            Reason.VERIFICATION_PASSED,
+            {"passed": 4, "total": 4, "command": "node --test", "scope": "full"},
+        ),
+        ("a pass wins over an off-target edit", [({}, FAIL(2)), (OFF, PASS)], {}, Reason.VERIFICATION_PASSED, {}),
+        (
+            "a spent deadline wins over a pass (it is checked first, at every checkpoint)",
+            [({}, PASS)],
+            {"deadline": NOW - 1},
+            Reason.RUN_DEADLINE,
+            {},
+        ),
         ("the test run timed out", [({}, TIMEOUT)], {}, Reason.TEST_TIMEOUT, {"command": "node --test"}),
-        ("no test executed", [({}, EMPTY)], {}, Reason.NO_VERIFICATION,
-         {"cause": "no_tests_collected", "detail": "no tests ran"}),
-        ("no test executed, with the runner's cause", [({}, dict(EMPTY, cause="runner_missing",
-         detail="pytest not installed in the project environment"))], {}, Reason.NO_VERIFICATION,
-         {"cause": "runner_missing", "detail": "pytest not installed in the project environment"}),
-        ("an old result whose output was unreadable", [({}, dict(EMPTY, parser=None,
-         error="no test results could be read from the output"))], {}, Reason.NO_VERIFICATION,
-         {"cause": "output_unreadable"}),
-        ("a pass with fewer tests than before", [({}, FAIL(2, total=6)), (FIX, PASS)], {},
-         Reason.TESTS_REMOVED, {"total_before": 6, "total": 4}),
-        ("a pass with as many tests as before", [({}, FAIL(2, total=4)), (FIX, PASS)], {},
-         Reason.VERIFICATION_PASSED, {}),
-        ("failing-files run passed: the full suite must run", [({}, dict(PASS, scope="failing"))], {},
-         None, None),
+        (
+            "no test executed",
+            [({}, EMPTY)],
+            {},
+            Reason.NO_VERIFICATION,
+            {"cause": "no_tests_collected", "detail": "no tests ran"},
+        ),
+        (
+            "no test executed, with the runner's cause",
+            [({}, dict(EMPTY, cause="runner_missing", detail="pytest not installed in the project environment"))],
+            {},
+            Reason.NO_VERIFICATION,
+            {"cause": "runner_missing", "detail": "pytest not installed in the project environment"},
+        ),
+        (
+            "an old result whose output was unreadable",
+            [({}, dict(EMPTY, parser=None, error="no test results could be read from the output"))],
+            {},
+            Reason.NO_VERIFICATION,
+            {"cause": "output_unreadable"},
+        ),
+        (
+            "a pass with fewer tests than before",
+            [({}, FAIL(2, total=6)), (FIX, PASS)],
+            {},
+            Reason.TESTS_REMOVED,
+            {"total_before": 6, "total": 4},
+        ),
+        (
+            "a pass with as many tests as before",
+            [({}, FAIL(2, total=4)), (FIX, PASS)],
+            {},
+            Reason.VERIFICATION_PASSED,
+            {},
+        ),
+        ("failing-files run passed: the full suite must run", [({}, dict(PASS, scope="failing"))], {}, None, None),
         ("failing-files run failed: on to repair", [({}, FAIL(1, scope="failing"))], {}, None, None),
         ("failed, turns left", [({}, FAIL(2))], {}, None, None),
-        ("exit code 1 with nothing failed is no pass", [({}, dict(PASS, exitCode=1, ok=False))], {},
-         None, None),
-        ("not healing", [({}, FAIL(2))], {"max_turns": 0}, Reason.TESTS_FAILED,
-         {"failed": 2, "total": 4, "failing": ["t0", "t1"]}),
-        ("deadline passed", [({}, FAIL(2))], {"deadline": NOW - 1}, Reason.RUN_DEADLINE,
-         {"deadline_s": NOW - 1, "elapsed_s": NOW}),
+        ("exit code 1 with nothing failed is no pass", [({}, dict(PASS, exitCode=1, ok=False))], {}, None, None),
+        (
+            "not healing",
+            [({}, FAIL(2))],
+            {"max_turns": 0},
+            Reason.TESTS_FAILED,
+            {"failed": 2, "total": 4, "failing": ["t0", "t1"]},
+        ),
+        (
+            "deadline passed",
+            [({}, FAIL(2))],
+            {"deadline": NOW - 1},
+            Reason.RUN_DEADLINE,
+            {"deadline_s": NOW - 1, "elapsed_s": NOW},
+        ),
         ("deadline reached, not passed", [({}, FAIL(2))], {"deadline": NOW}, None, None),
         ("deadline not yet", [({}, FAIL(2))], {"deadline": NOW + 1}, None, None),
-        ("budget spent", [({}, FAIL(3)), (FIX, FAIL(2)), (FIX2, FAIL(2)), ({"src/a.js": "a3"}, FAIL(1))],
-         {}, Reason.BUDGET_EXHAUSTED, {"max_turns": 3, "failures_per_turn": [3, 2, 2, 1], "best_turn": 3}),
-        ("budget spent, ties go to the earliest turn",
-         [({}, FAIL(3)), (FIX, FAIL(1)), (FIX2, FAIL(1))], {"max_turns": 2},
-         Reason.BUDGET_EXHAUSTED, {"failures_per_turn": [3, 1, 1], "best_turn": 1}),
-        ("budget of one turn", [({}, FAIL(3)), (FIX, FAIL(3))], {"max_turns": 1},
-         Reason.BUDGET_EXHAUSTED, {"failures_per_turn": [3, 3], "best_turn": 0}),
-        ("healing with no turns at all", [({}, FAIL(3))], {"max_turns": 0, "heal": True},
-         Reason.TESTS_FAILED, {}),
-        ("two turns without change", [({}, FAIL(2)), (SAME, FAIL(2)), (NOTHING, FAIL(2))], {"max_turns": 5},
-         Reason.NO_PROGRESS, {"turns": [1, 2]}),
+        (
+            "budget spent",
+            [({}, FAIL(3)), (FIX, FAIL(2)), (FIX2, FAIL(2)), ({"src/a.js": "a3"}, FAIL(1))],
+            {},
+            Reason.BUDGET_EXHAUSTED,
+            {"max_turns": 3, "failures_per_turn": [3, 2, 2, 1], "best_turn": 3},
+        ),
+        (
+            "budget spent, ties go to the earliest turn",
+            [({}, FAIL(3)), (FIX, FAIL(1)), (FIX2, FAIL(1))],
+            {"max_turns": 2},
+            Reason.BUDGET_EXHAUSTED,
+            {"failures_per_turn": [3, 1, 1], "best_turn": 1},
+        ),
+        (
+            "budget of one turn",
+            [({}, FAIL(3)), (FIX, FAIL(3))],
+            {"max_turns": 1},
+            Reason.BUDGET_EXHAUSTED,
+            {"failures_per_turn": [3, 3], "best_turn": 0},
+        ),
+        ("healing with no turns at all", [({}, FAIL(3))], {"max_turns": 0, "heal": True}, Reason.TESTS_FAILED, {}),
+        (
+            "two turns without change",
+            [({}, FAIL(2)), (SAME, FAIL(2)), (NOTHING, FAIL(2))],
+            {"max_turns": 5},
+            Reason.NO_PROGRESS,
+            {"turns": [1, 2]},
+        ),
         ("one turn without change is not yet a stall", [({}, FAIL(2)), (SAME, FAIL(2))], {}, None, None),
-        ("no change, change, no change", [({}, FAIL(2)), (SAME, FAIL(2)), (FIX, FAIL(2)), (NOTHING, FAIL(2))],
-         {"max_turns": 5}, None, None),
-        ("no progress beats the budget", [({}, FAIL(2)), (SAME, FAIL(2)), (SAME, FAIL(2))],
-         {"max_turns": 2}, Reason.NO_PROGRESS, {"turns": [1, 2]}),
-        ("strict: an edit outside the allowed paths", [({}, FAIL(2)), (OFF, FAIL(2))], {},
-         Reason.OFF_TARGET_EDIT,
-         {"turn": 1, "paths": ["src/other.js"], "allowed": sorted(ALLOWED), "strictness": "strict"}),
-        ("strict: one of two edits outside", [({}, FAIL(2)), (MIXED, FAIL(1))], {},
-         Reason.OFF_TARGET_EDIT, {"paths": ["src/other.js"]}),
-        ("lenient: one of two edits outside goes on", [({}, FAIL(2)), (MIXED, FAIL(1))],
-         {"strictness": "lenient"}, None, None),
-        ("lenient: every edit outside", [({}, FAIL(2)), (OFF, FAIL(2))], {"strictness": "lenient"},
-         Reason.OFF_TARGET_EDIT, {"paths": ["src/other.js"], "strictness": "lenient"}),
+        (
+            "no change, change, no change",
+            [({}, FAIL(2)), (SAME, FAIL(2)), (FIX, FAIL(2)), (NOTHING, FAIL(2))],
+            {"max_turns": 5},
+            None,
+            None,
+        ),
+        (
+            "no progress beats the budget",
+            [({}, FAIL(2)), (SAME, FAIL(2)), (SAME, FAIL(2))],
+            {"max_turns": 2},
+            Reason.NO_PROGRESS,
+            {"turns": [1, 2]},
+        ),
+        (
+            "strict: an edit outside the allowed paths",
+            [({}, FAIL(2)), (OFF, FAIL(2))],
+            {},
+            Reason.OFF_TARGET_EDIT,
+            {"turn": 1, "paths": ["src/other.js"], "allowed": sorted(ALLOWED), "strictness": "strict"},
+        ),
+        (
+            "strict: one of two edits outside",
+            [({}, FAIL(2)), (MIXED, FAIL(1))],
+            {},
+            Reason.OFF_TARGET_EDIT,
+            {"paths": ["src/other.js"]},
+        ),
+        (
+            "lenient: one of two edits outside goes on",
+            [({}, FAIL(2)), (MIXED, FAIL(1))],
+            {"strictness": "lenient"},
+            None,
+            None,
+        ),
+        (
+            "lenient: every edit outside",
+            [({}, FAIL(2)), (OFF, FAIL(2))],
+            {"strictness": "lenient"},
+            Reason.OFF_TARGET_EDIT,
+            {"paths": ["src/other.js"], "strictness": "lenient"},
+        ),
         ("off: never", [({}, FAIL(2)), (OFF, FAIL(2))], {"strictness": "off"}, None, None),
-        ("an unchanged rewrite outside is no edit", [({}, FAIL(2)), ({"src/other.js": "o0", **FIX}, FAIL(1))],
-         {}, None, None),
-        ("a new file outside is an edit", [({}, FAIL(2)), ({"src/new.js": "n1"}, FAIL(2))], {},
-         Reason.OFF_TARGET_EDIT, {"paths": ["src/new.js"]}),
-        ("off-target beats the budget", [({}, FAIL(2)), (OFF, FAIL(2))], {"max_turns": 1},
-         Reason.OFF_TARGET_EDIT, {}),
+        (
+            "an unchanged rewrite outside is no edit",
+            [({}, FAIL(2)), ({"src/other.js": "o0", **FIX}, FAIL(1))],
+            {},
+            None,
+            None,
+        ),
+        (
+            "a new file outside is an edit",
+            [({}, FAIL(2)), ({"src/new.js": "n1"}, FAIL(2))],
+            {},
+            Reason.OFF_TARGET_EDIT,
+            {"paths": ["src/new.js"]},
+        ),
+        ("off-target beats the budget", [({}, FAIL(2)), (OFF, FAIL(2))], {"max_turns": 1}, Reason.OFF_TARGET_EDIT, {}),
         ("the proposal turn is never off target", [({"src/other.js": "o1"}, FAIL(2))], {}, None, None),
     ],
 )
@@ -199,8 +310,12 @@ def test_nothing_to_decide() -> None:
     [
         ("a change goes on to verify", [({}, FAIL(2)), (FIX, None)], {}, None),
         ("the first unchanged turn still verifies", [({}, FAIL(2)), (SAME, None)], {}, None),
-        ("the second unchanged turn in a row stops", [({}, FAIL(2)), (SAME, FAIL(2)), (NOTHING, None)], {},
-         Reason.NO_PROGRESS),
+        (
+            "the second unchanged turn in a row stops",
+            [({}, FAIL(2)), (SAME, FAIL(2)), (NOTHING, None)],
+            {},
+            Reason.NO_PROGRESS,
+        ),
         ("an off-target edit waits for its tests", [({}, FAIL(2)), (OFF, None)], {}, None),
         ("deadline", [({}, FAIL(2)), (FIX, None)], {"deadline": NOW - 5}, Reason.RUN_DEADLINE),
         ("deadline unknown", [({}, FAIL(2)), (FIX, None)], {"deadline": None}, None),
@@ -285,8 +400,13 @@ def test_model_failure(kind: str, state: State, reason: Reason) -> None:
 
 @pytest.mark.parametrize(
     "errors, retries, stops",
-    [((), 1, False), (("bad json",), 1, False), (("bad json", "no files"), 1, True),
-     (("bad json",), 0, True), (("a", "b"), 2, False)],
+    [
+        ((), 1, False),
+        (("bad json",), 1, False),
+        (("bad json", "no files"), 1, True),
+        (("bad json",), 0, True),
+        (("a", "b"), 2, False),
+    ],
 )
 def test_invalid_proposal(errors, retries: int, stops: bool) -> None:
     brake = first_brake(Situation(Checkpoint.MODEL, (TurnRecord(0, rejected=errors),), invalid_retries=retries))
@@ -306,8 +426,12 @@ RESULT_OF = {
 
 @pytest.mark.parametrize(
     "install, reason",
-    [("ok", None), ("refused", Reason.INSTALL_REFUSED), ("timeout", Reason.INSTALL_TIMEOUT),
-     ("failed", Reason.INSTALL_FAILED)],
+    [
+        ("ok", None),
+        ("refused", Reason.INSTALL_REFUSED),
+        ("timeout", Reason.INSTALL_TIMEOUT),
+        ("failed", Reason.INSTALL_FAILED),
+    ],
 )
 def test_install_outcome(install: str, reason: Reason | None) -> None:
     brake = first_brake(Situation(Checkpoint.INSTALL, (TurnRecord(0, install=RESULT_OF[install]),)))
@@ -457,7 +581,11 @@ def test_adapters_budget_and_off_target() -> None:
     brake = check(log.run(), OPTS, Checkpoint.VERIFICATION, None)
     assert brake is not None and brake.reason is Reason.BUDGET_EXHAUSTED
     assert {k: brake.evidence[k] for k in ("max_turns", "failures_per_turn", "best_turn", "failed")} == {
-        "max_turns": 2, "failures_per_turn": [3, 1, 2], "best_turn": 1, "failed": 2}
+        "max_turns": 2,
+        "failures_per_turn": [3, 1, 2],
+        "best_turn": 1,
+        "failed": 2,
+    }
 
     log = Log(heal=True, max_turns=2)
     log.tests(0, FAIL(3))

@@ -61,8 +61,9 @@ CALC = [{"path": "calc.js", "sha256": "c1", "bytes": 10}]
 def proposal_accepted(**options: Any) -> list[ev.Event]:
     return proposing(**options) + [
         ev.ModelCallStarted(purpose="propose", turn=0, attempt=1, key="r:model:0", request_blob="q"),
-        ev.ModelCallCompleted(purpose="propose", turn=0, attempt=1, key="r:model:0", response_blob="a",
-                              duration_ms=5),  # fmt: skip
+        ev.ModelCallCompleted(
+            purpose="propose", turn=0, attempt=1, key="r:model:0", response_blob="a", duration_ms=5
+        ),  # fmt: skip
         ev.ProposalAccepted(purpose="propose", turn=0, files=CALC),
     ]
 
@@ -70,8 +71,12 @@ def proposal_accepted(**options: Any) -> list[ev.Event]:
 def applied(**options: Any) -> list[ev.Event]:
     return proposal_accepted(**options) + [
         ev.WritesStarted(turn=0, attempt=1, key="r:writes:0", files=CALC),
-        ev.WritesApplied(turn=0, key="r:writes:0", files=[dict(CALC[0], change="created")],
-                         manifest={"package.json": "p0", "calc.test.js": "t0", "calc.js": "c1"}),  # fmt: skip
+        ev.WritesApplied(
+            turn=0,
+            key="r:writes:0",
+            files=[dict(CALC[0], change="created")],
+            manifest={"package.json": "p0", "calc.test.js": "t0", "calc.js": "c1"},
+        ),  # fmt: skip
         moved(State.PROPOSING, "apply", State.APPLIED),
     ]
 
@@ -236,8 +241,16 @@ def test_installing_without_a_result_runs_the_install():
         (result_of(**failing(FAIL)), {"heal": True}, "heal", None),
         (result_of(**failing(FAIL)), {"heal": True, "max_turns": 0}, "fail", Reason.TESTS_FAILED),
     ],
-    ids=["passed", "total 0", "total 0 with heal", "failed", "timed out", "timed out with heal", "heal",
-         "heal with no turns"],  # fmt: skip
+    ids=[
+        "passed",
+        "total 0",
+        "total 0 with heal",
+        "failed",
+        "timed out",
+        "timed out with heal",
+        "heal",
+        "heal with no turns",
+    ],  # fmt: skip
 )
 def test_verifying_decides_on_the_test_result(result, options, trigger, reason):
     step = next_step(fold_of(verifying(result, **options)), T0)
@@ -281,12 +294,14 @@ def repaired(files: dict[str, str], first_run: list[str] = NODE, **options: Any)
     manifest = {"package.json": "p0", "calc.test.js": "t0", "calc.js": "c1", **files}
     return healing(first_run, **options) + [
         ev.ModelCallStarted(purpose="repair", turn=1, attempt=1, key="r:model:1", request_blob="q"),
-        ev.ModelCallCompleted(purpose="repair", turn=1, attempt=1, key="r:model:1", response_blob="a",
-                              duration_ms=5),  # fmt: skip
+        ev.ModelCallCompleted(
+            purpose="repair", turn=1, attempt=1, key="r:model:1", response_blob="a", duration_ms=5
+        ),  # fmt: skip
         ev.ProposalAccepted(purpose="repair", turn=1, files=written),
         ev.WritesStarted(turn=1, attempt=1, key="r:writes:1", files=written),
-        ev.WritesApplied(turn=1, key="r:writes:1", files=[dict(f, change="modified") for f in written],
-                         manifest=manifest),  # fmt: skip
+        ev.WritesApplied(
+            turn=1, key="r:writes:1", files=[dict(f, change="modified") for f in written], manifest=manifest
+        ),  # fmt: skip
     ]
 
 

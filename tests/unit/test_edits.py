@@ -54,18 +54,27 @@ def test_a_truncated_file_cannot_be_rewritten_whole_but_can_be_edited():
     whole = parse_proposal({"summary": "s", "files": [{"path": "src/big.js", "content": "function f1500(x) {}\n"}]})
     with pytest.raises(InvalidProposal, match="shown truncated, so it cannot be rewritten whole"):
         proposal_writes(whole, reader(files), context)
-    edit = parse_proposal({"summary": "s", "files": [], "edits": [
-        {"path": "src/big.js", "search": "  return x + 1500\n", "replace": "  return x - 1500\n"}]})
+    edit = parse_proposal(
+        {
+            "summary": "s",
+            "files": [],
+            "edits": [{"path": "src/big.js", "search": "  return x + 1500\n", "replace": "  return x - 1500\n"}],
+        }
+    )
     [(path, content, facts)] = proposal_writes(edit, reader(files), context)
     assert path == "src/big.js" and facts == {"via": "edits", "hunks": ["exact"]}
     assert content == BIG.replace("return x + 1500\n", "return x - 1500\n")
-    bad = parse_proposal({"summary": "s", "files": [], "edits": [{"path": "src/big.js", "search": "nope", "replace": ""}]})
+    bad = parse_proposal(
+        {"summary": "s", "files": [], "edits": [{"path": "src/big.js", "search": "nope", "replace": ""}]}
+    )
     with pytest.raises(InvalidProposal, match="an edit was refused"):
         proposal_writes(bad, reader(files), context)
 
 
 def test_a_hostile_edit_path_is_never_read_and_left_for_the_workspace_to_refuse():
     seen = []
-    prop = parse_proposal({"summary": "s", "files": [], "edits": [{"path": "../../etc/passwd", "search": "r", "replace": "x"}]})
+    prop = parse_proposal(
+        {"summary": "s", "files": [], "edits": [{"path": "../../etc/passwd", "search": "r", "replace": "x"}]}
+    )
     out = proposal_writes(prop, lambda p: seen.append(p) or b"root", None)
     assert seen == [] and out[0][0] == "../../etc/passwd" and "refused" in out[0][2]

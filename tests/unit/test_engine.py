@@ -139,7 +139,7 @@ def test_golden_path_records_every_step_and_passes():
     assert (final.to_state, final.outcome, final.reason) == ("passed", "passed", "verification_passed")
 
     # the model was asked once, with the task and the workspace's files, under its timeout
-    started, = w.log.of_type(run_id, ev.ModelCallStarted)
+    (started,) = w.log.of_type(run_id, ev.ModelCallStarted)
     assert (started.purpose, started.turn, started.attempt, started.key) == ("propose", 0, 1, "r1:model:0")
     assert TASK in w.model.prompt() and NODE_TEST in w.model.prompt()
     assert w.model.deadlines == [300.0]
@@ -149,19 +149,19 @@ def test_golden_path_records_every_step_and_passes():
 
     # the file was written, and the history knows it
     assert w.workspace.text("calc.js") == NODE_FIXED
-    accepted, = w.log.of_type(run_id, ev.ProposalAccepted)
+    (accepted,) = w.log.of_type(run_id, ev.ProposalAccepted)
     assert accepted.files == [{"path": "calc.js", "sha256": sha(NODE_FIXED), "bytes": len(NODE_FIXED)}]
-    applied, = w.log.of_type(run_id, ev.WritesApplied)
+    (applied,) = w.log.of_type(run_id, ev.WritesApplied)
     assert applied.files == [{"path": "calc.js", "sha256": sha(NODE_FIXED), "bytes": len(NODE_FIXED),
                               "change": "created"}]  # fmt: skip
     assert applied.manifest == {"calc.js": sha(NODE_FIXED), "calc.test.js": sha(NODE_TEST)}
     assert run.manifest == w.workspace.snapshot()
 
     # the tests ran once, whole suite, in the workspace, with the step key
-    call, = w.toolchain.ops("test")
+    (call,) = w.toolchain.ops("test")
     assert call == {"op": "test", "argv": ["node", "--test"], "kind": "node", "cwd": "/ws", "timeout_s": 300.0,
                     "step_key": "r1:tests:0:full", "only_files": []}  # fmt: skip
-    finished, = w.log.of_type(run_id, ev.TestsFinished)
+    (finished,) = w.log.of_type(run_id, ev.TestsFinished)
     assert (finished.scope, finished.result["ok"], finished.result["total"]) == ("full", True, 2)
     assert w.log.get_blob(finished.result["logBlob"]) == b"test log\n"
     assert w.toolchain.killed == []
@@ -281,15 +281,30 @@ def test_install_runs_once_and_is_skipped_when_a_repair_changes_no_manifest():
     run_id, run = w.run(test_command="node --test", heal=True, install=True)
 
     assert w.types() == chain(
-        "RunRequested", PROPOSE, WRITES, "StateChanged", "StateChanged", INSTALL, "StateChanged", TESTS,
-        "StateChanged", "ModelCallStarted", "ModelCallCompleted", "ProposalAccepted", WRITES,
-        "InstallSkipped", "StateChanged", TESTS, TESTS, "StateChanged",
+        "RunRequested",
+        PROPOSE,
+        WRITES,
+        "StateChanged",
+        "StateChanged",
+        INSTALL,
+        "StateChanged",
+        TESTS,
+        "StateChanged",
+        "ModelCallStarted",
+        "ModelCallCompleted",
+        "ProposalAccepted",
+        WRITES,
+        "InstallSkipped",
+        "StateChanged",
+        TESTS,
+        TESTS,
+        "StateChanged",
     )
     assert w.log.triggers(run_id) == ["propose", "apply", "install", "verify", "heal", "verify", "succeed"]
-    install, = w.toolchain.ops("install")
+    (install,) = w.toolchain.ops("install")
     assert install == {"op": "install", "commands": [NPM_INSTALL], "cwd": "/ws", "timeout_s": 900.0,
                        "step_key": "r1:install:0"}  # fmt: skip
-    skipped, = w.log.of_type(run_id, ev.InstallSkipped)
+    (skipped,) = w.log.of_type(run_id, ev.InstallSkipped)
     assert (skipped.turn, skipped.why) == (1, "no dependency manifest changed")
     assert run.turns[1].install is None and run.turns[1].install_skipped == "no dependency manifest changed"
     assert run.state is State.PASSED
@@ -374,7 +389,7 @@ def test_a_model_error_ends_the_run(kind, state, reason, trigger):
     run_id, run = w.run(test_command="node --test")
 
     assert w.types() == chain("RunRequested", "StateChanged", "ModelCallStarted", "ModelCallFailed", "StateChanged")
-    failed, = w.log.of_type(run_id, ev.ModelCallFailed)
+    (failed,) = w.log.of_type(run_id, ev.ModelCallFailed)
     assert (failed.error, failed.message, failed.duration_ms, failed.key) == (kind, "no reply", 300_000, "r1:model:0")
     assert (run.state, run.reason) == (state, reason)
     assert w.log.triggers(run_id)[-1] == trigger
@@ -389,7 +404,7 @@ def test_an_unsafe_path_refuses_the_writes_and_writes_nothing(bad):
     run_id, run = w.run(test_command="node --test")
 
     assert w.types() == chain("RunRequested", PROPOSE, "WritesRefused", "StateChanged")
-    refused, = w.log.of_type(run_id, ev.WritesRefused)
+    (refused,) = w.log.of_type(run_id, ev.WritesRefused)
     assert refused.path == bad and refused.why.startswith("refused path")
     assert (run.state, run.reason) == (State.FAILED, "unsafe_write")
     assert w.log.of_type(run_id, ev.StateChanged)[-1].facts == {"refused": [f"{bad}: {refused.why}"]}
@@ -423,7 +438,7 @@ def test_resume_kills_the_orphans_of_the_interrupted_step_and_runs_it_again():
     records = w.log.load("r1")
     assert [r.type for r in records[-5:]] == ["TestsStarted", "RunResumed", "TestsStarted", "TestsFinished",
                                               "StateChanged"]  # fmt: skip
-    resumed, = w.log.of_type("r1", ev.RunResumed)
+    (resumed,) = w.log.of_type("r1", ev.RunResumed)
     assert (resumed.owner, resumed.interrupted, resumed.overrides) == ("host-2", "r1:tests:0:full", {})
     first, second = w.log.of_type("r1", ev.TestsStarted)
     assert (first.attempt, second.attempt, second.key) == (1, 2, "r1:tests:0:full")
@@ -444,7 +459,7 @@ def test_resume_restores_workspace_files_that_no_longer_match_the_history():
 
     run = w.engine_for(toolchain, FakeModel()).resume("r1", owner="host-2")
 
-    restored, = w.log.of_type("r1", ev.WorkspaceRestored)
+    (restored,) = w.log.of_type("r1", ev.WorkspaceRestored)
     assert restored.files == [
         {"path": "calc.js", "sha256": sha(NODE_FIXED), "found": sha("// edited by hand\n")},
         {"path": "calc.test.js", "sha256": sha(NODE_TEST), "found": None},
@@ -490,7 +505,7 @@ def test_resume_after_interrupted_writes_applies_them_as_attempt_2():
 
     started = w.log.of_type("r1", ev.WritesStarted)
     assert [s.attempt for s in started] == [1, 2]
-    applied, = w.log.of_type("r1", ev.WritesApplied)
+    (applied,) = w.log.of_type("r1", ev.WritesApplied)
     assert [(f["path"], f["change"]) for f in applied.files] == [("calc.js", "unchanged"), ("util.js", "created")]
     assert w.workspace.text("util.js") == "// util\n"
     assert run.state is State.PASSED
@@ -520,8 +535,11 @@ def test_artifacts_render_install_tests_run_and_repairs_from_the_history():
     assert tests == w.log.of_type(run_id, ev.TestsFinished)[-1].result
 
     explained = json.loads(out["run.json"])
-    assert (explained["state"], explained["outcome"], explained["reason"]) == ("passed", "passed",
-                                                                               "verification_passed")
+    assert (explained["state"], explained["outcome"], explained["reason"]) == (
+        "passed",
+        "passed",
+        "verification_passed",
+    )
     assert explained["stop"]["trigger"] == "succeed"
     assert [t["turn"] for t in explained["turns"]] == [0, 1]
     t0, t1 = explained["turns"]

@@ -60,13 +60,23 @@ def test_edits_are_optional_in_validation_and_checked():
     p = parse_proposal({"summary": "s", "files": [], "edits": [{"path": "./a.js", "search": "x", "replace": "y"}]})
     assert p.edits[0].path == "a.js"
     with pytest.raises(InvalidProposal, match="also written whole"):
-        parse_proposal({"summary": "s", "files": [{"path": "a.js", "content": ""}],
-                        "edits": [{"path": "a.js", "search": "x", "replace": "y"}]})
+        parse_proposal(
+            {
+                "summary": "s",
+                "files": [{"path": "a.js", "content": ""}],
+                "edits": [{"path": "a.js", "search": "x", "replace": "y"}],
+            }
+        )
     with pytest.raises(InvalidProposal, match="search is empty"):
         parse_proposal({"summary": "s", "files": [], "edits": [{"path": "a.js", "search": "", "replace": "y"}]})
     with pytest.raises(InvalidProposal, match="too many edits"):
-        parse_proposal({"summary": "s", "files": [],
-                        "edits": [{"path": "a.js", "search": "x", "replace": "y"}] * (envelope.MAX_EDITS + 1)})
+        parse_proposal(
+            {
+                "summary": "s",
+                "files": [],
+                "edits": [{"path": "a.js", "search": "x", "replace": "y"}] * (envelope.MAX_EDITS + 1),
+            }
+        )
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,9 @@ def ended(events: list[ev.Event]) -> str:
 
 def test_no_verification_names_its_cause() -> None:
     missing = fake_tests_json(["python", "-m", "pytest"]) | {
-        "cause": "runner_missing", "detail": "pytest not installed in the project environment"}
+        "cause": "runner_missing",
+        "detail": "pytest not installed in the project environment",
+    }
     assert ended(verifying(missing)) == "failed (no_verification: pytest not installed in the project environment)"
 
 
@@ -37,8 +39,9 @@ def test_no_verification_of_an_old_event_without_a_cause() -> None:
 
 
 def test_install_failed_names_the_command_and_its_first_error_line() -> None:
-    result = fake_install_json([["uv", "sync"]], ok=False,
-                               stderr="Using CPython 3.11\nerror: No `project` table found in: pyproject.toml\n")
+    result = fake_install_json(
+        [["uv", "sync"]], ok=False, stderr="Using CPython 3.11\nerror: No `project` table found in: pyproject.toml\n"
+    )
     result["exitCode"] = 2
     line = ended(installing(result))
     assert line == "failed (install_failed: `uv sync` exit 2: error: No `project` table found in: pyproject.toml)"
@@ -53,8 +56,15 @@ def test_model_unavailable_names_the_server() -> None:
     events = verifying(fake_tests_json(NODE, failed=1, failures=[failure("adds")]), heal=True) + [
         moved(State.VERIFYING, "heal", State.HEALING, heal_turn=1),
         ev.ModelCallStarted(purpose="repair", turn=1, attempt=1, key="r:model:1", request_blob="q"),
-        ev.ModelCallFailed(purpose="repair", turn=1, attempt=1, key="r:model:1", error="unavailable",
-                           message="cannot reach http://localhost:1234/v1", duration_ms=3),
+        ev.ModelCallFailed(
+            purpose="repair",
+            turn=1,
+            attempt=1,
+            key="r:model:1",
+            error="unavailable",
+            message="cannot reach http://localhost:1234/v1",
+            duration_ms=3,
+        ),
     ]
     assert ended(events) == "failed (model_unavailable: cannot reach http://localhost:1234/v1)"
 

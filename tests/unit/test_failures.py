@@ -115,8 +115,7 @@ def test_real_trace_against_a_parent_root_finds_nothing_absolute() -> None:
         # macOS and Linux absolute paths outside the workspace, and a suffix that exists
         ("/Users/me/src/project/a.js", "/Users/me/work/app", {"src/project/a.js"}, None),
         ("/home/me/src/project/a.js", "/home/me/app", {"src/project/a.js"}, None),
-        ("/Users/me/work/app/src/project/a.js", "/Users/me/work/app", {"src/project/a.js"},
-         "src/project/a.js"),
+        ("/Users/me/work/app/src/project/a.js", "/Users/me/work/app", {"src/project/a.js"}, "src/project/a.js"),
         ("/private/var/folders/x/T/ws/a.js", "/var/folders/x/T/ws", {"a.js"}, "a.js"),
         # Windows
         (r"C:\Users\me\proj\src\a.js", r"C:\Users\me\proj", {"src/a.js"}, "src/a.js"),
@@ -154,10 +153,17 @@ ESM_ROOT = "/ws/my app"
         ),
         (
             "tests.json file as a file:// URL, stack without 'at' (node TAP)",
-            {"failures": [{"name": "t", "file": "file:///ws/my%20app/x.test.mjs", "line": 3,
-                           "message": "boom",
-                           "stack": "lower (file:///ws/my%20app/lib/x.mjs:3:9)\n"
-                                    "node:internal/process/task_queues:140:7"}]},
+            {
+                "failures": [
+                    {
+                        "name": "t",
+                        "file": "file:///ws/my%20app/x.test.mjs",
+                        "line": 3,
+                        "message": "boom",
+                        "stack": "lower (file:///ws/my%20app/lib/x.mjs:3:9)\nnode:internal/process/task_queues:140:7",
+                    }
+                ]
+            },
             "",
             ESM_ROOT,
             {"x.test.mjs", "lib/x.mjs"},
@@ -175,8 +181,7 @@ ESM_ROOT = "/ws/my app"
         (
             "ANSI colours are ignored",
             None,
-            "\x1b[1m\x1b[31m FAIL \x1b[39m\x1b[22m src/a.test.ts\x1b[2m > \x1b[22ma\n"
-            " \x1b[36m❯\x1b[39m src/a.ts:3:9\n",
+            "\x1b[1m\x1b[31m FAIL \x1b[39m\x1b[22m src/a.test.ts\x1b[2m > \x1b[22ma\n \x1b[36m❯\x1b[39m src/a.ts:3:9\n",
             "/ws",
             {"src/a.test.ts", "src/a.ts"},
             ["src/a.test.ts", "src/a.ts"],
@@ -250,22 +255,39 @@ def test_failures_from_is_compact_and_relative_inside_the_workspace() -> None:
     side, _ = load("jest")
     got = failures_from(side["tests"], side["root"], set(side["files"]))
     assert got == [
-        {"name": "formats undefined as zero", "file": "src/__tests__/format.test.js", "line": 3,
-         "message": "TypeError: Cannot read properties of undefined (reading 'toFixed')"},
-        {"name": "sum adds", "file": "src/sum.test.js", "line": 4,
-         "message": "Error: expect(received).toBe(expected) // Object.is equality"},
+        {
+            "name": "formats undefined as zero",
+            "file": "src/__tests__/format.test.js",
+            "line": 3,
+            "message": "TypeError: Cannot read properties of undefined (reading 'toFixed')",
+        },
+        {
+            "name": "sum adds",
+            "file": "src/sum.test.js",
+            "line": 4,
+            "message": "Error: expect(received).toBe(expected) // Object.is equality",
+        },
     ]
 
 
 @pytest.mark.parametrize(
     "failure, root, expected",
     [
-        ({"name": "t", "file": "/elsewhere/a.js", "line": 1, "message": "\n\n  boom  \nmore"},
-         "/ws", {"name": "t", "file": "/elsewhere/a.js", "line": 1, "message": "boom"}),
-        ({"file": "/ws/a.js", "message": "", "stack": "Error: from stack\n at x"},
-         "/ws", {"name": "", "file": "a.js", "line": None, "message": "Error: from stack"}),
-        ({"name": "t", "file": "/ws/a.js", "message": "x" * 500}, None,
-         {"name": "t", "file": "/ws/a.js", "line": None, "message": "x" * 299 + "…"}),
+        (
+            {"name": "t", "file": "/elsewhere/a.js", "line": 1, "message": "\n\n  boom  \nmore"},
+            "/ws",
+            {"name": "t", "file": "/elsewhere/a.js", "line": 1, "message": "boom"},
+        ),
+        (
+            {"file": "/ws/a.js", "message": "", "stack": "Error: from stack\n at x"},
+            "/ws",
+            {"name": "", "file": "a.js", "line": None, "message": "Error: from stack"},
+        ),
+        (
+            {"name": "t", "file": "/ws/a.js", "message": "x" * 500},
+            None,
+            {"name": "t", "file": "/ws/a.js", "line": None, "message": "x" * 299 + "…"},
+        ),
     ],
 )
 def test_failures_from_table(failure: dict, root: str | None, expected: dict) -> None:
@@ -291,37 +313,60 @@ def test_short_stack_drops_runtime_and_dependency_frames() -> None:
     "name, index, expected",
     [
         # native traceback: pytest's own frames are dropped, the innermost frame and error stay
-        ("pytest-native-space", 0, [
-            '  File "test_slug.py", line 5, in test_slugify_uses_dashes',
-            "    assert slugify(' Hello World ') == 'hello-world'",
-            "AssertionError: assert 'hello_world' == 'hello-world'",
-            "  - hello-world", "  ?      ^", "  + hello_world", "  ?      ^",
-        ]),
+        (
+            "pytest-native-space",
+            0,
+            [
+                '  File "test_slug.py", line 5, in test_slugify_uses_dashes',
+                "    assert slugify(' Hello World ') == 'hello-world'",
+                "AssertionError: assert 'hello_world' == 'hello-world'",
+                "  - hello-world",
+                "  ?      ^",
+                "  + hello_world",
+                "  ?      ^",
+            ],
+        ),
         # pytest --tb=short: locations and E lines
-        ("pytest-impl", 0, [
-            "tests/test_ops.py:5: in test_mean_of_nothing_is_zero",
-            "calc/ops.py:5: in mean",
-            "E   ZeroDivisionError: division by zero",
-        ]),
+        (
+            "pytest-impl",
+            0,
+            [
+                "tests/test_ops.py:5: in test_mean_of_nothing_is_zero",
+                "calc/ops.py:5: in mean",
+                "E   ZeroDivisionError: division by zero",
+            ],
+        ),
         # pytest long: the failing source lines too
-        ("pytest-helper", 0, [
-            ">       assert_total(Order([(2, 3), (5, 1)]), 11)",
-            "tests/test_orders.py:6:",
-            ">       assert got == expected, f'total {got} != {expected}'",
-            "E       AssertionError: total 7 != 11",
-            "tests/helpers.py:3: AssertionError",
-        ]),
+        (
+            "pytest-helper",
+            0,
+            [
+                ">       assert_total(Order([(2, 3), (5, 1)]), 11)",
+                "tests/test_orders.py:6:",
+                ">       assert got == expected, f'total {got} != {expected}'",
+                "E       AssertionError: total 7 != 11",
+                "tests/helpers.py:3: AssertionError",
+            ],
+        ),
         # node TAP stack (no "at"), relative to the workspace
-        ("node-impl-throw", 0, [
-            "src/parse.js:4:59",
-            "parse (src/parse.js:4:10)",
-            "TestContext.<anonymous> (test/parse.test.js:6:26)",
-        ]),
-        ("win-node-esm-space", 0, [
-            "lower (util/strings.mjs:3:11)",
-            "slug (slug.mjs:4:10)",
-            "TestContext.<anonymous> (slug-test.mjs:6:16)",
-        ]),
+        (
+            "node-impl-throw",
+            0,
+            [
+                "src/parse.js:4:59",
+                "parse (src/parse.js:4:10)",
+                "TestContext.<anonymous> (test/parse.test.js:6:26)",
+            ],
+        ),
+        (
+            "win-node-esm-space",
+            0,
+            [
+                "lower (util/strings.mjs:3:11)",
+                "slug (slug.mjs:4:10)",
+                "TestContext.<anonymous> (slug-test.mjs:6:16)",
+            ],
+        ),
     ],
 )
 def test_short_stack_of_real_traces(name: str, index: int, expected: list[str]) -> None:

@@ -44,7 +44,9 @@ PIP = ["uv", "pip", "install", "--python", ".venv/bin/python"]
 
 
 def test_pyproject_with_test_extras_and_groups_builds_one_venv_with_pytest():
-    plan = _plan({"pyproject.toml": """
+    plan = _plan(
+        {
+            "pyproject.toml": """
 [project]
 name = "p"
 version = "1"
@@ -55,20 +57,28 @@ dev = ["black"]
 [dependency-groups]
 test = ["pytest-mock"]
 lint = ["ruff"]
-"""})
+"""
+        }
+    )
     assert plan.kind == "python"
     assert plan.commands == [VENV, [*PIP, "-e", ".[test]", "--group", "test", "pytest"]]  # dev: only without test
     assert "extras" in plan.why and "dependency-groups" in plan.why
 
 
 def test_dev_extra_is_taken_when_there_is_no_test_extra_or_group():
-    plan = _plan({"pyproject.toml": '[project]\nname = "p"\nversion = "1"\n[project.optional-dependencies]\ndev = ["x"]\n'})
+    plan = _plan(
+        {"pyproject.toml": '[project]\nname = "p"\nversion = "1"\n[project.optional-dependencies]\ndev = ["x"]\n'}
+    )
     assert plan.commands[-1] == [*PIP, "-e", ".[dev]", "pytest"]
 
 
 def test_uv_lock_is_synced_frozen_then_test_tools_added():
-    plan = _plan({"pyproject.toml": '[project]\nname = "p"\nversion = "1"\n[project.optional-dependencies]\ntests = ["x"]\n',
-                  "uv.lock": "version = 1\n"})
+    plan = _plan(
+        {
+            "pyproject.toml": '[project]\nname = "p"\nversion = "1"\n[project.optional-dependencies]\ntests = ["x"]\n',
+            "uv.lock": "version = 1\n",
+        }
+    )
     assert plan.commands == [["uv", "sync", "--frozen", "--extra", "tests"], [*PIP, "pytest"]]
     assert plan.manifests == ["pyproject.toml"]
 
@@ -79,8 +89,12 @@ def test_pyproject_without_project_table_is_refused_not_a_silent_success():
 
 
 def test_pyproject_tool_config_only_with_setup_py_installs_setup_py():
-    plan = _plan({"pyproject.toml": "[tool.pytest.ini_options]\naddopts = '--cov=pkg -p pytest_mock'\n",
-                  "setup.py": "from setuptools import setup\nsetup(name='p', extras_require={'testing': ['mock']})\n"})
+    plan = _plan(
+        {
+            "pyproject.toml": "[tool.pytest.ini_options]\naddopts = '--cov=pkg -p pytest_mock'\n",
+            "setup.py": "from setuptools import setup\nsetup(name='p', extras_require={'testing': ['mock']})\n",
+        }
+    )
     assert plan.commands == [VENV, [*PIP, "-e", ".[testing]", "pytest", "pytest-cov", "pytest-mock"]]
 
 
@@ -95,7 +109,9 @@ def test_setup_cfg_extras():
 
 
 def test_poetry_groups_become_requirements():
-    plan = _plan({"pyproject.toml": """
+    plan = _plan(
+        {
+            "pyproject.toml": """
 [tool.poetry]
 name = "p"
 version = "1"
@@ -108,29 +124,51 @@ evil = {git = "https://example.com/x.git"}
 [build-system]
 requires = ["poetry-core"]
 build-backend = "poetry.core.masonry.api"
-"""})
+"""
+        }
+    )
     assert plan.commands == [VENV, [*PIP, "-e", ".", "pytest>=7.0", "freezegun==1.2.3", "pytest"]]
     assert "dropped" in plan.why and "evil" not in " ".join(plan.commands[-1])
 
 
 def test_requirements_files_and_tox_deps():
-    plan = _plan({
-        "requirements.txt": "attrs\n",
-        "requirements-dev.txt": "-r requirements.txt\n-e .\nflake8\n",
-        "requirements-test.txt": "--index-url https://evil.example/simple\nfoo\n",
-        "tox.ini": "[testenv]\ndeps =\n    mock>=2\n    py38: six\n    https://evil.example/x.tar.gz\n    {posargs}\n"
-                   "[pytest]\naddopts = -n auto --timeout=30\n",
-    })
-    assert plan.commands == [VENV, [*PIP, "-r", "requirements.txt", "-r", "requirements-dev.txt",
-                                    "mock>=2", "six", "pytest", "pytest-xdist", "pytest-timeout"]]
+    plan = _plan(
+        {
+            "requirements.txt": "attrs\n",
+            "requirements-dev.txt": "-r requirements.txt\n-e .\nflake8\n",
+            "requirements-test.txt": "--index-url https://evil.example/simple\nfoo\n",
+            "tox.ini": "[testenv]\ndeps =\n    mock>=2\n    py38: six\n    https://evil.example/x.tar.gz\n    {posargs}\n"
+            "[pytest]\naddopts = -n auto --timeout=30\n",
+        }
+    )
+    assert plan.commands == [
+        VENV,
+        [
+            *PIP,
+            "-r",
+            "requirements.txt",
+            "-r",
+            "requirements-dev.txt",
+            "mock>=2",
+            "six",
+            "pytest",
+            "pytest-xdist",
+            "pytest-timeout",
+        ],
+    ]
     assert "requirements-test.txt line 1" in plan.why  # refused, said why, not installed
 
 
 def test_pytest_config_plugins_from_every_config_file():
     from kodr_core.python_env import pytest_plugins
-    read = _reader({"pytest.ini": "[pytest]\nasyncio_mode = auto\nrequired_plugins = pytest-httpx>=0.1\n",
-                    "setup.cfg": "[tool:pytest]\naddopts = --cov-report=term -p xdist\n",
-                    "pyproject.toml": "[tool.pytest.ini_options]\naddopts = ['--benchmark-skip']\n"})
+
+    read = _reader(
+        {
+            "pytest.ini": "[pytest]\nasyncio_mode = auto\nrequired_plugins = pytest-httpx>=0.1\n",
+            "setup.cfg": "[tool:pytest]\naddopts = --cov-report=term -p xdist\n",
+            "pyproject.toml": "[tool.pytest.ini_options]\naddopts = ['--benchmark-skip']\n",
+        }
+    )
     assert pytest_plugins(read) == ["pytest-asyncio", "pytest-httpx", "pytest-cov", "pytest-xdist", "pytest-benchmark"]
 
 
@@ -212,7 +250,10 @@ def test_remote_specs_are_refused(spec):
     assert len(problems) == 1 and "dependencies.x" in problems[0]
 
 
-@pytest.mark.parametrize("spec", ["file:../outside", "file:/etc", "link:../../x", "../sibling", "/abs/path", "~/x", "file:~/x", "file:a/../../b"])
+@pytest.mark.parametrize(
+    "spec",
+    ["file:../outside", "file:/etc", "link:../../x", "../sibling", "/abs/path", "~/x", "file:~/x", "file:a/../../b"],
+)
 def test_local_specs_escaping_the_workspace_are_refused(spec):
     problems = check_package_json(pj(optionalDependencies={"x": spec}))
     assert problems and "outside the workspace" in problems[0]

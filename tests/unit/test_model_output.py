@@ -37,7 +37,7 @@ def paths(proposal):
         f"```\n{JSON}\n```",
         f"Here is the change:\n```json\n{JSON}\n```\nLet me know!",
         f"Sure. {JSON} Done.",
-        f"<think>The user wants {{a sum}}. Maybe {{\"summary\": \"draft\"}}</think>\n{JSON}",
+        f'<think>The user wants {{a sum}}. Maybe {{"summary": "draft"}}</think>\n{JSON}',
         f"<THINK>upper case</THINK>{JSON}",
         f"<thinking>x</thinking>```json\n{JSON}\n```",
         f"I should write sum.js first.\n</think>\n\n{JSON}",  # the opening tag was in the template
@@ -137,15 +137,18 @@ def test_strip_thinking_removes_only_the_leading_block():
     assert strip_thinking("thinking\n</think>answer</think>") == "answer</think>"  # a lone leading close
     assert strip_thinking("answer<think>still thinking") == "answer<think>still thinking"
     assert strip_thinking('{"a": "</think>"}') == '{"a": "</think>"}'  # JSON first: content, not a close
-    assert strip_thinking("<think>never closed {\"files\": []}") == ""
+    assert strip_thinking('<think>never closed {"files": []}') == ""
 
 
 def test_think_tags_inside_file_content_are_kept_byte_for_byte_after_a_think_block():
     """Issue 11 item 6: the tags were silently stripped when the reply began with a think block."""
     code = "const open = '<think>';\nconst close = '</think>';\n// <think>x</think>\n"
     env = {"summary": "s", "files": [{"path": "tags.js", "content": code}], "notes": None}
-    for reply in (f"<think>plan</think>{json.dumps(env)}", f"plan\n</think>\n{json.dumps(env)}",
-                  f"<think>plan</think>```json\n{json.dumps(env)}\n```"):
+    for reply in (
+        f"<think>plan</think>{json.dumps(env)}",
+        f"plan\n</think>\n{json.dumps(env)}",
+        f"<think>plan</think>```json\n{json.dumps(env)}\n```",
+    ):
         assert extract_envelope(reply).files[0].content == code
 
 

@@ -81,8 +81,11 @@ def reader(contents: dict[str, str | bytes]) -> Callable[[str], bytes | None]:
         # implementation -> its tests
         ("src/math.js", {"test/math.test.js"}, ["test/math.test.js"]),
         ("slug.mjs", {"slug-test.mjs"}, ["slug-test.mjs"]),
-        ("src/sum.js", {"src/sum.test.js", "src/__tests__/sum.test.js"},
-         ["src/sum.test.js", "src/__tests__/sum.test.js"]),
+        (
+            "src/sum.js",
+            {"src/sum.test.js", "src/__tests__/sum.test.js"},
+            ["src/sum.test.js", "src/__tests__/sum.test.js"],
+        ),
         ("x.py", {"tests/test_x.py"}, ["tests/test_x.py"]),
         ("src/pkg/x.py", {"tests/test_x.py"}, ["tests/test_x.py"]),
         ("src/widget/index.js", {"test/widget.test.js"}, ["test/widget.test.js"]),
@@ -106,8 +109,7 @@ def test_siblings(path: str, files: set[str], expected: list[str]) -> None:
         ("src/x.test.ts", "import { m } from './math'", {"src/math.ts"}, ["src/math.ts"], []),
         ("src/x.test.ts", "import { m } from './math.js'", {"src/math.ts"}, ["src/math.ts"], []),
         ("a.mjs", "const m = await import('./lazy.mjs')", {"lazy.mjs"}, ["lazy.mjs"], []),
-        ("a.js", "export * from './c'\nexport { d } from './d.js'", {"c.js", "d.js"},
-         ["c.js", "d.js"], []),
+        ("a.js", "export * from './c'\nexport { d } from './d.js'", {"c.js", "d.js"}, ["c.js", "d.js"], []),
         ("a.js", "import './side-effect.js'", {"side-effect.js"}, ["side-effect.js"], []),
         ("a.js", "const cfg = require('./cfg.json')", {"cfg.json"}, ["cfg.json"], []),
         ("a.js", "import test from 'node:test'\nimport React from 'react'", set(), [], []),
@@ -130,8 +132,13 @@ def test_siblings(path: str, files: set[str], expected: list[str]) -> None:
         ("pkg/m.py", "from .missing import x", set(), [], ["pkg/missing.py"]),
         ("pkg/m.py", "from .a import (\n    b,\n    c,\n)\n", {"pkg/a.py"}, ["pkg/a.py"], []),
         # A file that does not parse still has its imports found.
-        ("pkg/m.py", "from .a import (b,\n  c)\nimport pkg.z\ndef f(:\n", {"pkg/a.py", "pkg/z.py"},
-         ["pkg/a.py", "pkg/z.py"], []),
+        (
+            "pkg/m.py",
+            "from .a import (b,\n  c)\nimport pkg.z\ndef f(:\n",
+            {"pkg/a.py", "pkg/z.py"},
+            ["pkg/a.py", "pkg/z.py"],
+            [],
+        ),
         ("README.md", "import x from './a.js'", {"a.js"}, [], []),
     ],
 )
@@ -149,8 +156,7 @@ def project_context(name: str, budget: int = 48_000) -> tuple[RepairContext, dic
     contents = PROJECTS[source]["files"]
     files = set(side["files"])
     paths = failing_paths(side["tests"], raw, side["root"], files)
-    ctx = build_repair_context(side["tests"], paths, files, reader(contents), None, budget,
-                               workspace_root=side["root"])
+    ctx = build_repair_context(side["tests"], paths, files, reader(contents), None, budget, workspace_root=side["root"])
     return ctx, side
 
 
@@ -165,20 +171,39 @@ def project_context(name: str, budget: int = 48_000) -> tuple[RepairContext, dic
         ("node-outside", [("src/app.js", "failing"), ("test/app.test.js", "failing")]),
         ("mac-node-outside", [("src/app.js", "failing"), ("test/app.test.js", "failing")]),
         ("node-space", [("lib/greet.js", "failing"), ("test/greet.test.js", "failing")]),
-        ("node-esm-space", [("util/strings.mjs", "failing"), ("slug.mjs", "failing"),
-                            ("slug-test.mjs", "failing")]),
+        ("node-esm-space", [("util/strings.mjs", "failing"), ("slug.mjs", "failing"), ("slug-test.mjs", "failing")]),
         ("node-syntax", [("src/broken.js", "failing"), ("test/broken.test.js", "failing")]),
-        ("jest", [("src/format.js", "failing"), ("src/__tests__/format.test.js", "failing"),
-                  ("src/sum.test.js", "failing"), ("src/sum.js", "sibling")]),
+        (
+            "jest",
+            [
+                ("src/format.js", "failing"),
+                ("src/__tests__/format.test.js", "failing"),
+                ("src/sum.test.js", "failing"),
+                ("src/sum.js", "sibling"),
+            ],
+        ),
         ("vitest", [("src/math.ts", "failing"), ("src/math.test.ts", "failing")]),
         # the package __init__ that `from shop.orders import ...` executes is in the closure
-        ("pytest-helper", [("tests/helpers.py", "failing"), ("tests/test_orders.py", "failing"),
-                           ("src/shop/orders.py", "sibling"), ("src/shop/__init__.py", "import")]),
+        (
+            "pytest-helper",
+            [
+                ("tests/helpers.py", "failing"),
+                ("tests/test_orders.py", "failing"),
+                ("src/shop/orders.py", "sibling"),
+                ("src/shop/__init__.py", "import"),
+            ],
+        ),
         # app/service.py is reached as the test's sibling but keeps its failing role
-        ("pytest-chain", [("app/repo.py", "failing"), ("app/service.py", "failing"),
-                          ("tests/test_service.py", "failing"), ("app/__init__.py", "import")]),
-        ("pytest-impl", [("calc/ops.py", "failing"), ("tests/test_ops.py", "failing"),
-                         ("calc/__init__.py", "import")]),
+        (
+            "pytest-chain",
+            [
+                ("app/repo.py", "failing"),
+                ("app/service.py", "failing"),
+                ("tests/test_service.py", "failing"),
+                ("app/__init__.py", "import"),
+            ],
+        ),
+        ("pytest-impl", [("calc/ops.py", "failing"), ("tests/test_ops.py", "failing"), ("calc/__init__.py", "import")]),
         ("pytest-native-space", [("test_slug.py", "failing"), ("slug.py", "sibling")]),
     ],
 )
@@ -189,8 +214,9 @@ def test_real_projects_choose_the_right_files(name: str, expected: list[tuple[st
     assert "src/project/a.js" not in ctx.allowed_paths
     assert ctx.allowed_paths == set(ctx.failing_paths) | {p for p, _ in expected}
     assert all(not f.truncated for f in ctx.files)
-    assert ctx.used_bytes == sum(len(PROJECTS[side["derived_from"] or name]["files"][f.path].encode())
-                                 for f in ctx.files)
+    assert ctx.used_bytes == sum(
+        len(PROJECTS[side["derived_from"] or name]["files"][f.path].encode()) for f in ctx.files
+    )
 
 
 def test_failing_paths_are_kept_in_relevance_order() -> None:
@@ -232,9 +258,15 @@ def synthetic(budget: int, **overrides):
     contents.update(overrides)
     files = set(contents) | {"src/gone.js"}
     failing = ["test/a.test.js", "src/b.js", "src/img.png", "src/gone.js"]
-    tests = {"command": ["node", "--test"], "passed": 0, "failed": 1, "total": 1,
-             "failures": [{"name": "a", "file": "test/a.test.js", "line": 1, "message": "boom",
-                           "stack": "at x (/ws/src/b.js:1:1)"}]}
+    tests = {
+        "command": ["node", "--test"],
+        "passed": 0,
+        "failed": 1,
+        "total": 1,
+        "failures": [
+            {"name": "a", "file": "test/a.test.js", "line": 1, "message": "boom", "stack": "at x (/ws/src/b.js:1:1)"}
+        ],
+    }
     ctx = build_repair_context(tests, failing, files, reader(contents), None, budget)
     return ctx, contents
 
@@ -247,8 +279,7 @@ SIZES = {
 }
 
 
-@pytest.mark.parametrize("budget", [0, 1, 50, 599, 600, 1023, 1024, 1700, 2000, 5000, 12000,
-                                    12_800, 48_000])
+@pytest.mark.parametrize("budget", [0, 1, 50, 599, 600, 1023, 1024, 1700, 2000, 5000, 12000, 12_800, 48_000])
 def test_budget_is_never_exceeded_and_everything_is_accounted_for(budget: int) -> None:
     ctx, _ = synthetic(budget)
     assert ctx.used_bytes <= budget
@@ -257,8 +288,14 @@ def test_budget_is_never_exceeded_and_everything_is_accounted_for(budget: int) -
     shown = [f.path for f in ctx.files]
     left = [o["path"] for o in ctx.omitted]
     assert len(shown) == len(set(shown)) and not set(shown) & set(left)
-    assert set(shown) | set(left) == {"test/a.test.js", "src/a.js", "src/b.js", "src/img.png",
-                                      "src/gone.js", "test/h.js"}
+    assert set(shown) | set(left) == {
+        "test/a.test.js",
+        "src/a.js",
+        "src/b.js",
+        "src/img.png",
+        "src/gone.js",
+        "test/h.js",
+    }
     for f in ctx.files:
         assert len(f.text.encode()) == f.bytes
         assert f.truncated == (f.bytes < f.size)
@@ -270,21 +307,41 @@ def test_budget_is_never_exceeded_and_everything_is_accounted_for(budget: int) -
     "budget, expected_files, expected_omitted",
     [
         # everything fits: frame, failing test, sibling, import
-        (48_000, [("src/b.js", "failing", False), ("test/a.test.js", "failing", False),
-                  ("src/a.js", "sibling", False), ("test/h.js", "import", False)],
-         [("src/img.png", "binary"), ("src/gone.js", "unreadable")]),
+        (
+            48_000,
+            [
+                ("src/b.js", "failing", False),
+                ("test/a.test.js", "failing", False),
+                ("src/a.js", "sibling", False),
+                ("test/h.js", "import", False),
+            ],
+            [("src/img.png", "binary"), ("src/gone.js", "unreadable")],
+        ),
         # the sibling is cut at a line boundary and fills the budget
-        (2000, [("src/b.js", "failing", False), ("test/a.test.js", "failing", False),
-                ("src/a.js", "sibling", True)],
-         [("src/img.png", "binary"), ("src/gone.js", "unreadable"), ("test/h.js", "budget")]),
+        (
+            2000,
+            [("src/b.js", "failing", False), ("test/a.test.js", "failing", False), ("src/a.js", "sibling", True)],
+            [("src/img.png", "binary"), ("src/gone.js", "unreadable"), ("test/h.js", "budget")],
+        ),
         # too little room to cut the sibling usefully: omitted, later small files still come in
-        (SIZES["test/a.test.js"] + 500,
-         [("src/b.js", "failing", False), ("test/a.test.js", "failing", False),
-          ("test/h.js", "import", False)],
-         [("src/img.png", "binary"), ("src/gone.js", "unreadable"), ("src/a.js", "budget")]),
+        (
+            SIZES["test/a.test.js"] + 500,
+            [("src/b.js", "failing", False), ("test/a.test.js", "failing", False), ("test/h.js", "import", False)],
+            [("src/img.png", "binary"), ("src/gone.js", "unreadable"), ("src/a.js", "budget")],
+        ),
         # nothing fits
-        (0, [], [("src/b.js", "budget"), ("src/img.png", "binary"), ("src/gone.js", "unreadable"),
-                 ("test/a.test.js", "budget"), ("src/a.js", "budget"), ("test/h.js", "budget")]),
+        (
+            0,
+            [],
+            [
+                ("src/b.js", "budget"),
+                ("src/img.png", "binary"),
+                ("src/gone.js", "unreadable"),
+                ("test/a.test.js", "budget"),
+                ("src/a.js", "budget"),
+                ("test/h.js", "budget"),
+            ],
+        ),
     ],
 )
 def test_budget_table(budget, expected_files, expected_omitted) -> None:
@@ -322,12 +379,30 @@ def test_failing_file_with_a_missing_relative_import_allows_creating_it() -> Non
 
 def test_prompt_has_task_failures_files_and_answer_instruction() -> None:
     contents = {"test/a.test.js": "const x = 1;\n```\nnot a fence end\n", "src/a.js": "module.exports = 1;\n"}
-    tests = {"command": ["npm", "test"], "passed": 2, "failed": 1, "total": 3,
-             "failures": [{"name": "suite › adds", "file": "test/a.test.js", "line": 7,
-                           "message": "AssertionError: 1 !== 2\nmore detail",
-                           "stack": "    at add (/ws/src/a.js:1:1)\n    at node:internal/x:1:1"}]}
-    ctx = build_repair_context(tests, ["test/a.test.js", "src/a.js"], set(contents), reader(contents),
-                               "1. fix add\n", workspace_root="/ws", task="Write add().")
+    tests = {
+        "command": ["npm", "test"],
+        "passed": 2,
+        "failed": 1,
+        "total": 3,
+        "failures": [
+            {
+                "name": "suite › adds",
+                "file": "test/a.test.js",
+                "line": 7,
+                "message": "AssertionError: 1 !== 2\nmore detail",
+                "stack": "    at add (/ws/src/a.js:1:1)\n    at node:internal/x:1:1",
+            }
+        ],
+    }
+    ctx = build_repair_context(
+        tests,
+        ["test/a.test.js", "src/a.js"],
+        set(contents),
+        reader(contents),
+        "1. fix add\n",
+        workspace_root="/ws",
+        task="Write add().",
+    )
     prompt = ctx.to_prompt(envelope_hint='{"summary": "...", "files": [...]}')
     assert prompt.startswith("## Task\nWrite add().\n")
     assert "`npm test` failed: 1 failed, 2 passed of 3" in prompt
@@ -348,8 +423,11 @@ def test_prompt_marks_truncation_and_omissions_and_caps_failures() -> None:
     size = len(BIG)
     assert f"### `src/a.js` (sibling, truncated: first {ctx.files[2].bytes} of {size} bytes)" in prompt
     assert "Not shown: `src/img.png` (binary), `src/gone.js` (unreadable), `test/h.js` (budget)" in prompt
-    many = {"failed": 130, "total": 130,  # the report kept 100 of them
-            "failures": [{"name": f"t{i}", "message": "x"} for i in range(100)]}
+    many = {
+        "failed": 130,
+        "total": 130,  # the report kept 100 of them
+        "failures": [{"name": f"t{i}", "message": "x"} for i in range(100)],
+    }
     ctx = build_repair_context(many, [], set(), reader({}), None)
     assert len(ctx.failures) == MAX_FAILURES_SHOWN
     assert f"({130 - MAX_FAILURES_SHOWN} more failures not shown.)" in ctx.to_prompt()
@@ -360,11 +438,30 @@ def test_to_json_is_context_json() -> None:
     ctx, _ = synthetic(2000)
     data = ctx.to_json()
     json.dumps(data)  # serialisable
-    assert set(data) == {"summary", "failures", "failing_paths", "files", "budget_bytes", "used_bytes",
-                         "omitted", "missing_imports", "allowed_paths", "scratchpad", "task",
-                         "onTarget", "closure", "closureTruncated"}
-    assert data["files"][2] == {"path": "src/a.js", "role": "sibling", "bytes": ctx.files[2].bytes,
-                                "size": len(BIG), "truncated": True, "cut": "head"}
+    assert set(data) == {
+        "summary",
+        "failures",
+        "failing_paths",
+        "files",
+        "budget_bytes",
+        "used_bytes",
+        "omitted",
+        "missing_imports",
+        "allowed_paths",
+        "scratchpad",
+        "task",
+        "onTarget",
+        "closure",
+        "closureTruncated",
+    }
+    assert data["files"][2] == {
+        "path": "src/a.js",
+        "role": "sibling",
+        "bytes": ctx.files[2].bytes,
+        "size": len(BIG),
+        "truncated": True,
+        "cut": "head",
+    }
     assert data["closure"] == [{"path": "test/h.js", "depth": 1, "via": "import"}]
     assert data["allowed_paths"] == sorted(ctx.allowed_paths)
     assert data["used_bytes"] <= data["budget_bytes"] == 2000

@@ -19,17 +19,33 @@ OLD = {"command": "npm test", "argv": ["npm", "test"], "exitCode": 1, "ok": Fals
 
 def test_an_old_payload_folds_into_the_model() -> None:
     records = [
-        ev.RecordedEvent("r", 1, ev.RunRequested(task="t", workspace="/ws", mode="heal", options={},
-                                                 base_snapshot={}), "2025-01-01T00:00:00Z"),  # fmt: skip
-        ev.RecordedEvent("r", 2, ev.TestsFinished(turn=0, attempt=1, key="k", scope="full", result=OLD),
-                         "2025-01-01T00:00:01Z"),  # fmt: skip
-        ev.RecordedEvent("r", 3, ev.InstallFinished(turn=0, attempt=1, key="i", result={"ok": True, "exitCode": 0}),
-                         "2025-01-01T00:00:02Z"),  # fmt: skip
+        ev.RecordedEvent(
+            "r",
+            1,
+            ev.RunRequested(task="t", workspace="/ws", mode="heal", options={}, base_snapshot={}),
+            "2025-01-01T00:00:00Z",
+        ),  # fmt: skip
+        ev.RecordedEvent(
+            "r", 2, ev.TestsFinished(turn=0, attempt=1, key="k", scope="full", result=OLD), "2025-01-01T00:00:01Z"
+        ),  # fmt: skip
+        ev.RecordedEvent(
+            "r",
+            3,
+            ev.InstallFinished(turn=0, attempt=1, key="i", result={"ok": True, "exitCode": 0}),
+            "2025-01-01T00:00:02Z",
+        ),  # fmt: skip
     ]
     t = fold("r", records).turns[0]
     assert isinstance(t.final_tests, TestResult) and isinstance(t.install, InstallResult)
     r = t.final_tests
-    assert (r.exit_code, r.failed, r.total, r.scope, r.parser, r.log_blob) == (1, 1, 2, Scope.FULL, Parser.JUNIT, "ab12")
+    assert (r.exit_code, r.failed, r.total, r.scope, r.parser, r.log_blob) == (
+        1,
+        1,
+        2,
+        Scope.FULL,
+        Parser.JUNIT,
+        "ab12",
+    )
     assert r.failures[0].line == 4 and r.cause is None
     assert t.install.ok is True
 

@@ -56,8 +56,12 @@ def result_of(name: str):
         # node:test whose assertion message quotes another stack: the line is the failing frame (6), not 5
         ("node-stack-in-message", Parser.JUNIT, (0, 1, 0, 1), [("attempt returns no error", "test/run.test.js", 6)]),
         # pytest 9 subtests: each failing subtest is a failed test, named by its parameters
-        ("pytest-subtests", Parser.JUNIT, (1, 2, 0, 3),
-         [("test_double [x=2]", "test_calc.py", 7), ("test_double [x=3]", "test_calc.py", 7)]),
+        (
+            "pytest-subtests",
+            Parser.JUNIT,
+            (1, 2, 0, 3),
+            [("test_double [x=2]", "test_calc.py", 7), ("test_double [x=3]", "test_calc.py", 7)],
+        ),
     ],
 )
 def test_real_runner_output(name, parser, counts, failures) -> None:
@@ -105,8 +109,11 @@ def test_node_spec_alone_also_takes_the_failing_frame() -> None:
     "name, cause, detail",
     [
         ("pytest-missing", NoVerificationCause.RUNNER_MISSING, "pytest not installed in the project environment"),
-        ("pytest-usage", NoVerificationCause.USAGE_ERROR,
-         "pytest usage error (exit 4): python -m pytest: error: unrecognized arguments: --no-such-option"),
+        (
+            "pytest-usage",
+            NoVerificationCause.USAGE_ERROR,
+            "pytest usage error (exit 4): python -m pytest: error: unrecognized arguments: --no-such-option",
+        ),
         ("pytest-none", NoVerificationCause.NO_TESTS, "pytest collected no tests (exit 5)"),
     ],
 )
@@ -123,8 +130,10 @@ def test_causes_of_js_runs_that_tell_nothing() -> None:
         return build_tests_json(p, report_from_outputs("npm", stdout, stderr, None), ["npm", "test"])
 
     missing = run(127, stderr="> p@1.0.0 test\n> mocha\n\nsh: 1: mocha: not found\n")
-    assert (missing.cause, missing.detail) == (NoVerificationCause.RUNNER_MISSING,
-                                               "mocha not installed in the project (sh: 1: mocha: not found)")
+    assert (missing.cause, missing.detail) == (
+        NoVerificationCause.RUNNER_MISSING,
+        "mocha not installed in the project (sh: 1: mocha: not found)",
+    )
     crashed = run(1, stderr="Segmentation fault (core dumped)\n")
     assert crashed.cause is NoVerificationCause.RUNNER_CRASHED and "Segmentation fault" in (crashed.detail or "")
     unreadable = run(0, stdout="all good, trust me\n")

@@ -39,11 +39,25 @@ class MemoryQueue(MemoryLog):
 
     def get_run(self, run_id: str) -> RunRow | None:
         owner, expires = self.leases.get(run_id, (None, None))
-        return RunRow(run_id, "requested", None, None, 0, len(self.load(run_id)), "", "run", "", None, None,
-                      owner, 1 if owner else 0, expires)
+        return RunRow(
+            run_id,
+            "requested",
+            None,
+            None,
+            0,
+            len(self.load(run_id)),
+            "",
+            "run",
+            "",
+            None,
+            None,
+            owner,
+            1 if owner else 0,
+            expires,
+        )
 
     def list_runs(self, state=None, limit=50, offset=0):  # type: ignore[no-untyped-def]
-        return [self.get_run(r) for r in sorted(self.runs)][offset:offset + limit]
+        return [self.get_run(r) for r in sorted(self.runs)][offset : offset + limit]
 
     def count_by_state(self) -> dict[str, int]:
         return {"requested": len(self.runs)}
@@ -80,11 +94,14 @@ def test_request_records_the_snapshot_waits_unowned_and_announces(q):
     assert first.type == "RunRequested" and set(first.data["base_snapshot"]) == {"calc.js"}
 
 
-@pytest.mark.parametrize("task, mode, options, field", [
-    ("  ", "run", RunOptions(), "task"),
-    ("x", "deploy", RunOptions(), "mode"),
-    ("x", "run", RunOptions(dry_run=True), "options.dry_run"),
-])
+@pytest.mark.parametrize(
+    "task, mode, options, field",
+    [
+        ("  ", "run", RunOptions(), "task"),
+        ("x", "deploy", RunOptions(), "mode"),
+        ("x", "run", RunOptions(dry_run=True), "options.dry_run"),
+    ],
+)
 def test_request_refuses_naming_the_field(q, task, mode, options, field):
     with pytest.raises(UsageError, match=f"^{field}:"):
         Service(q).request(task, mode, options, MemoryWorkspace({}))

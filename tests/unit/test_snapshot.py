@@ -33,7 +33,7 @@ def snapshot_of(root: Path) -> tuple[ev.RunRequested, MemoryLog]:
     log = MemoryLog()
     engine = Engine(log, DiskWorkspace(root), FakeToolchain(), None)
     run_id = engine.request("task", RunOptions(), run_id="r")
-    requested, = log.events(run_id)
+    (requested,) = log.events(run_id)
     assert isinstance(requested, ev.RunRequested)
     return requested, log
 
@@ -212,7 +212,7 @@ def test_the_engine_refuses_a_write_through_a_symlink_on_disk(root, tmp_path):
     log, run = drive_on_disk(root, {"calc.js": "ok\n", "out/evil.js": "pwned\n"})
 
     assert (run.state, run.reason) == (State.FAILED, "unsafe_write")
-    refused, = log.of_type("r", ev.WritesRefused)
+    (refused,) = log.of_type("r", ev.WritesRefused)
     assert refused.path == "out/evil.js" and "symlink" in refused.why
     assert list(elsewhere.iterdir()) == [] and not (root / "calc.js").exists()
 

@@ -27,8 +27,9 @@ def test_real_lockfiles_from_the_public_registries_pass() -> None:
 
 
 def test_a_configured_registry_replaces_the_default() -> None:
-    mirror = DependencySources.of({"KODR_PYPI_INDEX": "https://mirror.example/simple",
-                                   "KODR_NPM_REGISTRY": "https://npm.mirror.example"})
+    mirror = DependencySources.of(
+        {"KODR_PYPI_INDEX": "https://mirror.example/simple", "KODR_NPM_REGISTRY": "https://npm.mirror.example"}
+    )
     assert mirror.npm_registry == "https://npm.mirror.example/"
     assert check_uv_lock((FIX / "real-uv.lock").read_text(), mirror)  # pypi.org is now someone else's index
     lock = (FIX / "real-uv.lock").read_text().replace("https://pypi.org/simple", "https://mirror.example/simple")
@@ -42,8 +43,23 @@ def test_harmless_npmrc_passes(text: str) -> None:
     assert check_npmrc(text) == []
 
 
-@pytest.mark.parametrize("key", ["global", "prefix", "registry", "cache", "userconfig", "globalconfig", "script-shell",
-                                 "ignore-scripts", "node-options", "git", "bin-links", "foreground-scripts"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "global",
+        "prefix",
+        "registry",
+        "cache",
+        "userconfig",
+        "globalconfig",
+        "script-shell",
+        "ignore-scripts",
+        "node-options",
+        "git",
+        "bin-links",
+        "foreground-scripts",
+    ],
+)
 def test_npmrc_keys_outside_the_allowlist_are_refused(key: str) -> None:
     assert check_npmrc(f"{key}=x\n")
 
@@ -53,17 +69,28 @@ def test_index_requirements_pass(req: str) -> None:
     assert check_requirements_txt(req + "\n") == []
 
 
-@pytest.mark.parametrize("req", ["pkg @ ../../outside", "pkg @ /abs/path", "pkg @ file:///x", "pkg @ https://x/y.whl",
-                                 "pkg@git+https://x/y", "../sibling"])
+@pytest.mark.parametrize(
+    "req",
+    [
+        "pkg @ ../../outside",
+        "pkg @ /abs/path",
+        "pkg @ file:///x",
+        "pkg @ https://x/y.whl",
+        "pkg@git+https://x/y",
+        "../sibling",
+    ],
+)
 def test_direct_references_leaving_the_index_are_refused(req: str) -> None:
     assert check_requirements_txt(req + "\n")
     assert check_pyproject_toml(f'[project]\nname = "a"\ndependencies = ["{req}"]\n')
 
 
 def test_workspace_paths_and_build_system_from_the_index_pass() -> None:
-    text = ('[project]\nname = "a"\ndependencies = ["b"]\n[tool.uv.sources]\nb = { path = "packages/b" }\n'
-            '[tool.uv.workspace]\nmembers = ["packages/*"]\n[build-system]\nrequires = ["hatchling"]\n'
-            'build-backend = "hatchling.build"\n')
+    text = (
+        '[project]\nname = "a"\ndependencies = ["b"]\n[tool.uv.sources]\nb = { path = "packages/b" }\n'
+        '[tool.uv.workspace]\nmembers = ["packages/*"]\n[build-system]\nrequires = ["hatchling"]\n'
+        'build-backend = "hatchling.build"\n'
+    )
     assert check_pyproject_toml(text) == []
 
 
@@ -74,8 +101,13 @@ def test_check_manifests_reads_config_files_in_subfolders() -> None:
 
 
 def test_scrubber_replaces_raw_and_json_escaped_values() -> None:
-    env = {"KODR_API_KEY": 'sk-abc"def\\ghi', "MY_DB_PASSWORD": "hunter2-long", "SHORT_TOKEN": "abc",
-           "PATH": "/usr/bin", "KODR_DATABASE_URL": "postgresql://u:pg-pass-123@h/db"}
+    env = {
+        "KODR_API_KEY": 'sk-abc"def\\ghi',
+        "MY_DB_PASSWORD": "hunter2-long",
+        "SHORT_TOKEN": "abc",
+        "PATH": "/usr/bin",
+        "KODR_DATABASE_URL": "postgresql://u:pg-pass-123@h/db",
+    }
     found = secrets_in(env)
     assert set(found.values()) == {"KODR_API_KEY", "MY_DB_PASSWORD", "KODR_DATABASE_URL"}  # short ones are kept
     s = Scrubber(found)
@@ -89,11 +121,22 @@ def test_scrubber_replaces_raw_and_json_escaped_values() -> None:
     assert Scrubber({}).text("unchanged") == "unchanged"
 
 
-@pytest.mark.parametrize(("path", "secret"), [
-    (".env", True), (".env.local", True), ("config/.env.production", True), ("certs/server.pem", True),
-    ("id_rsa", True), ("keys/id_ed25519.pub", True), (".netrc", True), ("src/env.py", False),
-    ("id_utils.py", False), ("README.md", False), ("environment.yml", False),
-])
+@pytest.mark.parametrize(
+    ("path", "secret"),
+    [
+        (".env", True),
+        (".env.local", True),
+        ("config/.env.production", True),
+        ("certs/server.pem", True),
+        ("id_rsa", True),
+        ("keys/id_ed25519.pub", True),
+        (".netrc", True),
+        ("src/env.py", False),
+        ("id_utils.py", False),
+        ("README.md", False),
+        ("environment.yml", False),
+    ],
+)
 def test_secret_looking_files(path: str, secret: bool) -> None:
     assert looks_secret(path) is secret
 

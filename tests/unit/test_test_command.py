@@ -19,8 +19,16 @@ from kodr_core.test_command import (
         ("npm run test", ["npm", "run", "test"], "npm"),
         ("npm run test:unit", ["npm", "run", "test:unit"], "npm"),
         ("node --test", ["node", "--test"], "node"),
-        ("node --test test/a.test.js 'src/**/*.test.mjs'", ["node", "--test", "test/a.test.js", "src/**/*.test.mjs"], "node"),
-        ("node --test --test-name-pattern=add math.test.js", ["node", "--test", "--test-name-pattern=add", "math.test.js"], "node"),
+        (
+            "node --test test/a.test.js 'src/**/*.test.mjs'",
+            ["node", "--test", "test/a.test.js", "src/**/*.test.mjs"],
+            "node",
+        ),
+        (
+            "node --test --test-name-pattern=add math.test.js",
+            ["node", "--test", "--test-name-pattern=add", "math.test.js"],
+            "node",
+        ),
         ("pytest", ["pytest"], "pytest"),
         ("pytest -q tests/test_x.py -k 'not slow'", ["pytest", "-q", "tests/test_x.py", "-k", "not slow"], "pytest"),
         ("python -m pytest -x", ["python", "-m", "pytest", "-x"], "pytest"),
@@ -45,8 +53,11 @@ from kodr_core.test_command import (
         ("npx ava --serial", ["npx", "ava", "--serial"], "npx"),
         ("python -m unittest", ["python", "-m", "unittest"], "unittest"),
         ("python3 -m unittest -v tests.test_calc", ["python3", "-m", "unittest", "-v", "tests.test_calc"], "unittest"),
-        ("python -m unittest discover -s tests -p 'test_*.py'",
-         ["python", "-m", "unittest", "discover", "-s", "tests", "-p", "test_*.py"], "unittest"),
+        (
+            "python -m unittest discover -s tests -p 'test_*.py'",
+            ["python", "-m", "unittest", "discover", "-s", "tests", "-p", "test_*.py"],
+            "unittest",
+        ),
     ],
 )
 def test_allowed(text, argv, kind):
@@ -182,7 +193,17 @@ def test_plan_pytest_adds_junit_and_no_cache():
 def test_plan_pytest_only_files_replaces_positionals_keeps_options():
     cmd = parse_test_command("python -m pytest tests -k 'not slow' -x")
     argv, _ = plan_test_run(cmd, "j.xml", ["tests/test_a.py", "tests/test_b.py"])
-    assert argv[:9] == ["python", "-m", "pytest", "-k", "not slow", "-x", "tests/test_a.py", "tests/test_b.py", "--junitxml=j.xml"]
+    assert argv[:9] == [
+        "python",
+        "-m",
+        "pytest",
+        "-k",
+        "not slow",
+        "-x",
+        "tests/test_a.py",
+        "tests/test_b.py",
+        "--junitxml=j.xml",
+    ]
 
 
 def test_plan_node_uses_node_options():
@@ -201,7 +222,9 @@ def test_plan_node_only_files_replace_original_files():
 
 
 def test_plan_npm_keeps_argv_and_sets_node_options():
-    argv, env = plan_test_run(parse_test_command("npm test"), "j.xml", ["a.test.js"], inherited_node_options="--max-old-space-size=4096")
+    argv, env = plan_test_run(
+        parse_test_command("npm test"), "j.xml", ["a.test.js"], inherited_node_options="--max-old-space-size=4096"
+    )
     assert argv == ["npm", "test"]  # an npm script cannot be narrowed reliably
     assert env["NODE_OPTIONS"].startswith("--max-old-space-size=4096 --test-reporter=spec")
 

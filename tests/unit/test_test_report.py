@@ -26,6 +26,7 @@ def build_tests_json(*args, **kw) -> dict:
 def build_install_json(*args, **kw) -> dict:
     return _build_install_json(*args, **kw).dump()
 
+
 OUT = Path(__file__).parent / "fixtures" / "outputs"
 NODE = "/tmp/kodr-fx/node"
 
@@ -85,7 +86,9 @@ def test_node_text_without_summary_is_not_node():
 
 
 def test_node_load_error_via_junit_takes_location_and_error_from_text():
-    r = report_from_outputs("node", read("node_loaderr_spec.txt"), "", read("node_loaderr_junit.xml"), root="/tmp/kodr-fx/node2")
+    r = report_from_outputs(
+        "node", read("node_loaderr_spec.txt"), "", read("node_loaderr_junit.xml"), root="/tmp/kodr-fx/node2"
+    )
     assert r.parser == "junit"
     assert counts(r) == (1, 2, 0, 3)
     broken, esm = r.failures
@@ -147,8 +150,13 @@ def test_pytest_no_tests_ran():
 
 
 def test_pytest_class_names_in_junit():
-    xml = read("pytest_junit.xml").replace('name="test_add_wrong"', 'name="test_add_wrong"').replace(
-        'classname="tests.test_calc" name="test_add_wrong"', 'classname="tests.test_calc.TestMath" name="test_add_wrong"'
+    xml = (
+        read("pytest_junit.xml")
+        .replace('name="test_add_wrong"', 'name="test_add_wrong"')
+        .replace(
+            'classname="tests.test_calc" name="test_add_wrong"',
+            'classname="tests.test_calc.TestMath" name="test_add_wrong"',
+        )
     )
     assert parse_junit(xml).failures[0].name == "TestMath::test_add_wrong"
 
@@ -173,7 +181,12 @@ def test_vitest_text():
 
 
 def test_ansi_is_ignored():
-    assert counts(parse_jest_text("\x1b[1mTests:\x1b[22m       \x1b[31m1 failed\x1b[39m, 3 passed, 4 total")) == (3, 1, 0, 4)
+    assert counts(parse_jest_text("\x1b[1mTests:\x1b[22m       \x1b[31m1 failed\x1b[39m, 3 passed, 4 total")) == (
+        3,
+        1,
+        0,
+        4,
+    )
 
 
 # -- choosing ------------------------------------------------------------------------------

@@ -158,7 +158,10 @@ def test_bad_arguments_and_unknown_tools(ports):
 
 def test_inspect_symbols_returns_json(ports):
     out = json.loads(ports.run("inspect_symbols", {"path": "src/sum.js"}))
-    assert out == {"path": "src/sum.js", "symbols": [{"name": "sum", "kind": "function", "start_line": 1, "end_line": 3}]}
+    assert out == {
+        "path": "src/sum.js",
+        "symbols": [{"name": "sum", "kind": "function", "start_line": 1, "end_line": 3}],
+    }
 
 
 def test_inspect_symbols_reports_value_errors(ports):
