@@ -244,8 +244,9 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
             return _evolve(run.with_turn(e.turn, tests=t.tests + (result,)), pending=None)
         case ev.PlanRecorded():
             return _evolve(run, plan=e.plan)
-        case ev.RunResumed():
-            return _evolve(run, options={**run.options, **e.overrides}, resumes=run.resumes + 1)
+        case ev.RunResumed():  # `resume --workspace DIR` moves the run: it lives in DIR from then on
+            moved = str(e.overrides.get("workspace") or run.workspace)
+            return _evolve(run, options={**run.options, **e.overrides}, resumes=run.resumes + 1, workspace=moved)
         case ev.WorkspaceRestored():  # on resume the manifest is unchanged; a best-turn restore moves it back
             restored = {f["path"]: f["sha256"] for f in e.files if f.get("sha256")}
             return _evolve(run, manifest={**run.manifest, **restored})
@@ -279,6 +280,8 @@ def project_onto(stored: Mapping[str, Any] | None, run_id: str, records: Iterabl
         p["last_seq"], p["updated_at"] = rec.seq, rec.recorded_at
         if isinstance(e, ev.RunRequested):
             p.update(task=e.task, workspace=e.workspace, mode=e.mode, created_at=rec.recorded_at)
+        elif isinstance(e, ev.RunResumed) and e.overrides.get("workspace"):
+            p["workspace"] = str(e.overrides["workspace"])
         elif isinstance(e, ev.StateChanged):
             to = checked_move(p["state"], e)
             p.update(state=to.value, heal_turn=e.heal_turn, outcome=e.outcome, reason=e.reason)

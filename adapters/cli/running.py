@@ -383,12 +383,6 @@ def _same_dir(a: str | None, b: str) -> bool:
     return bool(a) and os.path.realpath(str(a)) == os.path.realpath(b)
 
 
-def bound_workspace(records: list[Any]) -> str | None:
-    """The workspace a run was last moved to by ``resume --workspace`` (None: never moved)."""
-    moved = [r.event.overrides.get("workspace") for r in records if r.type == "RunResumed"]
-    return next((str(w) for w in reversed(moved) if w), None)
-
-
 def _resume_one(app: App, run_id: str, overrides: dict[str, Any], quiet: bool, stream: TextIO, *, rebind: bool) -> Run:
     from adapters.cli.progress import Progress
     from kodr_core.aggregate import fold
@@ -397,7 +391,7 @@ def _resume_one(app: App, run_id: str, overrides: dict[str, Any], quiet: bool, s
 
     records = app.store.load(run_id)
     run = fold(run_id, records)
-    recorded = bound_workspace(records) or run.workspace
+    recorded = run.workspace  # where it was recorded, or last moved to by `resume --workspace`
     moved = bool(recorded) and not _same_dir(recorded, str(app.root))
     if moved and not rebind:
         raise UsageError(

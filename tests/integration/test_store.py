@@ -539,3 +539,19 @@ def test_runs_pages_newest_first(store):
     pages = [[r["run_id"] for r in store.runs(limit=2, offset=o)] for o in (0, 2, 4)]
     assert pages[0] + pages[1] + pages[2] == every and [len(p) for p in pages] == [2, 2, 1]
     assert store.runs(limit=2, offset=10) == []
+
+
+def test_a_run_moved_by_resume_workspace_lives_in_its_new_workspace(store):
+    """`kodr resume RUN -w DIR` records the move in RunResumed; the projection (what `resume --all`
+    selects by) and the fold (what `resume` checks) both say DIR from then on, and a rebuild agrees."""
+    from kodr_core.aggregate import fold
+
+    store.append("r1", 0, [ev.RunRequested(task="t", workspace="/x", options={})])
+    store.append("r1", 1, [ev.StateChanged(from_state="requested", to_state="applied", trigger="adopt")])
+    assert store.get_run("r1")["workspace"] == "/x"
+    store.append("r1", 2, [ev.RunResumed(owner="me", overrides={"max_turns": 2})])
+    assert store.get_run("r1")["workspace"] == "/x"  # a resume that does not move keeps it
+    store.append("r1", 3, [ev.RunResumed(owner="me", overrides={"workspace": "/y"})])
+    assert store.get_run("r1")["workspace"] == "/y"
+    assert fold("r1", store.load("r1")).workspace == "/y"
+    assert store.rebuild_projection("r1")["workspace"] == "/y"
