@@ -8,7 +8,9 @@ writable roots bound back, kodr's own metadata re-protected read-only):
   capabilities (``CAP_SYS_ADMIN``…) that would let root remount it.
 * ``--tmpfs /tmp`` then ``--bind <workspace>``: a private /tmp (siblings of the
   workspace under /tmp vanish from view) and the workspace read-write; ``.kodr``
-  (the run's store) and ``.git`` inside it are bound read-only again.
+  (the run's store) and ``.git`` inside it are bound read-only again. kodr's own
+  environment and the step's program are bound back read-only when they live
+  under /tmp (:func:`tool_roots`).
 * kodr's package caches (npm, uv) are bound read-write, so installs stay fast.
 * ``--unshare-pid`` + ``--proc /proc``: a new PID namespace with a fresh /proc, so
   ``/proc/<parent>/environ`` is out of reach, and when the step's main process
@@ -34,6 +36,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +152,25 @@ def probe(bwrap: str | None) -> str | None:
     return _probe_cache[bwrap]
 
 
+def _hidden_by_private_mounts(path: str) -> bool:
+    return any(path == m or path.startswith(m + "/") for m in ("/tmp", "/dev/shm"))
+
+
+def tool_roots(argv0: str) -> list[str]:
+    """kodr's own environment and the step's program, when they live under /tmp.
+
+    The private /tmp would hide them (a venv in a CI checkout under /tmp, kodr's own
+    ``uv``), so they are bound back read-only: the step can run them, not change them.
+    A program in a ``bin/`` folder brings its prefix (a venv needs its ``pyvenv.cfg``).
+    """
+    roots = {sys.prefix, os.path.realpath(sys.prefix)}
+    if os.path.isabs(argv0):
+        for program in (argv0, os.path.realpath(argv0)):
+            folder = os.path.dirname(program)
+            roots.add(os.path.dirname(folder) if os.path.basename(folder) == "bin" else folder)
+    return sorted(r for r in roots if _hidden_by_private_mounts(r) and os.path.isdir(r))
+
+
 def _namespace_flags(*, network: bool) -> list[str]:
     flags = [
         "--die-with-parent",
@@ -219,6 +241,8 @@ class Sandbox:
             "--tmpfs",
             "/dev/shm",
         ]
+        for root in tool_roots(argv[0] if argv else ""):
+            out += ["--ro-bind", root, root]
         for path in [cwd, *writable]:
             out += ["--bind", path, path]
         for name in protected:

@@ -376,3 +376,20 @@ def test_captured_output_is_scrubbed(tmp_path):
     )
     assert "s3cr3t" not in res.stdout + res.stderr and b"s3cr3t" not in res.log
     assert "[secret:MY_TOKEN]" in res.stdout
+
+
+@needs_bwrap
+def test_a_program_under_tmp_runs_in_the_private_tmp_but_cannot_be_changed(box, tmp_path):
+    """A checkout (and its venv) under /tmp, as CI clones often are: the private /tmp would hide
+    the program, so its prefix is bound back read-only; its siblings stay hidden."""
+    ws, sibling = box
+    tool = tmp_path / "venv" / "bin" / "tool"
+    tool.parent.mkdir(parents=True)
+    tool.write_text('#!/bin/sh\necho RAN; echo x > "$(dirname "$0")/../written" 2>/dev/null || echo READONLY\n')
+    tool.chmod(0o755)
+    r = boxed().run([str(tool)], cwd=str(ws), timeout_s=20)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.split() == ["RAN", "READONLY"]
+    assert not (tmp_path / "venv" / "written").exists()
+    seen = sh(boxed(), f"ls {sibling} 2>&1 || echo HIDDEN", ws)
+    assert "HIDDEN" in seen.stdout and "keep.txt" not in seen.stdout
