@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from kodr_core.aggregate import PROJECTION_KEYS
+
 metadata = sa.MetaData()
 
 #: SQLite only auto-increments an ``INTEGER PRIMARY KEY``; PostgreSQL gets a bigint.
@@ -66,17 +68,5 @@ runs = sa.Table(
     sa.Index("ix_runs_created_at", "created_at"),
 )
 
-#: The columns of ``runs`` that :func:`kodr_core.aggregate.project` computes.
-PROJECTION_COLUMNS: tuple[str, ...] = (
-    "run_id",
-    "state",
-    "heal_turn",
-    "outcome",
-    "reason",
-    "last_seq",
-    "task",
-    "workspace",
-    "mode",
-    "created_at",
-    "updated_at",
-)
+#: The columns of ``runs`` that :func:`kodr_core.aggregate.project` computes: the fold's own list.
+PROJECTION_COLUMNS: tuple[str, ...] = PROJECTION_KEYS
