@@ -83,6 +83,15 @@ def check_relative_path(path: str) -> str:
     return "/".join(parts)
 
 
+def _normalised_or_as_written(path: str) -> str:
+    """A well-formed path normalised; a hostile one kept as written, so the workspace
+    refuses it as an unsafe write (a recorded refusal, not a retry)."""
+    try:
+        return check_relative_path(path)
+    except RefusedInput:
+        return path
+
+
 class FileWrite(BaseModel):
     """One file to write, replaced as a whole."""
 
@@ -93,15 +102,7 @@ class FileWrite(BaseModel):
     path: str = Field(description="Path relative to the workspace root, with '/' separators.")
     content: str = Field(description="The complete new content of the file.")
 
-    @field_validator("path")
-    @classmethod
-    def _path_is_relative(cls, value: str) -> str:
-        # A well-formed path is normalised; a hostile one is kept as written, so the
-        # workspace refuses it as an unsafe write (a recorded refusal, not a retry).
-        try:
-            return check_relative_path(value)
-        except RefusedInput:
-            return value
+    _path_is_relative = field_validator("path")(_normalised_or_as_written)
 
 
 class Edit(BaseModel):
@@ -114,13 +115,7 @@ class Edit(BaseModel):
     search: str = Field(description="Exact text copied from the file, long enough to occur exactly once.")
     replace: str = Field(description="The text that replaces it.")
 
-    @field_validator("path")
-    @classmethod
-    def _path_is_relative(cls, value: str) -> str:
-        try:
-            return check_relative_path(value)
-        except RefusedInput:
-            return value
+    _path_is_relative = field_validator("path")(_normalised_or_as_written)
 
 
 class Proposal(BaseModel):

@@ -30,30 +30,10 @@ Mode = Literal["run", "heal"]
 class RunConflict(KodrError):
     """The run is not in a state that allows the request (cancel a finished run, …)."""
 
-    exit_code = 4
-
-
-class RunSummary(BaseModel):
-    """A run as ``kodr show --json`` prints it."""
-
-    run_id: str
-    state: str
-    outcome: str | None = None
-    reason: str | None = None
-    heal_turn: int = 0
-    last_seq: int = 0
-    task: str = ""
-    mode: str = "run"
-    workspace: str = ""
-    options: dict[str, Any] = Field(default_factory=dict)
-    created_at: str | None = None
-    updated_at: str | None = None
-    facts: dict[str, Any] = Field(default_factory=dict)
-    lease_owner: str | None = None
-    lease_epoch: int = 0
-
 
 class RunListItem(BaseModel):
+    """A run as ``GET /api/runs`` lists it."""
+
     run_id: str
     state: str
     outcome: str | None = None
@@ -65,6 +45,15 @@ class RunListItem(BaseModel):
     created_at: str | None = None
     updated_at: str | None = None
     lease_owner: str | None = None
+
+
+class RunSummary(RunListItem):
+    """A run as ``kodr show --json`` prints it: the list's fields and its settings, facts and lease."""
+
+    workspace: str = ""
+    options: dict[str, Any] = Field(default_factory=dict)
+    facts: dict[str, Any] = Field(default_factory=dict)
+    lease_epoch: int = 0
 
 
 class RunPage(BaseModel):

@@ -302,30 +302,22 @@ def _npx_args(s: str, argv: list[str]) -> list[str]:
     return argv[2:]
 
 
-def _check_flags(s: str, args: list[str], flags: Mapping[str, bool], what: str) -> None:
+def _check_flags(s: str, args: list[str], flags: Mapping[str, bool], what: str, where: str = "") -> None:
+    """Every option in ``args`` is one of ``flags`` (True: it takes a value, skipped when not ``=``-joined)."""
     i = 0
     while i < len(args):
         a = args[i]
         if a.startswith("-"):
             name = a.split("=", 1)[0]
             if name not in flags:
-                raise _refuse(s, f"{what} {name!r} is not allowed")
+                raise _refuse(s, f"{what} {name!r} is not allowed{where}")
             if flags[name] and "=" not in a:
                 i += 1  # its value
         i += 1
 
 
 def _check_node_args(s: str, args: list[str]) -> None:
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a.startswith("-"):
-            name = a.split("=", 1)[0]
-            if name not in NODE_TEST_FLAGS:
-                raise _refuse(s, f"node flag {name!r} is not allowed after --test")
-            if NODE_TEST_FLAGS[name] and "=" not in a:
-                i += 1  # its value
-        i += 1
+    _check_flags(s, args, NODE_TEST_FLAGS, "node flag", " after --test")
 
 
 def _check_pytest_args(s: str, args: list[str]) -> None:

@@ -20,8 +20,6 @@ from kodr_core.errors import KodrError, StoreCorrupt, StoreUnavailable
 class BlobNotFound(KodrError, KeyError):
     """No blob with that sha256; a KeyError so mapping-style callers can catch it."""
 
-    exit_code = 6
-
     def __str__(self) -> str:  # KeyError would quote the message
         return self.message
 
