@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import uuid
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 
 from tests.e2e.conftest import tagged_processes
 from tests.hostile.conftest import hostile_run
+from tests.support.loopback import accepting_port
 
 PKG = json.dumps({"name": "a", "version": "1.0.0"})
 
@@ -129,26 +128,13 @@ def test_a_flood_of_output_is_capped(workspace: Path, sibling: Path) -> None:
 
 @pytest.mark.parametrize("allow", [False, True])
 def test_network_in_tests_only_with_test_network(workspace: Path, sibling: Path, allow: bool) -> None:
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    port = srv.getsockname()[1]
-
-    def serve() -> None:
-        try:
-            while True:
-                srv.accept()[0].close()
-        except OSError:
-            pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    body = f"""
-      const r = cp.spawnSync(process.execPath, ['-e',
-        "require('net').connect({port}, '127.0.0.1').on('connect', () => {{ console.log('CONNECTED'); process.exit(0); }})"
-        + ".on('error', () => process.exit(3))"], {{timeout: 5000}});
-      if (String(r.stdout).includes('CONNECTED')) throw new Error('reached the network');
-    """
-    try:
+    with accepting_port() as port:
+        body = f"""
+          const r = cp.spawnSync(process.execPath, ['-e',
+            "require('net').connect({port}, '127.0.0.1').on('connect', () => {{ console.log('CONNECTED'); process.exit(0); }})"
+            + ".on('error', () => process.exit(3))"], {{timeout: 5000}});
+          if (String(r.stdout).includes('CONNECTED')) throw new Error('reached the network');
+        """
         o = hostile_run(
             workspace,
             sibling,
@@ -156,8 +142,6 @@ def test_network_in_tests_only_with_test_network(workspace: Path, sibling: Path,
             test="node --test",
             flags=("--test-network",) if allow else (),
         )
-    finally:
-        srv.close()
     assert o.state == ("failed" if allow else "passed"), o.result.err
     started = next(r.event for r in o.events() if r.type == "TestsStarted")
     assert started.confinement["sandbox"] == "bwrap" and started.confinement["network"] is allow

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from adapters.processes import SubprocessRunner, child_env, group_members
+from tests.support.loopback import accepting_port
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 
@@ -304,41 +305,25 @@ def test_sandbox_timeout_kills_the_namespace(box):
 
 @needs_bwrap
 def test_sandbox_network_only_when_allowed(box):
-    import socket
-    import threading
-
     ws, _ = box
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(5)
-    port = srv.getsockname()[1]
-
-    def serve() -> None:
-        try:
-            while True:
-                srv.accept()[0].close()
-        except OSError:
-            pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    probe_code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('CONNECTED')"
-    cut = boxed().run([sys.executable, "-c", probe_code], cwd=str(ws), timeout_s=20, network=False)
-    assert "CONNECTED" not in cut.stdout and cut.exit_code != 0
-    local = boxed().run(
-        [
-            sys.executable,
-            "-c",
-            "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); "
-            "s.listen(); c=socket.create_connection(s.getsockname()); print('LOOPBACK')",
-        ],
-        cwd=str(ws),
-        timeout_s=20,
-        network=False,
-    )
-    assert "LOOPBACK" in local.stdout  # tests still get their own loopback
-    open_ = boxed().run([sys.executable, "-c", probe_code], cwd=str(ws), timeout_s=20, network=True)
-    assert "CONNECTED" in open_.stdout
-    srv.close()
+    with accepting_port() as port:
+        probe_code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3); print('CONNECTED')"
+        cut = boxed().run([sys.executable, "-c", probe_code], cwd=str(ws), timeout_s=20, network=False)
+        assert "CONNECTED" not in cut.stdout and cut.exit_code != 0
+        local = boxed().run(
+            [
+                sys.executable,
+                "-c",
+                "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); "
+                "s.listen(); c=socket.create_connection(s.getsockname()); print('LOOPBACK')",
+            ],
+            cwd=str(ws),
+            timeout_s=20,
+            network=False,
+        )
+        assert "LOOPBACK" in local.stdout  # tests still get their own loopback
+        open_ = boxed().run([sys.executable, "-c", probe_code], cwd=str(ws), timeout_s=20, network=True)
+        assert "CONNECTED" in open_.stdout
 
 
 @needs_bwrap
