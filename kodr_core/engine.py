@@ -55,10 +55,8 @@ from kodr_core.prompts import plan_messages, proposal_messages, repair_messages,
 from kodr_core.repair_context import build_repair_context
 from kodr_core.results import (
     InstalledFile,
-    InstallResult,
     Scope,
     StepDeadline,
-    TestResult,
     build_install_json,
     build_tests_json,
 )
@@ -551,7 +549,7 @@ class Engine:
         except KodrError as exc:
             problems = [*problems, exc.message]
         if problems:  # a hostile manifest is refused before anything runs; the files stay for a repair
-            refused = InstallResult.of(build_install_json([], commands)).model_copy(
+            refused = build_install_json([], commands).model_copy(
                 update={"refused": problems, "error": "manifest refused: " + "; ".join(problems)}
             )
             return self._append(
@@ -572,7 +570,7 @@ class Engine:
         before = self.workspace.snapshot()
         given = step_time(run, self.clock(), o.install_timeout_s)
         result, log = self.toolchain.install(commands, cwd=self.workspace.root, timeout_s=given.timeout_s, step_key=key)
-        typed = InstallResult.of(result).model_copy(
+        typed = result.model_copy(
             update={
                 "log_blob": self.log.put_blob(log),
                 "written": self._install_written(before),
@@ -664,9 +662,7 @@ class Engine:
             )
             if given.cut:
                 result = result.model_copy(update={"deadline": StepDeadline.model_validate(given.facts())})
-        typed = TestResult.of(result).model_copy(
-            update={"log_blob": self.log.put_blob(log), "scope": Scope(step.scope)}
-        )
+        typed = result.model_copy(update={"log_blob": self.log.put_blob(log), "scope": Scope(step.scope)})
         return self._append(
             run,
             [

@@ -186,17 +186,20 @@ class _Toolchain:
     """Install succeeds; the tests judge slug.js by its marker, as ``node --test`` does."""
 
     def install(self, commands, *, cwd, timeout_s, step_key):
+        from kodr_core.results import InstallResult
         from tests.unit.fakes import fake_install_json
 
-        return fake_install_json(commands), b"installed\n"
+        return InstallResult.of(fake_install_json(commands)), b"installed\n"
 
     def test(self, argv, kind, *, cwd, timeout_s, step_key, only_files=()):
+        from kodr_core.results import TestResult
         from tests.unit.fakes import failure, fake_tests_json
 
         src = (Path(cwd) / "slug.js").read_text() if (Path(cwd) / "slug.js").exists() else ""
         names = [] if "FIXED" in src else ["joins words"] if "BUG_V2" in src else ["lowercases", "joins words"]
         failures = [failure(n, "slug.js", 2) for n in names]
-        return fake_tests_json(argv, passed=2 - len(names), failed=len(names), failures=failures), b"tests\n"
+        result = fake_tests_json(argv, passed=2 - len(names), failed=len(names), failures=failures)
+        return TestResult.of(result), b"tests\n"  # typed, as the Toolchain port returns them
 
     def kill_orphans(self, step_key):
         return 0

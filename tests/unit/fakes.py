@@ -311,7 +311,7 @@ class FakeToolchain:
         entry = self.installs_script.pop(0)
         if isinstance(entry, Exception):
             raise entry
-        return fake_install_json(commands, **entry), b"install log\n"
+        return InstallResult.of(fake_install_json(commands, **entry)), b"install log\n"
 
     def test(self, argv, kind, *, cwd, timeout_s, step_key, only_files=()):
         self.calls.append({"op": "test", "argv": list(argv), "kind": kind, "cwd": cwd, "timeout_s": timeout_s,
@@ -322,7 +322,8 @@ class FakeToolchain:
         if isinstance(entry, Exception):
             raise entry
         result = fake_tests_json(argv, **entry)
-        return result, ("\n".join(["test log"] + [f["name"] for f in result["failures"]]) + "\n").encode()
+        log = ("\n".join(["test log"] + [f["name"] for f in result["failures"]]) + "\n").encode()
+        return TestResult.of(result), log  # typed, as the Toolchain port returns them
 
     def kill_orphans(self, step_key: str) -> int:
         self.killed.append(step_key)
