@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # what only recording commands need is imported when they run
     from kodr_core.engine import Engine, Observer
     from kodr_core.options import RunOptions
     from kodr_core.ports import EventLog, ModelPort
+    from store.anchors import HeadAnchors
 
 
 @dataclass
@@ -156,6 +157,15 @@ def anchor_dir(root: Path, url: str) -> Path | None:
     return None if sqlite_file(url) is not None else root / ".kodr" / "runs"
 
 
+def head_anchors(root: Path, url: str) -> HeadAnchors | None:
+    """The run heads of this workspace's store, read without opening the database."""
+    import sqlalchemy as sa
+
+    from store.database import default_anchors
+
+    return default_anchors(sa.make_url(url), anchor_dir(root, url))
+
+
 def sqlite_file(url: str) -> Path | None:
     """The file behind a SQLite URL (None for other databases and in-memory ones)."""
     if not url.startswith("sqlite"):
@@ -185,11 +195,9 @@ def open_reader(workspace: str | os.PathLike[str]) -> App | None:
     file = sqlite_file(url)
     if file is not None and not file.is_file():
         return None
-    import sqlalchemy as sa
+    from store.database import audit_key
 
-    from store.database import audit_key, default_anchors
-
-    anchors = default_anchors(sa.make_url(url), anchor_dir(root, url))  # no migration on the read path
+    anchors = head_anchors(root, url)  # no migration on the read path
     if file is None:  # a server database: engine_for refuses a URL kodr has no store for
         from store.database import engine_for
 

@@ -215,11 +215,11 @@ def verify(ctx: click.Context, run_ref: str | None, ws: str | None, as_json: boo
 
 def _anchored_runs(ctx: click.Context, ws: str | None) -> list[str]:
     """Runs whose heads are anchored beside a missing SQLite store: a deleted database is not 'nothing'."""
-    import sqlalchemy as sa
+    from adapters.bootstrap import head_anchors
+    from store.database import database_url
 
-    from store.database import database_url, default_anchors
-
-    anchors = default_anchors(sa.make_url(database_url(Path(workspace_of(ctx, ws)).resolve())), None)
+    root = Path(workspace_of(ctx, ws)).resolve()
+    anchors = head_anchors(root, database_url(root))
     return anchors.run_ids() if anchors is not None and anchors.root.is_dir() else []
 
 
