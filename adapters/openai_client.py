@@ -399,7 +399,9 @@ class OpenAIChatClient:
         if retry_after is not None:
             return retry_after if self.retry_after_cap_s is None else min(retry_after, self.retry_after_cap_s)
         base = min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (attempt - 1))
-        return float(base * (0.5 + random.random() / 2))
+        # Jitter within the top quarter: each wait is at least 1.5x the one before (until the cap),
+        # so retries never land at a constant interval (jitter over the top half could: ~1 s, ~1 s).
+        return float(base * (0.75 + random.random() / 4))
 
     # -- one bounded exchange ----------------------------------------------------
 
