@@ -30,6 +30,7 @@ from kodr_core.errors import StoreCorrupt
 FILE = "head.json"
 _SIZE = 512  # a head record is < 300 bytes; padded so that each write covers the last
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_PATHS = 1024  # run paths remembered per HeadAnchors: a process appends to few runs at a time
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,25 @@ class HeadAnchors:
         self.root = Path(root)
         self.key = key
         self.required = required
+        self._paths: dict[str, str] = {}  # run id -> its head file, as a string (the append path)
 
     def path(self, run_id: str) -> Path:
         """The run's directory name is its id when that is a safe name, else its sha256."""
-        name = (
-            run_id
-            if _SAFE.fullmatch(run_id) and ".." not in run_id
-            else ("id-" + hashlib.sha256(run_id.encode()).hexdigest()[:32])
-        )
-        return self.root / name / FILE
+        return Path(self._path(run_id))
+
+    def _path(self, run_id: str) -> str:
+        path = self._paths.get(run_id)
+        if path is None:
+            name = (
+                run_id
+                if _SAFE.fullmatch(run_id) and ".." not in run_id
+                else ("id-" + hashlib.sha256(run_id.encode()).hexdigest()[:32])
+            )
+            path = os.path.join(self.root, name, FILE)
+            if len(self._paths) >= _PATHS:
+                self._paths.clear()
+            self._paths[run_id] = path
+        return path
 
     def write(self, run_id: str, seq: int, digest: str) -> None:
         """Overwrite the head in place: one open and one write, no rename.
@@ -70,12 +81,12 @@ class HeadAnchors:
         if self.key:
             body["hmac"] = _mac(self.key, run_id, seq, digest)
         data = (json.dumps(body, sort_keys=True) + "\n").ljust(_SIZE).encode("utf-8")
-        path = self.path(run_id)
+        path = self._path(run_id)
         try:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
             except FileNotFoundError:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
             try:
                 os.pwrite(fd, data, 0)

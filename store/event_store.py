@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +26,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kodr_core.aggregate import project, project_onto
-from kodr_core.errors import ConcurrencyConflict, RunNotFound, StoreCorrupt
+from kodr_core.errors import ConcurrencyConflict, IllegalTransition, RunNotFound, StoreCorrupt
 from kodr_core.events import Event, RecordedEvent, decode
 from store import leases as _leases
 from store.anchors import HeadAnchors
@@ -46,7 +49,20 @@ _SET_ONCE = ("task", "workspace", "mode", "created_at")  # set by RunRequested o
 _HOT_COLUMNS = (*PROJECTION_COLUMNS, "last_hash", "lease_owner", "lease_epoch")
 _ADVANCED = tuple(c for c in PROJECTION_COLUMNS if c != "run_id" and c not in _SET_ONCE)
 #: Every column an append writes (``writer`` and ``lease_epoch`` since revision 0003).
-_EVENT_COLUMNS = tuple(c.name for c in event_rows.columns if c.name != "id")
+_EVENT_COLUMNS = (
+    "run_id",
+    "seq",
+    "type",
+    "schema_version",
+    "recorded_at",
+    "body",
+    "prev_hash",
+    "hash",
+    "writer",
+    "lease_epoch",
+)
+if set(_EVENT_COLUMNS) != {c.name for c in event_rows.columns} - {"id"}:  # rows are built as tuples in this order
+    raise RuntimeError("store.event_store._EVENT_COLUMNS disagrees with store.schema.events")
 
 
 @dataclass(frozen=True)
@@ -54,15 +70,73 @@ class _HotSQL:
     select: str
     insert: str
     advance: str
+    cas: str  # advance only from the row this store last left
+    cas_lease: str
+
+
+_CAS_COLUMNS = ("last_seq", "last_hash", "state")  # what the remembered row is recognised by
+_LEASE_CAS = " AND lease_owner = {m} AND lease_epoch = {m}"
+_PG_TYPES = {"seq": "int", "schema_version": "int", "lease_epoch": "int"}  # the rest are text
 
 
 def _hot_sql(mark: str) -> _HotSQL:
+    advance = (
+        f"UPDATE runs SET {', '.join(f'{c} = {mark}' for c in _ADVANCED)}, last_hash = {mark} WHERE run_id = {mark}"
+    )
+    cas = advance + "".join(f" AND {c} = {mark}" for c in _CAS_COLUMNS)
     return _HotSQL(
         select=f"SELECT {', '.join(_HOT_COLUMNS)} FROM runs WHERE run_id = {mark}",
         insert=f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})",
-        advance=f"UPDATE runs SET {', '.join(f'{c} = {mark}' for c in _ADVANCED)}, "
-        f"last_hash = {mark} WHERE run_id = {mark}",
+        advance=advance,
+        cas=cas,
+        cas_lease=cas + _LEASE_CAS.format(m=mark),
     )
+
+
+def _pg_one(sql: _HotSQL, n: int, lease: bool) -> str:
+    """PostgreSQL: the compare-and-set and the insert of ``n`` events as one statement.
+
+    The insert takes its rows only if the update matched, so the statement writes all
+    or nothing, in one round trip when autocommitted.
+    """
+    row = "(" + ", ".join(f"%s::{_PG_TYPES.get(c, 'text')}" for c in _EVENT_COLUMNS) + ")"
+    return (
+        f"WITH adv AS ({sql.cas_lease if lease else sql.cas} RETURNING 1) "
+        f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+        f"SELECT * FROM (VALUES {', '.join([row] * n)}) AS v WHERE EXISTS (SELECT 1 FROM adv)"
+    )
+
+
+_HEADS = 512  # runs whose row this store remembers after its own appends
+
+
+@dataclass(frozen=True)
+class _Head:
+    """A run's ``runs`` row as this process's last append left it (projection and last hash).
+
+    The hash pins the whole history, so while the row still has this last seq, hash and
+    state, the projection columns are what this process wrote: an append can check its
+    transitions against them and advance the row with a compare-and-set, unread.
+    """
+
+    projection: dict[str, Any]
+    last_hash: str
+
+
+class _Held:
+    """A driver connection kept by one thread for its appends: no pool or SQLAlchemy per append."""
+
+    __slots__ = ("__weakref__", "conn", "pid")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - another thread's SQLite connection: its GC closes it
+            pass
 
 
 @contextmanager
@@ -79,6 +153,19 @@ def _driver_errors(statement: str) -> Iterator[None]:
         if not isinstance(exc, base):
             raise
         raise sa_exc.DBAPIError.instance(statement, None, exc, base) from exc
+
+
+@contextmanager
+def _lost_insert_race(run_id: str, expected_seq: int) -> Iterator[None]:
+    """A unique violation on (run_id, seq): another writer appended that seq first."""
+    try:
+        yield
+    except sa_exc.IntegrityError as exc:
+        if not _is_unique_violation(exc):
+            raise
+        raise ConcurrencyConflict(
+            f"run {run_id}: seq {expected_seq + 1} was appended by another writer; this process no longer owns the run"
+        ) from exc
 
 
 def utc_iso(dt: datetime) -> str:
@@ -127,6 +214,16 @@ class EventStore:
         self.audit_key = audit_key or None
         self._sql: _HotSQL | None = None
         self.anchors = anchors
+        self._heads: dict[str, _Head] = {}
+        self._heads_lock = threading.Lock()
+        self._local = threading.local()
+        self._held: weakref.WeakSet[_Held] = weakref.WeakSet()
+        from sqlalchemy.pool import StaticPool
+
+        # One shared connection (an in-memory SQLite) cannot also be held: appends take the pool path.
+        self._holds = not isinstance(engine.pool, StaticPool)
+        self._pg = engine.dialect.name == "postgresql"
+        self._pg_sql: dict[tuple[int, bool], str] = {}
 
     @classmethod
     def from_url(
@@ -156,6 +253,13 @@ class EventStore:
         return f"EventStore({self.display_url})"
 
     def close(self) -> None:
+        """Close the held append connections and the pool; a later call reconnects."""
+        for held in list(self._held):
+            held.close()
+        self._held = weakref.WeakSet()
+        self._local = threading.local()
+        with self._heads_lock:
+            self._heads.clear()
         self.engine.dispose()
 
     def __enter__(self) -> EventStore:
@@ -164,9 +268,9 @@ class EventStore:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _hot_sql(self, conn: sa.Connection) -> _HotSQL:
+    def _hot_sql(self) -> _HotSQL:
         if self._sql is None:
-            self._sql = _hot_sql("?" if conn.dialect.paramstyle == "qmark" else "%s")
+            self._sql = _hot_sql("?" if self.engine.dialect.paramstyle == "qmark" else "%s")
         return self._sql
 
     @contextmanager
@@ -194,7 +298,14 @@ class EventStore:
         With ``lease``, the append also fails if that lease was taken over (fencing).
         All events of one append share one ``recorded_at``. The cost does not grow with
         the run: the legality of each transition is checked against the ``runs`` row
-        (state, last seq and hash), read in the same write transaction.
+        (state, last seq and hash), never a fold of the history.
+
+        The usual append continues a run this store appended last: it checks against the
+        row it left (:class:`_Head`) and advances it with a compare-and-set on last seq,
+        hash, state (and lease), on a driver connection this thread holds: on SQLite one
+        ``BEGIN IMMEDIATE`` transaction, on PostgreSQL one autocommitted statement (one
+        round trip). Any other append, and a compare-and-set that misses, reads the row in
+        a write transaction and is judged against it, raising as that row says.
         """
         new = list(events)
         if not run_id or len(run_id) > 64:
@@ -204,8 +315,207 @@ class EventStore:
         if not new:
             return []
         recorded_at = utc_iso(self._clock())
+        head = self._heads.get(run_id)
+        sent: list[RecordedEvent] | None = None
+        if head is not None and self._holds and head.projection["last_seq"] == expected_seq:
+            try:
+                done = self._append_held(run_id, expected_seq, new, lease, recorded_at, head)
+            except BaseException:
+                self._forget(run_id)
+                raise
+            if done is not None and done[0]:
+                return done[1]
+            self._forget(run_id)
+            sent = done[1] if done is not None else None
+        try:
+            return self._append_read(run_id, expected_seq, new, lease, recorded_at, sent)
+        except BaseException:
+            self._forget(run_id)
+            raise
+
+    def _chained(
+        self,
+        run_id: str,
+        expected_seq: int,
+        new: list[Event],
+        lease: Lease | None,
+        recorded_at: str,
+        prev: str,
+    ) -> tuple[list[RecordedEvent], list[tuple[Any, ...]]]:
+        """The records and their rows (in ``_EVENT_COLUMNS`` order), chained from ``prev``."""
+        writer, epoch = (lease.owner, lease.epoch) if lease is not None else (None, None)
+        key = self.audit_key
+        rows, records = [], []
+        for seq, event in enumerate(new, start=expected_seq + 1):
+            body = canonical_bytes(run_id, seq, event.TYPE, event.VERSION, recorded_at, event.payload())
+            digest = chain_hash(prev, body, key)
+            rows.append(
+                (run_id, seq, event.TYPE, event.VERSION, recorded_at, body.decode("utf-8"), prev, digest, writer, epoch)
+            )
+            records.append(RecordedEvent(run_id, seq, event, recorded_at, prev, digest))
+            prev = digest
+        return records, rows
+
+    def _append_held(
+        self,
+        run_id: str,
+        expected_seq: int,
+        new: list[Event],
+        lease: Lease | None,
+        recorded_at: str,
+        head: _Head,
+    ) -> tuple[bool, list[RecordedEvent]] | None:
+        """The append on this thread's held connection, from the row this store left.
+
+        ``(True, records)`` when committed; None when the row is not the one remembered
+        (nothing was written); ``(False, records)`` when the connection broke while the
+        statement was out, so it may or may not have committed: the caller then reads the
+        row and finds out.
+        """
+        records, rows = self._chained(run_id, expected_seq, new, lease, recorded_at, head.last_hash)
+        old = head.projection
+        try:
+            projection = project_onto(old, run_id, records)
+        except IllegalTransition:
+            return None  # judged again against the row itself: a stale head must not decide
+        if any(projection[k] != old[k] for k in _SET_ONCE):
+            return None
+        last = records[-1].hash
+        sql = self._hot_sql()
+        cas: tuple[Any, ...] = (*(projection[c] for c in _ADVANCED), last, run_id, expected_seq, head.last_hash)
+        cas += (old["state"],)
+        if lease is not None:
+            cas += (lease.owner, lease.epoch)
+        with translated(self.url, self.busy_timeout_ms):
+            held = self._held_connection()
+            if self._pg:
+                done = self._pg_statement(held, sql, cas, rows, lease, run_id, expected_seq)
+            else:
+                done = self._sqlite_transaction(held, sql, cas, rows, lease, run_id, expected_seq)
+        if done is None:
+            return False, records
+        if not done:
+            return None
+        self._committed(run_id, projection, last, records)
+        return True, records
+
+    def _sqlite_transaction(
+        self,
+        held: _Held,
+        sql: _HotSQL,
+        cas: tuple[Any, ...],
+        rows: list[tuple[Any, ...]],
+        lease: Lease | None,
+        run_id: str,
+        expected_seq: int,
+    ) -> bool:
+        conn = held.conn
+        cur = conn.cursor()
+        try:
+            with _driver_errors("BEGIN IMMEDIATE"):
+                cur.execute("BEGIN IMMEDIATE")
+            try:
+                statement = sql.cas if lease is None else sql.cas_lease
+                with _driver_errors(statement):
+                    cur.execute(statement, cas)
+                if cur.rowcount != 1:
+                    conn.rollback()
+                    return False
+                with _lost_insert_race(run_id, expected_seq), _driver_errors(sql.insert):
+                    cur.executemany(sql.insert, rows)
+                with _driver_errors("COMMIT"):
+                    cur.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    try:
+                        conn.rollback()
+                    except Exception:  # noqa: BLE001 - the error being raised says more
+                        self._discard(held)
+                raise
+        finally:
+            cur.close()
+        return True
+
+    def _pg_statement(
+        self,
+        held: _Held,
+        sql: _HotSQL,
+        cas: tuple[Any, ...],
+        rows: list[tuple[Any, ...]],
+        lease: Lease | None,
+        run_id: str,
+        expected_seq: int,
+    ) -> bool | None:
+        """One autocommitted statement: the compare-and-set and, only if it hit, the insert."""
+        params = cas + tuple(v for row in rows for v in row)
+        key = (len(rows), lease is not None)
+        statement = self._pg_sql.get(key)
+        if statement is None:
+            statement = self._pg_sql[key] = _pg_one(sql, *key)
+        conn = held.conn
+        try:
+            with _lost_insert_race(run_id, expected_seq), _driver_errors(statement), conn.cursor() as cur:
+                cur.execute(statement, params)
+                return bool(cur.rowcount == len(rows))
+        except (sa_exc.OperationalError, sa_exc.InterfaceError):
+            if not (conn.closed or conn.broken):
+                raise
+            self._discard(held)  # e.g. the server restarted: the pool path reconnects
+            return None
+
+    def _held_connection(self) -> _Held:
+        """This thread's append connection, from the engine (its connect-time settings applied)."""
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None and held.pid == os.getpid():
+            return held
+        fairy = self.engine.raw_connection()
+        conn: Any = fairy.driver_connection
+        fairy.detach()  # ours until close(): it no longer counts against the pool
+        if self._pg:
+            if conn.info.transaction_status != 0:  # not idle (pre-ping)
+                conn.rollback()
+            conn.autocommit = True
+        held = _Held(conn)
+        self._local.held = held
+        self._held.add(held)
+        return held
+
+    def _discard(self, held: _Held) -> None:
+        held.close()
+        self._held.discard(held)
+        if getattr(self._local, "held", None) is held:
+            self._local.held = None
+
+    def _committed(self, run_id: str, projection: dict[str, Any], last_hash: str, records: list[RecordedEvent]) -> None:
+        """After the commit: remember the row as left, and anchor the head outside the database."""
+        with self._heads_lock:
+            self._heads.pop(run_id, None)
+            self._heads[run_id] = _Head(projection, last_hash)
+            if len(self._heads) > _HEADS:
+                del self._heads[next(iter(self._heads))]
+        if self.anchors is not None:
+            self.anchors.write(run_id, records[-1].seq, last_hash)
+
+    def _forget(self, run_id: str) -> None:
+        with self._heads_lock:
+            self._heads.pop(run_id, None)
+
+    def _append_read(
+        self,
+        run_id: str,
+        expected_seq: int,
+        new: list[Event],
+        lease: Lease | None,
+        recorded_at: str,
+        sent: list[RecordedEvent] | None,
+    ) -> list[RecordedEvent]:
+        """The append judged against the ``runs`` row read in its write transaction.
+
+        ``sent`` are records a broken connection may have committed: if the row ends at
+        their last hash they did, and they are the result.
+        """
         with self.transaction(write=True) as conn:
-            sql = self._hot_sql(conn)
+            sql = self._hot_sql()
             cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             with _driver_errors(sql.select):
                 cur.execute(sql.select, (run_id,))
@@ -216,6 +526,10 @@ class EventStore:
                 stored = self._rebuilt_row(conn, run_id, stored)
             last_seq = stored["last_seq"] if stored else 0
             prev = stored["last_hash"] if stored else GENESIS
+            if sent and stored is not None and (last_seq, prev) == (sent[-1].seq, sent[-1].hash):
+                cur.close()
+                self._committed(run_id, {k: stored[k] for k in PROJECTION_COLUMNS}, prev, sent)
+                return sent
             if last_seq != expected_seq:
                 raise ConcurrencyConflict(
                     f"run {run_id}: expected to append seq {expected_seq + 1}, but the last seq "
@@ -227,45 +541,18 @@ class EventStore:
                 lost = _leases.check_fence(conn, lease)
                 if lost is not None:
                     raise ConcurrencyConflict(f"run {run_id}: not appending seq {expected_seq + 1}: {lost.message}")
-            rows, records = [], []
-            for seq, event in enumerate(new, start=expected_seq + 1):
-                body = canonical_bytes(run_id, seq, event.TYPE, event.VERSION, recorded_at, event.payload())
-                digest = chain_hash(prev, body, self.audit_key)
-                rows.append(
-                    {
-                        "run_id": run_id,
-                        "seq": seq,
-                        "type": event.TYPE,
-                        "schema_version": event.VERSION,
-                        "recorded_at": recorded_at,
-                        "body": body.decode("utf-8"),
-                        "prev_hash": prev,
-                        "hash": digest,
-                        "writer": lease.owner if lease is not None else None,
-                        "lease_epoch": lease.epoch if lease is not None else None,
-                    }
-                )
-                records.append(RecordedEvent(run_id, seq, event, recorded_at, prev, digest))
-                prev = digest
+            records, rows = self._chained(run_id, expected_seq, new, lease, recorded_at, prev)
+            prev = records[-1].hash
             projection = project_onto(stored, run_id, records)  # raises on an illegal move
-            try:
-                with _driver_errors(sql.insert):
-                    cur.executemany(sql.insert, [tuple(r[c] for c in _EVENT_COLUMNS) for r in rows])
-            except sa_exc.IntegrityError as exc:
-                if not _is_unique_violation(exc):
-                    raise
-                raise ConcurrencyConflict(
-                    f"run {run_id}: seq {expected_seq + 1} was appended by another writer; "
-                    "this process no longer owns the run"
-                ) from exc
+            with _lost_insert_race(run_id, expected_seq), _driver_errors(sql.insert):
+                cur.executemany(sql.insert, rows)
             if has_row and stored is not None and all(projection[k] == stored[k] for k in _SET_ONCE):
                 with _driver_errors(sql.advance):
                     cur.execute(sql.advance, (*(projection[c] for c in _ADVANCED), prev, run_id))
             else:
                 self._upsert_projection(conn, projection, prev)
             cur.close()
-        if self.anchors is not None:
-            self.anchors.write(run_id, records[-1].seq, prev)
+        self._committed(run_id, projection, prev, records)
         return records
 
     def _rebuilt_row(self, conn: sa.Connection, run_id: str, stored: dict[str, Any] | None) -> dict[str, Any] | None:

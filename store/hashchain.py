@@ -27,9 +27,13 @@ BODY_KEYS = frozenset({"run_id", "seq", "type", "schema_version", "recorded_at",
 _COLUMNS = ("run_id", "seq", "type", "schema_version", "recorded_at")
 
 
+#: One encoder for every call: ``json.dumps`` with these options builds a new one each time.
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def canonical(body: Mapping[str, Any]) -> bytes:
     """The one serialisation that is hashed and stored (sorted keys, no spaces, UTF-8)."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODE(body).encode("utf-8")
 
 
 def canonical_bytes(run_id: str, seq: int, type_: str, schema_version: int, recorded_at: str, data: Any) -> bytes:
