@@ -51,25 +51,26 @@ class HeadAnchors:
         self.root = Path(root)
         self.key = key
         self.required = required
-        self._paths: dict[str, str] = {}  # run id -> its head file, as a string (the append path)
+        # run id -> its head file as a string, and the id as JSON: an append computes neither
+        self._paths: dict[str, tuple[str, str]] = {}
 
     def path(self, run_id: str) -> Path:
         """The run's directory name is its id when that is a safe name, else its sha256."""
-        return Path(self._path(run_id))
+        return Path(self._path(run_id)[0])
 
-    def _path(self, run_id: str) -> str:
-        path = self._paths.get(run_id)
-        if path is None:
+    def _path(self, run_id: str) -> tuple[str, str]:
+        found = self._paths.get(run_id)
+        if found is None:
             name = (
                 run_id
                 if _SAFE.fullmatch(run_id) and ".." not in run_id
                 else ("id-" + hashlib.sha256(run_id.encode()).hexdigest()[:32])
             )
-            path = os.path.join(self.root, name, FILE)
+            found = (os.path.join(self.root, name, FILE), json.dumps(run_id))
             if len(self._paths) >= _PATHS:
                 self._paths.clear()
-            self._paths[run_id] = path
-        return path
+            self._paths[run_id] = found
+        return found
 
     def write(self, run_id: str, seq: int, digest: str) -> None:
         """Overwrite the head in place: one open and one write, no rename.
@@ -77,11 +78,12 @@ class HeadAnchors:
         A rename costs ~2 ms on some filesystems, more than the rest of an append; the
         record is padded to a fixed size so a shorter head never leaves a stale tail.
         """
-        body: dict[str, object] = {"run_id": run_id, "seq": seq, "hash": digest}
-        if self.key:
-            body["hmac"] = _mac(self.key, run_id, seq, digest)
-        data = (json.dumps(body, sort_keys=True) + "\n").ljust(_SIZE).encode("utf-8")
-        path = self._path(run_id)
+        path, run_json = self._path(run_id)
+        # json.dumps(sort_keys=True) of {hash, hmac?, run_id, seq}, written out (the ids as JSON)
+        digest_json = f'"{digest}"' if digest.isascii() and digest.isalnum() else json.dumps(digest)
+        mac = f'"hmac": "{_mac(self.key, run_id, seq, digest)}", ' if self.key else ""
+        text = f'{{"hash": {digest_json}, {mac}"run_id": {run_json}, "seq": {int(seq)}}}\n'
+        data = text.ljust(_SIZE).encode("utf-8")
         try:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)

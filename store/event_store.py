@@ -31,7 +31,7 @@ from kodr_core.events import Event, RecordedEvent, decode
 from store import leases as _leases
 from store.anchors import HeadAnchors
 from store.engine import DEFAULT_BUSY_TIMEOUT_MS, WRITE, make_engine
-from store.errors import BlobNotFound, mask_url, translated
+from store.errors import BlobNotFound, mask_url, translated, unavailable
 from store.hashchain import (
     GENESIS,
     ChainReport,
@@ -126,10 +126,11 @@ class _Head:
 class _Held:
     """A driver connection kept by one thread for its appends: no pool or SQLAlchemy per append."""
 
-    __slots__ = ("__weakref__", "conn", "pid")
+    __slots__ = ("__weakref__", "conn", "cursor", "pid")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
+        self.cursor = conn.cursor()
         self.pid = os.getpid()
 
     def close(self) -> None:
@@ -139,6 +140,18 @@ class _Held:
             pass
 
 
+def _as_dbapi_error(exc: BaseException, statement: str) -> sa_exc.DBAPIError | None:
+    """A driver exception as SQLAlchemy's (IntegrityError, OperationalError…); None if it is none."""
+    module = type(exc).__module__.split(".")[0]
+    if module not in ("sqlite3", "psycopg"):
+        return None
+    base = __import__(module).Error
+    if not isinstance(exc, base):
+        return None
+    err: sa_exc.DBAPIError = sa_exc.DBAPIError.instance(statement, None, exc, base)
+    return err
+
+
 @contextmanager
 def _driver_errors(statement: str) -> Iterator[None]:
     """Driver exceptions as SQLAlchemy's (IntegrityError, OperationalError…), so the store's
@@ -146,13 +159,10 @@ def _driver_errors(statement: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        module = type(exc).__module__.split(".")[0]
-        if module not in ("sqlite3", "psycopg"):
+        err = _as_dbapi_error(exc, statement)
+        if err is None:
             raise
-        base = __import__(module).Error
-        if not isinstance(exc, base):
-            raise
-        raise sa_exc.DBAPIError.instance(statement, None, exc, base) from exc
+        raise err from exc
 
 
 @contextmanager
@@ -170,7 +180,7 @@ def _lost_insert_race(run_id: str, expected_seq: int) -> Iterator[None]:
 
 def utc_iso(dt: datetime) -> str:
     """ISO-8601 UTC with microseconds and a ``Z``: the form stored in ``recorded_at``."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _now() -> datetime:
@@ -370,7 +380,7 @@ class EventStore:
         ``(True, records)`` when committed; None when the row is not the one remembered
         (nothing was written); ``(False, records)`` when the connection broke while the
         statement was out, so it may or may not have committed: the caller then reads the
-        row and finds out.
+        row and finds out. Errors come out as :func:`store.errors.translated` makes them.
         """
         records, rows = self._chained(run_id, expected_seq, new, lease, recorded_at, head.last_hash)
         old = head.projection
@@ -381,17 +391,19 @@ class EventStore:
         if any(projection[k] != old[k] for k in _SET_ONCE):
             return None
         last = records[-1].hash
-        sql = self._hot_sql()
         cas: tuple[Any, ...] = (*(projection[c] for c in _ADVANCED), last, run_id, expected_seq, head.last_hash)
-        cas += (old["state"],)
-        if lease is not None:
-            cas += (lease.owner, lease.epoch)
-        with translated(self.url, self.busy_timeout_ms):
+        cas += (old["state"],) if lease is None else (old["state"], lease.owner, lease.epoch)
+        try:
             held = self._held_connection()
             if self._pg:
-                done = self._pg_statement(held, sql, cas, rows, lease, run_id, expected_seq)
+                done = self._pg_statement(held, cas, rows, lease is not None)
             else:
-                done = self._sqlite_transaction(held, sql, cas, rows, lease, run_id, expected_seq)
+                done = self._sqlite_transaction(held, cas, rows, lease is not None)
+        except Exception as exc:
+            err = self._append_error(exc, run_id, expected_seq)
+            if err is exc:
+                raise
+            raise err from exc
         if done is None:
             return False, records
         if not done:
@@ -399,69 +411,65 @@ class EventStore:
         self._committed(run_id, projection, last, records)
         return True, records
 
-    def _sqlite_transaction(
-        self,
-        held: _Held,
-        sql: _HotSQL,
-        cas: tuple[Any, ...],
-        rows: list[tuple[Any, ...]],
-        lease: Lease | None,
-        run_id: str,
-        expected_seq: int,
-    ) -> bool:
+    def _append_error(self, exc: Exception, run_id: str, expected_seq: int) -> Exception:
+        """What an error on the held connection means, as the read path would say it."""
+        err = (
+            exc if isinstance(exc, sa_exc.SQLAlchemyError) else _as_dbapi_error(exc, getattr(exc, "kodr_statement", ""))
+        )
+        if err is None:
+            return exc
+        if isinstance(err, sa_exc.IntegrityError) and _is_unique_violation(err):
+            return ConcurrencyConflict(
+                f"run {run_id}: seq {expected_seq + 1} was appended by another writer; "
+                "this process no longer owns the run"
+            )
+        if isinstance(err, (sa_exc.DBAPIError, sa_exc.ArgumentError, sa_exc.NoSuchModuleError)):
+            return unavailable(err, self.url, self.busy_timeout_ms) or err
+        return err
+
+    def _sqlite_transaction(self, held: _Held, cas: tuple[Any, ...], rows: list[tuple[Any, ...]], lease: bool) -> bool:
+        sql = self._hot_sql()
         conn = held.conn
-        cur = conn.cursor()
+        cur = held.cursor
+        statement = "BEGIN IMMEDIATE"
         try:
-            with _driver_errors("BEGIN IMMEDIATE"):
-                cur.execute("BEGIN IMMEDIATE")
-            try:
-                statement = sql.cas if lease is None else sql.cas_lease
-                with _driver_errors(statement):
-                    cur.execute(statement, cas)
-                if cur.rowcount != 1:
+            cur.execute(statement)
+            statement = sql.cas_lease if lease else sql.cas
+            cur.execute(statement, cas)
+            if cur.rowcount != 1:
+                conn.rollback()
+                return False
+            statement = sql.insert
+            cur.executemany(statement, rows)
+            statement = "COMMIT"
+            cur.execute(statement)
+        except BaseException as exc:
+            exc.kodr_statement = statement  # type: ignore[attr-defined]
+            if conn.in_transaction:
+                try:
                     conn.rollback()
-                    return False
-                with _lost_insert_race(run_id, expected_seq), _driver_errors(sql.insert):
-                    cur.executemany(sql.insert, rows)
-                with _driver_errors("COMMIT"):
-                    cur.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    try:
-                        conn.rollback()
-                    except Exception:  # noqa: BLE001 - the error being raised says more
-                        self._discard(held)
-                raise
-        finally:
-            cur.close()
+                except Exception:  # noqa: BLE001 - the error being raised says more
+                    self._discard(held)
+            raise
         return True
 
-    def _pg_statement(
-        self,
-        held: _Held,
-        sql: _HotSQL,
-        cas: tuple[Any, ...],
-        rows: list[tuple[Any, ...]],
-        lease: Lease | None,
-        run_id: str,
-        expected_seq: int,
-    ) -> bool | None:
+    def _pg_statement(self, held: _Held, cas: tuple[Any, ...], rows: list[tuple[Any, ...]], lease: bool) -> bool | None:
         """One autocommitted statement: the compare-and-set and, only if it hit, the insert."""
-        params = cas + tuple(v for row in rows for v in row)
-        key = (len(rows), lease is not None)
+        key = (len(rows), lease)
         statement = self._pg_sql.get(key)
         if statement is None:
-            statement = self._pg_sql[key] = _pg_one(sql, *key)
+            statement = self._pg_sql[key] = _pg_one(self._hot_sql(), *key)
         conn = held.conn
+        cur = held.cursor
         try:
-            with _lost_insert_race(run_id, expected_seq), _driver_errors(statement), conn.cursor() as cur:
-                cur.execute(statement, params)
-                return bool(cur.rowcount == len(rows))
-        except (sa_exc.OperationalError, sa_exc.InterfaceError):
-            if not (conn.closed or conn.broken):
-                raise
-            self._discard(held)  # e.g. the server restarted: the pool path reconnects
-            return None
+            cur.execute(statement, cas + tuple(v for row in rows for v in row))
+        except Exception as exc:
+            if conn.closed or conn.broken:  # e.g. the server restarted: the read path reconnects
+                self._discard(held)
+                return None
+            exc.kodr_statement = statement  # type: ignore[attr-defined]
+            raise
+        return bool(cur.rowcount == len(rows))
 
     def _held_connection(self) -> _Held:
         """This thread's append connection, from the engine (its connect-time settings applied)."""
