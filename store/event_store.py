@@ -108,6 +108,7 @@ def _pg_one(sql: _HotSQL, n: int, lease: bool) -> str:
 
 
 _HEADS = 512  # runs whose row this store remembers after its own appends
+_PG_ONE_MAX = 64  # events in one PostgreSQL statement (10 parameters each); larger appends take the read path
 
 
 @dataclass(frozen=True)
@@ -264,8 +265,10 @@ class EventStore:
 
     def close(self) -> None:
         """Close the held append connections and the pool; a later call reconnects."""
+        pid = os.getpid()
         for held in list(self._held):
-            held.close()
+            if held.pid == pid:  # a forked child leaves its parent's connections alone
+                held.close()
         self._held = weakref.WeakSet()
         self._local = threading.local()
         with self._heads_lock:
@@ -388,7 +391,7 @@ class EventStore:
             projection = project_onto(old, run_id, records)
         except IllegalTransition:
             return None  # judged again against the row itself: a stale head must not decide
-        if any(projection[k] != old[k] for k in _SET_ONCE):
+        if any(projection[k] != old[k] for k in _SET_ONCE) or (self._pg and len(rows) > _PG_ONE_MAX):
             return None
         last = records[-1].hash
         cas: tuple[Any, ...] = (*(projection[c] for c in _ADVANCED), last, run_id, expected_seq, head.last_hash)
@@ -464,7 +467,7 @@ class EventStore:
         try:
             cur.execute(statement, cas + tuple(v for row in rows for v in row))
         except Exception as exc:
-            if conn.closed or conn.broken:  # e.g. the server restarted: the read path reconnects
+            if conn.closed:  # broken, e.g. the server restarted: the read path reconnects
                 self._discard(held)
                 return None
             exc.kodr_statement = statement  # type: ignore[attr-defined]
@@ -480,9 +483,11 @@ class EventStore:
         conn: Any = fairy.driver_connection
         fairy.detach()  # ours until close(): it no longer counts against the pool
         if self._pg:
-            if conn.info.transaction_status != 0:  # not idle (pre-ping)
+            from psycopg.pq import TransactionStatus
+
+            if conn.info.transaction_status != TransactionStatus.IDLE:
                 conn.rollback()
-            conn.autocommit = True
+            conn.autocommit = True  # each append is one statement: its own transaction
         held = _Held(conn)
         self._local.held = held
         self._held.add(held)

@@ -235,3 +235,12 @@ def test_continuing_a_run_takes_no_pooled_connection(store):
         seq = store.append("run-1", seq, plan(i))[-1].seq
     assert checkouts == []
     assert_intact(store, "run-1", seq)
+
+
+def test_a_long_append_on_a_continued_run(store):
+    """Beyond one statement's share of parameters on PostgreSQL, the read path takes it."""
+    seq = started("run-1", store)
+    recs = store.append("run-1", seq, [ev.PlanRecorded(plan=f"p{i}") for i in range(150)])
+    assert [r.seq for r in recs] == list(range(seq + 1, seq + 151))
+    store.append("run-1", seq + 150, plan(1))
+    assert_intact(store, "run-1", seq + 151)
