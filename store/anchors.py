@@ -12,9 +12,7 @@ so it cannot be moved forward or pointed at a rewritten history without the key.
 What it cannot catch: the file deleted (reported as a missing anchor when the
 store requires one) or replaced by an older head of the same run together with
 the matching tail cut. The file is written after the commit, in place and not fsynced, so
-a crash can leave it one append behind; events beyond the anchor are accepted. The
-writer keeps the file open between appends; a file deleted or replaced meanwhile is
-noticed and written again at its path.
+a crash can leave it one append behind; events beyond the anchor are accepted.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import hmac
 import json
 import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,22 +31,6 @@ FILE = "head.json"
 _SIZE = 512  # a head record is < 300 bytes; padded so that each write covers the last
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _PATHS = 1024  # run paths remembered per HeadAnchors: a process appends to few runs at a time
-_OPEN = 16  # head files kept open per HeadAnchors
-
-
-def _open(path: str) -> int:
-    try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-
-
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
 
 
 @dataclass(frozen=True)
@@ -72,8 +53,6 @@ class HeadAnchors:
         self.required = required
         # run id -> its head file as a string, and the id as JSON: an append computes neither
         self._paths: dict[str, tuple[str, str]] = {}
-        self._fds: dict[str, int] = {}  # run id -> its head file, open for writing
-        self._lock = threading.Lock()
 
     def path(self, run_id: str) -> Path:
         """The run's directory name is its id when that is a safe name, else its sha256."""
@@ -94,13 +73,10 @@ class HeadAnchors:
         return found
 
     def write(self, run_id: str, seq: int, digest: str) -> None:
-        """Overwrite the head in place: one write, no rename.
+        """Overwrite the head in place: one open and one write, no rename.
 
         A rename costs ~2 ms on some filesystems, more than the rest of an append; the
-        record is padded to a fixed size so a shorter head never leaves a stale tail. The
-        file stays open between appends (the last few runs written): opening and closing it
-        each time cost ~20 µs of an append on ext4. A file deleted or replaced since is
-        noticed (no links left) and the path is opened again.
+        record is padded to a fixed size so a shorter head never leaves a stale tail.
         """
         path, run_json = self._path(run_id)
         # json.dumps(sort_keys=True) of {hash, hmac?, run_id, seq}, written out (the ids as JSON)
@@ -108,33 +84,18 @@ class HeadAnchors:
         mac = f'"hmac": "{_mac(self.key, run_id, seq, digest)}", ' if self.key else ""
         text = f'{{"hash": {digest_json}, {mac}"run_id": {run_json}, "seq": {int(seq)}}}\n'
         data = text.ljust(_SIZE).encode("utf-8")
-        with self._lock:  # no other thread closes (and the OS reuses) a descriptor while it is written
-            fd = self._fds.pop(run_id, None)
+        try:
             try:
-                if fd is not None and os.fstat(fd).st_nlink == 0:
-                    os.close(fd)
-                    fd = None
-                if fd is None:
-                    fd = _open(path)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
                 os.pwrite(fd, data, 0)
-            except OSError as exc:
-                if fd is not None:
-                    _close(fd)
-                raise StoreCorrupt(f"cannot write the head anchor {path}: {exc}") from exc
-            self._fds[run_id] = fd  # the most recent last
-            while len(self._fds) > _OPEN:
-                _close(self._fds.pop(next(iter(self._fds))))
-
-    def close(self) -> None:
-        """Close the head files kept open; a later write opens them again."""
-        with self._lock:
-            while self._fds:
-                _close(self._fds.popitem()[1])
-
-    def __del__(self) -> None:
-        fds = getattr(self, "_fds", None)
-        while fds:
-            _close(fds.popitem()[1])
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StoreCorrupt(f"cannot write the head anchor {path}: {exc}") from exc
 
     def read(self, run_id: str) -> Head | None:
         """The anchored head, None when there is no file; StoreCorrupt when it is not valid."""

@@ -273,8 +273,6 @@ class EventStore:
         self._local = threading.local()
         with self._heads_lock:
             self._heads.clear()
-        if self.anchors is not None:
-            self.anchors.close()
         self.engine.dispose()
 
     def __enter__(self) -> EventStore:
