@@ -117,9 +117,18 @@ def workspace_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _owner(fd: int) -> str:
-    try:
-        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"pid {int(data['pid'])} on {str(data['host'])[:64]} since {str(data['since'])[:32]}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "owner unknown"
+def _owner(fd: int, wait_s: float = 0.5) -> str:
+    """The lock holder as recorded in the file.
+
+    The holder writes its record just after it takes the lock, so a loser that
+    reads in between finds the file empty: it re-reads for up to ``wait_s``.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            return f"pid {int(data['pid'])} on {str(data['host'])[:64]} since {str(data['since'])[:32]}"
+        except (OSError, ValueError, KeyError, TypeError):
+            if time.monotonic() >= deadline:
+                return "owner unknown"
+            time.sleep(0.01)
