@@ -216,7 +216,11 @@ def check_heal_run(proc: Process, records: list[Any]) -> None:
         started = [r.event for r in mine if r.type == "TestsStarted"]
         finished = [r.event for r in mine if r.type == "TestsFinished"]
         if turn == 0:
-            ok = len(installs) == 1 and [s.scope for s in started] == ["full"] and finished[0].result.get("exitCode") != 0
+            ok = (
+                len(installs) == 1
+                and [s.scope for s in started] == ["full"]
+                and finished[0].result.get("exitCode") != 0
+            )
         else:
             scopes = ["failing", "full"] if turn == turns else ["failing"]
             ok = (

@@ -92,7 +92,9 @@ def _bucket(rec: Any) -> str:
 
 def kodr_figures(proc: Any, records: list[Any]) -> dict[str, Any]:
     """Split one kodr process's wall time into children, model calls and kodr's own time."""
-    children_ms = sum(r.event.result.get("durationMs") or 0 for r in records if r.type in ("InstallFinished", "TestsFinished"))
+    children_ms = sum(
+        r.event.result.get("durationMs") or 0 for r in records if r.type in ("InstallFinished", "TestsFinished")
+    )
     model_ms = sum(r.event.duration_ms for r in records if r.type == "ModelCallCompleted")
     first, last = ts(records[0].recorded_at), ts(records[-1].recorded_at)
     wall_ms = proc.wall_s * 1000
@@ -131,7 +133,7 @@ def kodr_figures(proc: Any, records: list[Any]) -> dict[str, Any]:
 
 def shell_script(records: list[Any], bodies: list[dict[str, Any]], work: Path) -> str:
     """The child commands, model calls and writes of the kodr run, in its order, as a /bin/sh script."""
-    lines = ['#!/bin/sh', 'URL="$1"', f'W={shlex.quote(str(work))}', 'LOG="$W/children.log"', ': >"$W/exits"']
+    lines = ["#!/bin/sh", 'URL="$1"', f"W={shlex.quote(str(work))}", 'LOG="$W/children.log"', ': >"$W/exits"']
     calls = 0
     for rec in records:
         e = rec.event
@@ -165,9 +167,11 @@ def shell_run(tpl: Path, work: Path, script_of: Any, delay_s: float, expect_exit
         script.write_text(script_of(work))
         proc = run_process(["/bin/sh", str(script), srv.base_url], ws)
     exits = [int(x) for x in (work / "exits").read_text().split()]
-    if proc.returncode != 0 or len(srv.arrivals) != len(REPAIRS) or [x != 0 for x in exits] != [
-        x != 0 for x in expect_exits
-    ]:
+    if (
+        proc.returncode != 0
+        or len(srv.arrivals) != len(REPAIRS)
+        or [x != 0 for x in exits] != [x != 0 for x in expect_exits]
+    ):
         log = (work / "children.log").read_text()[-2000:] if (work / "children.log").exists() else ""
         raise SystemExit(f"the shell baseline failed (exit {proc.returncode}, test exits {exits}):\n{log}")
     return {"wall_ms": proc.wall_s * 1000}
@@ -177,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="interleaved repeats (default 5)")
     ap.add_argument("--delay", type=float, default=1.0, help="the model server's delay per reply, seconds (default 1)")
-    ap.add_argument("--sandbox", choices=["auto", "required", "off"], default=None, help="kodr's --sandbox (default: not given, i.e. auto)")
+    ap.add_argument(
+        "--sandbox",
+        choices=["auto", "required", "off"],
+        default=None,
+        help="kodr's --sandbox (default: not given, i.e. auto)",
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON (progress on stderr)")
     args = ap.parse_args(argv)
     if args.repeat < 1:
@@ -256,11 +265,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{md['in_run_share']:.1%} of wall")  # fmt: skip
     print(f"      shutdown                {md['shutdown_ms']:8.0f} ms  (last event → exit)")
     print(f"  shell script, same children {md['shell_wall_ms']:8.0f} ms")
-    print(f"  ratio kodr / shell          {md['ratio']:8.2f}x     target ≤ {TARGET_RATIO:g}x: {ok[md['ratio'] <= TARGET_RATIO]}")
-    print(f"  `kodr heal --help` process  {md['heal_help_ms']:8.0f} ms  (`python -c pass` {md['python_pass_ms']:.0f} ms)")
+    print(
+        f"  ratio kodr / shell          {md['ratio']:8.2f}x     target ≤ {TARGET_RATIO:g}x: {ok[md['ratio'] <= TARGET_RATIO]}"
+    )
+    print(
+        f"  `kodr heal --help` process  {md['heal_help_ms']:8.0f} ms  (`python -c pass` {md['python_pass_ms']:.0f} ms)"
+    )
     top = list(figures["in_run_by_event"].items())[:6]
     print("  in-run own time by the event it leads to: " + ", ".join(f"{b} {v:.0f} ms" for b, v in top))
-    print(f"  per repeat: kodr {[r['wall_ms'] for r in figures['runs']]} ms, shell {[r['shell_wall_ms'] for r in figures['runs']]} ms")
+    print(
+        f"  per repeat: kodr {[r['wall_ms'] for r in figures['runs']]} ms, shell {[r['shell_wall_ms'] for r in figures['runs']]} ms"
+    )
     return 0
 
 
