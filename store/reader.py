@@ -348,8 +348,13 @@ class DriverReader(StoreReader):
 def open_reading(
     url: str, *, anchors: HeadAnchors | None = None, audit_key: bytes | None = None
 ) -> DriverReader | None:
-    """A reader of the store at ``url``, or None when it is a SQLite file that does not exist (yet)."""
-    file = sqlite_file(url) if backend(url) == "sqlite" else None
-    if backend(url) == "sqlite" and (file is None or not file.is_file()):
-        return None
+    """A reader of the store at ``url``, or None when it is a SQLite file that does not exist (yet).
+
+    An in-memory SQLite URL holds no store either. Any other URL gets a DriverReader, which
+    refuses one kodr keeps no store in.
+    """
+    if backend(url) == "sqlite":
+        file = sqlite_file(url)
+        if file is None or not file.is_file():
+            return None
     return DriverReader(url, anchors=anchors, audit_key=audit_key)
