@@ -89,7 +89,7 @@ LOCK_FILE = "live.lock"
 @contextmanager
 def workspace_lock(root: Path) -> Iterator[None]:
     """Hold the workspace for one live run; WorkspaceBusy names the live owner (pid, host, since)."""
-    from store.database import KODR_DIR, ensure_kodr_dir
+    from store.location import KODR_DIR, ensure_kodr_dir
 
     path = ensure_kodr_dir(root / KODR_DIR) / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
