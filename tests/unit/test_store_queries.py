@@ -12,9 +12,10 @@ from store.errors import mask_url
 def test_the_revisions_are_alembics_in_order_and_the_head_is_its_head():
     from store.database import _scripts, head_revision
 
-    walked = [s.revision for s in _scripts().walk_revisions()]  # head first
+    scripts = _scripts()
+    walked = [s.revision for s in scripts.walk_revisions()]  # head first
     assert queries.REVISIONS == tuple(reversed(walked))
-    assert queries.HEAD_REVISION == head_revision()
+    assert queries.HEAD_REVISION == scripts.get_current_head() == head_revision()
 
 
 def test_the_selected_columns_are_the_tables():
