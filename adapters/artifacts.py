@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kodr_core.artifacts import render
-from kodr_core.events import RecordedEvent
-from kodr_core.ports import EventLog
-from store.database import ensure_kodr_dir
+from store.location import ensure_kodr_dir
+
+if TYPE_CHECKING:  # `kodr show` needs only run_dir: the renderer is imported when it renders
+    from collections.abc import Sequence
+
+    from kodr_core.events import RecordedEvent
+    from kodr_core.ports import EventLog
 
 
 def run_dir(workspace: str | os.PathLike[str], run_id: str) -> Path:
@@ -26,6 +29,8 @@ class ArtifactWriter:
         self.log = log
 
     def refresh(self, run_id: str, records: Sequence[RecordedEvent]) -> None:
+        from kodr_core.artifacts import render
+
         ensure_kodr_dir(self.workspace / ".kodr")
         base = run_dir(self.workspace, run_id)
         for rel, data in render(run_id, records, self.log.get_blob).items():

@@ -89,7 +89,7 @@ LOCK_FILE = "live.lock"
 @contextmanager
 def workspace_lock(root: Path) -> Iterator[None]:
     """Hold the workspace for one live run; WorkspaceBusy names the live owner (pid, host, since)."""
-    from store.database import KODR_DIR, ensure_kodr_dir
+    from store.location import KODR_DIR, ensure_kodr_dir
 
     path = ensure_kodr_dir(root / KODR_DIR) / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -117,9 +117,18 @@ def workspace_lock(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _owner(fd: int) -> str:
-    try:
-        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"pid {int(data['pid'])} on {str(data['host'])[:64]} since {str(data['since'])[:32]}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "owner unknown"
+def _owner(fd: int, wait_s: float = 0.5) -> str:
+    """The lock holder as recorded in the file.
+
+    The holder writes its record just after it takes the lock, so a loser that
+    reads in between finds the file empty: it re-reads for up to ``wait_s``.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            return f"pid {int(data['pid'])} on {str(data['host'])[:64]} since {str(data['since'])[:32]}"
+        except (OSError, ValueError, KeyError, TypeError):
+            if time.monotonic() >= deadline:
+                return "owner unknown"
+            time.sleep(0.01)

@@ -212,10 +212,15 @@ class OpenAIChatClient:
         self.backoff_max_s = backoff_max_s
         self.retry_after_cap_s = retry_after_cap_s
         self.stream = stream
-        host = urlsplit(config.base_url).hostname or ""
-        # Proxy variables must not hijack a server on this machine.
+        parts = urlsplit(config.base_url)
+        local = (parts.hostname or "") in ("localhost", "127.0.0.1", "::1")
+        # Proxy variables must not hijack a server on this machine. Plain HTTP to it never
+        # uses TLS (no proxy, no redirects followed), so skip loading the CA bundle (~30 ms).
         self._http = httpx.Client(
-            transport=transport, trust_env=host not in ("localhost", "127.0.0.1", "::1"), follow_redirects=False
+            transport=transport,
+            trust_env=not local,
+            follow_redirects=False,
+            verify=not (local and parts.scheme == "http"),
         )
         self._model: str | None = config.model
         #: What the server refused so far: the response_format mode in use, whether stream_options is sent.

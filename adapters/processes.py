@@ -28,6 +28,7 @@ Linux is the target (``/proc``); elsewhere group liveness falls back to
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -201,6 +202,34 @@ def terminate_group(pgid: int, grace_s: float, proc: subprocess.Popen | None = N
     return True
 
 
+def wait_exit(proc: subprocess.Popen, timeout_s: float) -> bool:
+    """Wait for ``proc`` to exit, at most ``timeout_s``; True if it did (and is reaped).
+
+    ``Popen.wait(timeout=...)`` polls with sleeps of up to 50 ms, so every step's exit
+    was seen up to 50 ms late; a pidfd wakes us the moment the child exits. Without
+    pidfds (not Linux, or a kernel before 5.3) it falls back to ``Popen.wait``.
+    """
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + timeout_s
+        while not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+            if time.monotonic() >= deadline:
+                return proc.poll() is not None
+    finally:
+        os.close(fd)
+    proc.wait()
+    return True
+
+
 def tagged_pids(step_key: str) -> list[int]:
     """Pids whose initial environment carries ``KODR_STEP_KEY=<step_key>``."""
     needle = f"{STEP_KEY_VAR}={step_key}".encode()
@@ -319,10 +348,9 @@ class SubprocessRunner:
                 return failed(f"could not start {argv[0]!r}: {e}")
             timed_out = False
             try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                terminate_group(proc.pid, self.kill_grace_s, proc)
+                if not wait_exit(proc, timeout_s):
+                    timed_out = True
+                    terminate_group(proc.pid, self.kill_grace_s, proc)
             finally:
                 if proc.poll() is None:  # interrupted (KeyboardInterrupt…): leave nothing behind
                     terminate_group(proc.pid, 0.0, proc)

@@ -1,356 +1,244 @@
-"""Benchmark one heal turn: kodr's turn against a naive reinstall-and-rerun-everything turn.
+"""Heal turns as whole processes: ``kodr heal`` against a naive loop that reinstalls and runs everything every turn.
 
-    .venv/bin/python bench/heal_turn.py [--repeat N] [--turn fixing|still-failing]
-                                        [--install-cmd install|plan] [--json] [--keep DIR]
+    .venv/bin/python bench/heal_turn.py [--repeat N] [--delay S] [--sandbox auto|required|off] [--json]
 
-The project is a real Node project with one real npm dependency (is-number@7.0.0,
-installed from the registry once, before anything is measured) and six test files
-of which one fails (``calc.test.js``: ``add`` subtracts). One heal turn is the turn
-whose repair fixes ``calc.js``.
+Both sides are whole processes on a fresh copy of the same installed project,
+``bench/node_project`` (see ``bench/_project.py``: four pinned npm dependencies, 94
+packages from the committed lockfile, whose ``npm ci`` takes several seconds from a warm
+cache; six test files, 18 tests; ``calc.js`` broken), and both call the same scripted
+model over loopback HTTP, which answers every call after ``--delay`` seconds (default 2):
+two repairs that change ``calc.js`` and still fail, then the fix. So each side runs turn 0
+(install, the whole suite: fails) and three heal turns.
 
-kodr's turn runs through kodr's real engine (``Engine`` with ``ProcessToolchain``,
-``DiskWorkspace``, an SQLite event store from ``open_store`` and an
-``ArtifactWriter``, as the CLI wires it; the model is ``ScriptedModel``, so the
-model call costs ~nothing and what is measured is kodr's own work). Each repeat
-is a fresh ``heal`` run on the failing workspace with ``install=True`` and
-``--test "node --test"``: adopt → install (turn 0) → verify (fails) → **heal →
-repair → writes → install skipped (no manifest changed) → the failing test file →
-the full suite → passed**. The measured time is the part in bold: wall time from
-the moment the ``heal`` StateChanged is appended to the moment the terminal
-StateChanged is appended (``time.perf_counter`` in the engine's observer; the
-events' own ``recorded_at`` gives a cross-check).
+- **kodr**: the venv's ``kodr heal --install --test "node --test"`` (sandbox: kodr's
+  default, ``auto``, unless ``--sandbox`` says otherwise). On a heal turn it skips the
+  install (no dependency manifest changed) and runs the failing test file first; the whole
+  suite only once that file passes. Checked from its events on every repeat.
+- **naive**: ``bench/_naive_loop.py``, a separate Python process (standard library only):
+  turn 0 installs and runs the suite; each heal turn calls the same server (not streamed),
+  writes the reply's files, reinstalls with the command kodr's own install plan picks for
+  the project (``npm ci --no-audit --no-fund --ignore-scripts``: there is a lockfile) and
+  runs the whole suite (``node --test``). Unconfined. Checked: every install exits 0, the
+  suite fails on turns 0–2 and passes on turn 3.
 
-The naive turn does what a loop without kodr's install rule does every turn:
-write the same fix, reinstall with ``npm install`` (``--install-cmd plan`` runs
-instead the command kodr's own install plan picks for this workspace, ``npm ci
---no-audit --no-fund --ignore-scripts``, since setup wrote a lockfile) and run the
-full suite with ``node --test``, each through
-``adapters.processes.SubprocessRunner`` (so with the same child environment kodr
-uses: ``CI=1``, npm audit/fund/update-notifier off); timed with
-``time.perf_counter`` from the write to the suite's exit.
+Turn boundaries are taken the same way on both sides, from the model server's clock: turn
+0 is spawn to the first model request's arrival (start-up, install, suite, the first
+prompt); heal turn k is the arrival of request k to the arrival of request k+1 (the
+model's delay, writes, install or not, tests, the next prompt); the last heal turn ends
+at the process's exit. **Time per heal turn** is the mean of the three heal turns of one
+process; its median over the repeats is the figure, with the ratio kodr / naive (target
+<= 0.5, issue 8). Whole-process wall times and turn 0 are printed beside it, so start-up
+is in the comparison (on both sides: both are cold processes).
 
-``--turn still-failing`` measures the other kind of turn a loop spends most of
-its time in: the repair changes ``calc.js`` and still fails. kodr then runs only
-the failing test file, and (with a budget of one turn) the loop stops right
-after it (``budget_exhausted``); the naive turn still reinstalls and runs the
-whole suite.
-
-Repeats alternate kodr and naive turns, resetting ``calc.js`` to the bug before
-each, and the script prints the median of each side, its parts, and the ratio
-naive / kodr. Both sides check their turn really passed (and that kodr skipped the
-install and ran the failing file first), so a figure is never from a broken turn.
+Repeats alternate kodr and naive processes. Medians of ``--repeat`` (default 5).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import shutil
 import statistics
 import sys
 import tempfile
-import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from adapters.artifacts import ArtifactWriter  # noqa: E402
-from adapters.processes import SubprocessRunner  # noqa: E402
-from adapters.scripted_model import ScriptedModel  # noqa: E402
-from adapters.toolchain import ProcessToolchain  # noqa: E402
-from adapters.workspace import DiskWorkspace  # noqa: E402
-from kodr_core import events as ev  # noqa: E402
-from kodr_core.engine import Engine  # noqa: E402
-from kodr_core.install_plan import plan_install  # noqa: E402
-from kodr_core.options import RunOptions  # noqa: E402
-from kodr_core.states import TERMINAL, State  # noqa: E402
-from store.database import default_url, open_store  # noqa: E402
+from _project import (  # noqa: E402 - after the sys.path set-up
+    REPAIRS,
+    TEST_COMMAND,
+    ModelServer,
+    check_heal_run,
+    fresh_workspace,
+    install_argv,
+    load_events,
+    machine,
+    machine_line,
+    run_kodr,
+    run_process,
+    template,
+    ts,
+)
 
-DEPENDENCY = ("is-number", "7.0.0")
-TEST_COMMAND = "node --test"
-PROCESS_TIMEOUT_S = 600.0
-
-PACKAGE_JSON = {
-    "name": "kodr-bench-heal",
-    "version": "1.0.0",
-    "private": True,
-    "scripts": {"test": TEST_COMMAND},
-    "dependencies": {DEPENDENCY[0]: DEPENDENCY[1]},
-}
+NAIVE = Path(__file__).resolve().parent / "_naive_loop.py"
+TARGET_RATIO = 0.5
+TURNS = len(REPAIRS)
 
 
-def calc_js(expr: str) -> str:
-    return f"""const isNumber = require('is-number');
-
-function add(a, b) {{
-  if (!isNumber(a) || !isNumber(b)) throw new TypeError('add takes numbers');
-  return {expr};
-}}
-
-module.exports = {{ add }};
-"""
+def turn_times(spawned_at: float, exited_at: float, arrivals: list[float]) -> list[float]:
+    """[turn 0, heal turn 1, …] in ms, cut at the model requests' arrivals."""
+    if len(arrivals) != TURNS:
+        raise SystemExit(f"expected {TURNS} model calls, the server saw {len(arrivals)}")
+    cuts = [spawned_at, *arrivals, exited_at]
+    return [(b - a) * 1000 for a, b in zip(cuts, cuts[1:], strict=False)]
 
 
-CALC_BUGGY = calc_js("a - b")
-CALC_FIXED = calc_js("a + b")
-CALC_STILL_WRONG = calc_js("a * b")  # a repair that changes the file and still fails 'adds two numbers'
-
-CALC_TEST = """const test = require('node:test');
-const assert = require('node:assert/strict');
-const { add } = require('./calc.js');
-
-test('adds two numbers', () => assert.equal(add(2, 3), 5));
-test('adds zero', () => assert.equal(add(4, 0), 4));
-test('refuses strings', () => assert.throws(() => add('a', 1), TypeError));
-"""
-
-#: Five passing modules with their test files: (module, source, test body).
-MODULES = {
-    "strings": (
-        "function slug(s) { return s.toLowerCase().trim().split(/\\s+/).join('-'); }\n"
-        "function title(s) { return s.replace(/\\b\\w/g, (c) => c.toUpperCase()); }\n"
-        "module.exports = { slug, title };\n",
-        "test('slug', () => assert.equal(m.slug(' Hello World '), 'hello-world'));\n"
-        "test('title', () => assert.equal(m.title('a tale of two'), 'A Tale Of Two'));\n"
-        "test('slug of one word', () => assert.equal(m.slug('Word'), 'word'));\n",
-    ),
-    "arrays": (
-        "function chunk(xs, n) { const out = []; for (let i = 0; i < xs.length; i += n) out.push(xs.slice(i, i + n));"
-        " return out; }\nfunction uniq(xs) { return [...new Set(xs)]; }\nmodule.exports = { chunk, uniq };\n",
-        "test('chunk', () => assert.deepEqual(m.chunk([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]]));\n"
-        "test('uniq', () => assert.deepEqual(m.uniq([1, 1, 2, 3, 3]), [1, 2, 3]));\n"
-        "test('chunk empty', () => assert.deepEqual(m.chunk([], 3), []));\n",
-    ),
-    "numbers": (
-        "const isNumber = require('is-number');\n"
-        "function clamp(x, lo, hi) { if (!isNumber(x)) throw new TypeError('x'); return Math.min(hi, Math.max(lo, x)); }\n"
-        "function mean(xs) { return xs.reduce((a, b) => a + b, 0) / xs.length; }\n"
-        "module.exports = { clamp, mean };\n",
-        "test('clamp high', () => assert.equal(m.clamp(12, 0, 10), 10));\n"
-        "test('clamp low', () => assert.equal(m.clamp(-3, 0, 10), 0));\n"
-        "test('mean', () => assert.equal(m.mean([1, 2, 3, 4]), 2.5));\n"
-        "test('clamp refuses text', () => assert.throws(() => m.clamp('x', 0, 1), TypeError));\n",
-    ),
-    "objects": (
-        "function pick(o, keys) { return Object.fromEntries(keys.filter((k) => k in o).map((k) => [k, o[k]])); }\n"
-        "function invert(o) { return Object.fromEntries(Object.entries(o).map(([k, v]) => [v, k])); }\n"
-        "module.exports = { pick, invert };\n",
-        "test('pick', () => assert.deepEqual(m.pick({ a: 1, b: 2, c: 3 }, ['a', 'c', 'z']), { a: 1, c: 3 }));\n"
-        "test('invert', () => assert.deepEqual(m.invert({ a: 'x', b: 'y' }), { x: 'a', y: 'b' }));\n",
-    ),
-    "queue": (
-        "class Queue { constructor() { this.items = []; } push(x) { this.items.push(x); return this; }"
-        " shift() { return this.items.shift(); } get size() { return this.items.length; } }\n"
-        "module.exports = { Queue };\n",
-        "test('fifo', () => { const q = new m.Queue().push(1).push(2); assert.equal(q.shift(), 1);"
-        " assert.equal(q.size, 1); });\n"
-        "test('empty', () => assert.equal(new m.Queue().shift(), undefined));\n",
-    ),
-}
-
-
-def make_project(root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "package.json").write_text(json.dumps(PACKAGE_JSON, indent=2) + "\n")
-    (root / "calc.js").write_text(CALC_BUGGY)
-    (root / "calc.test.js").write_text(CALC_TEST)
-    for name, (source, tests) in MODULES.items():
-        (root / f"{name}.js").write_text(source)
-        (root / f"{name}.test.js").write_text(
-            "const test = require('node:test');\nconst assert = require('node:assert/strict');\n"
-            f"const m = require('./{name}.js');\n\n{tests}"
-        )
-
-
-def _check(res: Any, what: str) -> None:
-    if res.error or res.timed_out or res.exit_code != 0:
-        tail = (res.stderr or res.stdout or res.error or "")[-2000:]
-        raise SystemExit(f"{what} failed (exit {res.exit_code}, timed out {res.timed_out}):\n{tail}")
-
-
-def _ts(recorded_at: str) -> float:
-    return datetime.fromisoformat(recorded_at.replace("Z", "+00:00")).timestamp()
-
-
-# -- kodr's turn ------------------------------------------------------------------------
-
-
-def kodr_turn(root: Path, store: Any, fixing: bool = True) -> dict[str, Any]:
-    """One heal run through the real engine; the figures of its heal turn."""
-    (root / "calc.js").write_text(CALC_BUGGY)
-    marks: dict[str, float] = {}
-
-    def observe(rec: ev.RecordedEvent) -> None:
-        e = rec.event
-        if isinstance(e, ev.StateChanged):
-            if e.trigger == "heal":
-                marks["heal"] = time.perf_counter()
-            elif State(e.to_state) in TERMINAL:
-                marks["end"] = time.perf_counter()
-
-    repair = CALC_FIXED if fixing else CALC_STILL_WRONG
-    model = ScriptedModel([{"summary": "add adds", "notes": None, "files": [{"path": "calc.js", "content": repair}]}])
-    engine = Engine(
-        store, DiskWorkspace(root), ProcessToolchain(), model, artifacts=ArtifactWriter(root, store), observer=observe
-    )
-    # a still-failing repair on the last allowed turn ends the run (budget_exhausted) right after its tests
-    options = RunOptions(
-        provider="scripted", install=True, heal=True, test_command=TEST_COMMAND, max_turns=3 if fixing else 1
-    )
-    run_id = engine.request("Make the failing tests pass.", options, mode="heal")
-    run = engine.drive(run_id)
-    records = store.load(run_id)
-    expected = (State.PASSED, "verification_passed") if fixing else (State.FAILED, "budget_exhausted")
-    if (run.state, run.reason) != expected or run.heal_turn != 1:
-        raise SystemExit(f"kodr's run {run_id} ended {run.state.value} ({run.reason}) at turn {run.heal_turn}")
-    turn = [r for r in records if getattr(r.event, "turn", getattr(r.event, "heal_turn", None)) == 1]
-    started = [r.event for r in turn if isinstance(r.event, ev.TestsStarted)]
-    finished = [r.event for r in turn if isinstance(r.event, ev.TestsFinished)]
-    skipped = [r.event for r in turn if isinstance(r.event, ev.InstallSkipped)]
-    scopes = ["failing", "full"] if fixing else ["failing"]
-    if [s.scope for s in started] != scopes or started[0].files != ["calc.test.js"]:
-        raise SystemExit(f"kodr's turn did not run the failing file first ({scopes}): {started}")
-    if not skipped or any(isinstance(r.event, ev.InstallStarted) for r in turn):
-        raise SystemExit("kodr's turn did not skip the install")
-    heal = next(r for r in records if isinstance(r.event, ev.StateChanged) and r.event.trigger == "heal")
-    end = records[-1]
-    model_ms = next(r.event.duration_ms for r in turn if isinstance(r.event, ev.ModelCallCompleted))
-    full = next((f.result for f in finished if f.scope == "full"), {"durationMs": 0, "total": None})
-    failing = next(f.result for f in finished if f.scope == "failing")
-    total_ms = (marks["end"] - marks["heal"]) * 1000
+def kodr_side(tpl: Path, work: Path, delay_s: float, sandbox: str | None) -> dict[str, Any]:
+    ws = fresh_workspace(tpl, work / "kodr")
+    with ModelServer(delay_s) as srv:
+        proc = run_kodr(ws, srv.base_url, sandbox=sandbox)
+    records = load_events(ws, proc.result["run_id"])
+    check_heal_run(proc, records)
+    turns = turn_times(proc.spawned_at, proc.exited_at, srv.arrivals)
+    parts = []
+    for k in range(1, TURNS + 1):
+        mine = [r for r in records if getattr(r.event, "turn", None) == k]
+        tests = {r.event.scope: r.event.result.get("durationMs") or 0 for r in mine if r.type == "TestsFinished"}
+        model = sum(r.event.duration_ms for r in mine if r.type == "ModelCallCompleted")
+        part = {"model_ms": model, "failing_file_ms": tests.get("failing", 0), "full_suite_ms": tests.get("full", 0)}
+        # writes, prompts, events, process handling (and the exit, on the last turn)
+        part["rest_ms"] = turns[k] - sum(part.values())
+        parts.append(part)
+    confined = next((r.event.confinement.get("sandbox") for r in records if r.type == "TestsStarted"), None)
     return {
-        "run_id": run_id,
-        "turn_ms": total_ms,
-        "turn_ms_from_events": (_ts(end.recorded_at) - _ts(heal.recorded_at)) * 1000,
-        "model_ms": model_ms,
-        "failing_file_ms": failing["durationMs"],
-        "full_suite_ms": full["durationMs"],
-        "tests_total": next(r.event.result["total"] for r in records if isinstance(r.event, ev.TestsFinished)),
-        "overhead_ms": total_ms - model_ms - failing["durationMs"] - full["durationMs"],
+        "wall_ms": proc.wall_s * 1000,
+        "turns_ms": turns,
+        "heal_turn_ms": statistics.mean(turns[1:]),
+        "startup_ms": (ts(records[0].recorded_at) - proc.spawned_at) * 1000,
+        "parts": parts,
+        "confinement": confined,
     }
 
 
-# -- the naive turn ----------------------------------------------------------------------
-
-
-def naive_turn(root: Path, runner: SubprocessRunner, install_argv: list[str], fixing: bool = True) -> dict[str, Any]:
-    """Write the repair, reinstall, run the whole suite: what every turn costs without kodr's rules."""
-    (root / "calc.js").write_text(CALC_BUGGY)
-    t0 = time.perf_counter()
-    (root / "calc.js").write_text(CALC_FIXED if fixing else CALC_STILL_WRONG)
-    install = runner.run(install_argv, cwd=str(root), timeout_s=PROCESS_TIMEOUT_S)
-    _check(install, "the naive turn's install")
-    suite = runner.run(TEST_COMMAND.split(), cwd=str(root), timeout_s=PROCESS_TIMEOUT_S)
-    if fixing:
-        _check(suite, "the naive turn's full suite")
-    elif suite.exit_code in (0, None) or suite.timed_out:
-        raise SystemExit(f"the naive still-failing turn's suite did not fail (exit {suite.exit_code})")
-    total_ms = (time.perf_counter() - t0) * 1000
-    return {"turn_ms": total_ms, "install_ms": install.duration_ms, "full_suite_ms": suite.duration_ms}
-
-
-# -- main ---------------------------------------------------------------------------------
-
-
-def median(rows: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in rows)
+def naive_side(tpl: Path, work: Path, delay_s: float, install: list[str]) -> dict[str, Any]:
+    ws = fresh_workspace(tpl, work / "naive")
+    with ModelServer(delay_s) as srv:
+        argv = [sys.executable, str(NAIVE), "--url", srv.base_url, "--install", shlex.join(install),
+                "--test", TEST_COMMAND, "--max-turns", str(TURNS)]  # fmt: skip
+        proc = run_process(argv, ws)
+    try:
+        rows = json.loads(proc.stdout)["turns"]
+    except (ValueError, KeyError):
+        raise SystemExit(f"the naive loop printed no result (exit {proc.returncode}):\n{proc.stderr[-2000:]}") from None
+    exits = [(r["install_exit"], r.get("suite_exit")) for r in rows]
+    expected = [(0, "fail")] * TURNS + [(0, 0)]
+    if len(rows) != TURNS + 1 or [(i, s if s == 0 else "fail") for i, s in exits] != expected:
+        raise SystemExit(f"the naive loop's turns did not go as scripted (install, suite exits): {exits}")
+    turns = turn_times(proc.spawned_at, proc.exited_at, srv.arrivals)
+    parts = [{"install_ms": r["install_ms"], "suite_ms": r["suite_ms"]} for r in rows[1:]]
+    for k, part in enumerate(parts, start=1):
+        part["model_and_rest_ms"] = turns[k] - part["install_ms"] - part["suite_ms"]
+    return {
+        "wall_ms": proc.wall_s * 1000,
+        "turns_ms": turns,
+        "heal_turn_ms": statistics.mean(turns[1:]),
+        "parts": parts,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=5, help="measured turns per side (default 5)")
+    ap.add_argument("--repeat", type=int, default=5, help="processes per side, interleaved (default 5)")
+    ap.add_argument("--delay", type=float, default=2.0, help="the model server's delay per reply, seconds (default 2)")
     ap.add_argument(
-        "--install-cmd",
-        choices=["install", "plan"],
-        default="install",
-        help="naive side's install: plain `npm install` (default), or the command kodr's install "
-        "plan picks for the workspace (`npm ci …`, since setup wrote a lockfile)",
+        "--sandbox",
+        choices=["auto", "required", "off"],
+        default=None,
+        help="kodr's --sandbox (default: not given, i.e. auto)",
     )
-    ap.add_argument(
-        "--turn",
-        choices=["fixing", "still-failing"],
-        default="fixing",
-        help="the repair fixes the bug (default: failing file, then the full suite), or changes "
-        "calc.js and still fails (kodr runs only the failing file, then the loop stops)",
-    )
-    ap.add_argument("--keep", default=None, help="build the project here and keep it (default: a temp dir)")
-    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON (progress on stderr)")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
-
-    root = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="kodr-bench-heal-"))
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
+    m = machine()
+    root = Path(tempfile.mkdtemp(prefix="kodr-bench-heal-"))
+    kodr_rows: list[dict[str, Any]] = []
+    naive_rows: list[dict[str, Any]] = []
     try:
-        make_project(root)
-        runner = SubprocessRunner()
-        say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
-        say(f"project: {root}")
-        say(f"setup: npm install ({DEPENDENCY[0]}@{DEPENDENCY[1]} from the registry, not measured)…")
-        setup = runner.run(["npm", "install", "--no-audit", "--no-fund"], cwd=str(root), timeout_s=PROCESS_TIMEOUT_S)
-        _check(setup, "setup npm install")
-        if not (root / "node_modules" / DEPENDENCY[0] / "package.json").is_file():
-            raise SystemExit(f"setup did not install {DEPENDENCY[0]}")
-        plan = plan_install({p.name for p in root.iterdir() if p.is_file()})
-        install_argv = plan.commands[0] if args.install_cmd == "plan" else ["npm", "install"]
-        store = open_store(default_url(root))
-        kodr_rows: list[dict[str, Any]] = []
-        naive_rows: list[dict[str, Any]] = []
+        say("setup: npm ci of bench/node_project into a template (not measured) …")
+        tpl = template(root)
+        install = install_argv(tpl)
         for i in range(args.repeat):
-            fixing = args.turn == "fixing"
-            kodr_rows.append(kodr_turn(root, store, fixing))
-            naive_rows.append(naive_turn(root, runner, install_argv, fixing))
+            work = root / f"r{i}"
+            work.mkdir()
+            kodr_rows.append(kodr_side(tpl, work, args.delay, args.sandbox))
+            naive_rows.append(naive_side(tpl, work, args.delay, install))
+            k, n = kodr_rows[-1], naive_rows[-1]
             say(
-                f"  repeat {i + 1}/{args.repeat}: kodr {kodr_rows[-1]['turn_ms']:.0f} ms, "
-                f"naive {naive_rows[-1]['turn_ms']:.0f} ms"
+                f"  repeat {i + 1}/{args.repeat}: per heal turn kodr {k['heal_turn_ms']:.0f} ms, naive "
+                f"{n['heal_turn_ms']:.0f} ms; whole process kodr {k['wall_ms']:.0f} ms, naive {n['wall_ms']:.0f} ms"
             )
-        k, n = median(kodr_rows, "turn_ms"), median(naive_rows, "turn_ms")
-        figures = {
-            "project": {
-                "test_files": 1 + len(MODULES),
-                "failing_test_files": 1,
-                "tests": kodr_rows[0]["tests_total"],
-                "dependency": "@".join(DEPENDENCY),
-            },
-            "repeat": args.repeat,
-            "turn": args.turn,
-            "naive_install": " ".join(install_argv),
-            "kodr": {key: median(kodr_rows, key) for key in kodr_rows[0] if key not in ("run_id", "tests_total")},
-            "naive": {key: median(naive_rows, key) for key in naive_rows[0]},
-            "ratio_naive_over_kodr": n / k,
-            "runs": {
-                "kodr_ms": [round(r["turn_ms"]) for r in kodr_rows],
-                "naive_ms": [round(r["turn_ms"]) for r in naive_rows],
-            },
-        }
-        if args.json:
-            print(json.dumps(figures, indent=2))
-        else:
-            kd, nd = figures["kodr"], figures["naive"]
-            p = figures["project"]
-            print(
-                f"\n{args.turn} heal turn, {p['test_files']} test files ({p['tests']} tests, 1 file failing), "
-                f"dependency {p['dependency']}, medians of {args.repeat}:"
-            )
-            suite = f" + full suite {kd['full_suite_ms']:.0f}" if args.turn == "fixing" else " (no full suite)"
-            print(
-                f"  kodr   {kd['turn_ms']:8.0f} ms  = model {kd['model_ms']:.0f} + failing file "
-                f"{kd['failing_file_ms']:.0f}{suite} + engine/store/artifacts "
-                f"{kd['overhead_ms']:.0f} (install skipped; {kd['turn_ms_from_events']:.0f} ms by event time)"
-            )
-            print(
-                f"  naive  {nd['turn_ms']:8.0f} ms  = `{figures['naive_install']}` {nd['install_ms']:.0f} "
-                f"+ full suite {nd['full_suite_ms']:.0f}"
-            )
-            print(f"  ratio naive/kodr: {figures['ratio_naive_over_kodr']:.2f}x")
-            print(f"  runs (ms): kodr {figures['runs']['kodr_ms']}, naive {figures['runs']['naive_ms']}")
-        return 0
+            shutil.rmtree(work, ignore_errors=True)
     finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+    m["load_after"] = [round(x, 2) for x in os.getloadavg()]
+
+    def med(rows: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(r[key] for r in rows)
+
+    def med_turns(rows: list[dict[str, Any]]) -> list[float]:
+        return [statistics.median(r["turns_ms"][t] for r in rows) for t in range(TURNS + 1)]
+
+    def med_parts(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
+        return [
+            {key: statistics.median(r["parts"][t][key] for r in rows) for key in rows[0]["parts"][t]}
+            for t in range(TURNS)
+        ]
+
+    k_turn, n_turn = med(kodr_rows, "heal_turn_ms"), med(naive_rows, "heal_turn_ms")
+    ratios = [k["heal_turn_ms"] / n["heal_turn_ms"] for k, n in zip(kodr_rows, naive_rows, strict=True)]
+    figures = {
+        **m,
+        "repeat": args.repeat,
+        "model_delay_s": args.delay,
+        "naive_install": shlex.join(install),
+        "sandbox_flag": args.sandbox or "default (auto)",
+        "confinement": kodr_rows[0]["confinement"],
+        "kodr": {
+            "heal_turn_ms": k_turn,
+            "turns_ms": med_turns(kodr_rows),
+            "wall_ms": med(kodr_rows, "wall_ms"),
+            "startup_ms": med(kodr_rows, "startup_ms"),
+            "parts": med_parts(kodr_rows),
+        },
+        "naive": {
+            "heal_turn_ms": n_turn,
+            "turns_ms": med_turns(naive_rows),
+            "wall_ms": med(naive_rows, "wall_ms"),
+            "parts": med_parts(naive_rows),
+        },
+        "ratio_heal_turn": k_turn / n_turn,
+        "ratio_heal_turn_paired_median": statistics.median(ratios),
+        "ratio_wall": med(kodr_rows, "wall_ms") / med(naive_rows, "wall_ms"),
+        "target": [TARGET_RATIO, k_turn / n_turn <= TARGET_RATIO],
+        "runs": {
+            "kodr_heal_turn_ms": [round(r["heal_turn_ms"]) for r in kodr_rows],
+            "naive_heal_turn_ms": [round(r["heal_turn_ms"]) for r in naive_rows],
+            "kodr_wall_ms": [round(r["wall_ms"]) for r in kodr_rows],
+            "naive_wall_ms": [round(r["wall_ms"]) for r in naive_rows],
+        },
+    }
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    k, n = figures["kodr"], figures["naive"]
+    print(f"\nheal turns as whole processes, medians of {args.repeat} (model delay {args.delay:g} s both sides; "
+          f"kodr sandbox {figures['sandbox_flag']} → {figures['confinement']}, naive unconfined)")  # fmt: skip
+    print(machine_line(m))
+    print(f"  {'':34} {'kodr':>10} {'naive':>10}")
+    labels = ["turn 0 (start, install, suite)"] + [f"heal turn {t} ({REPAIRS[t - 1][0]})" for t in range(1, TURNS + 1)]
+    for t, label in enumerate(labels):
+        print(f"  {label:<34} {k['turns_ms'][t]:7.0f} ms {n['turns_ms'][t]:7.0f} ms")
+    print(f"  {'per heal turn (mean of 3)':<34} {k_turn:7.0f} ms {n_turn:7.0f} ms   ratio kodr/naive "
+          f"{figures['ratio_heal_turn']:.2f}x (paired {figures['ratio_heal_turn_paired_median']:.2f}x), "
+          f"target ≤ {TARGET_RATIO:g}x: {'yes' if figures['target'][1] else 'NO'}")  # fmt: skip
+    print(f"  {'whole process':<34} {k['wall_ms']:7.0f} ms {n['wall_ms']:7.0f} ms   ratio {figures['ratio_wall']:.2f}x")
+    print(f"  kodr start-up (spawn → first event) {k['startup_ms']:.0f} ms")
+    for t in range(TURNS):
+        kp, np_ = k["parts"][t], n["parts"][t]
+        print(f"  heal turn {t + 1}: kodr = model {kp['model_ms']:.0f} + failing file {kp['failing_file_ms']:.0f}"
+              f" + full suite {kp['full_suite_ms']:.0f} + the rest {kp['rest_ms']:.0f} (install skipped); naive = "
+              f"`npm ci` {np_['install_ms']:.0f} + suite {np_['suite_ms']:.0f} + model and the rest "
+              f"{np_['model_and_rest_ms']:.0f}")  # fmt: skip
+    print(
+        f"  per repeat, per heal turn: kodr {figures['runs']['kodr_heal_turn_ms']} ms, naive {figures['runs']['naive_heal_turn_ms']} ms"
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ def main() -> None:
             "kodr show last": ([kodr, "show", "last"], ws),
             "kodr events last": ([kodr, "events", "last"], ws),
             "kodr explain last": ([kodr, "explain", "last"], ws),
+            "kodr replay last": ([kodr, "replay", "last"], ws),
+            "kodr audit verify": ([kodr, "audit", "verify"], ws),
         }
         for argv, cwd in cases.values():  # warm-up, untimed: writes the .pyc files
             _time(argv, cwd, env)

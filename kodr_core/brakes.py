@@ -52,10 +52,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 from kodr_core.errors import KodrError
-from kodr_core.install_plan import plan_install
 from kodr_core.results import InstallResult, NoVerificationCause, Scope, TestResult
 from kodr_core.states import OUTCOME_OF, Reason, State
-from kodr_core.test_command import parse_test_command
 
 if TYPE_CHECKING:
     from kodr_core.aggregate import Run
@@ -237,6 +235,8 @@ def run_deadline(s: Situation) -> Brake | None:
 def test_command_refused(s: Situation) -> Brake | None:
     if s.test_command is None:
         return None
+    from kodr_core.test_command import parse_test_command  # only when judging a run: `kodr show` starts faster
+
     try:
         parse_test_command(s.test_command)
     except KodrError as exc:
@@ -292,6 +292,8 @@ def no_install_plan(s: Situation) -> Brake | None:
     if not s.install:
         return None
     files = sorted(s.manifest)
+    from kodr_core.install_plan import plan_install  # only when judging a run: `kodr show` starts faster
+
     try:
         plan_install(set(files))
     except KodrError as exc:

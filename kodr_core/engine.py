@@ -192,9 +192,13 @@ class Engine:
         """Advance the run until it is terminal. The same call serves run and resume."""
         self._records = self.log.load(run_id)
         run = fold(run_id, self._records)
-        while (step := next_step(run, self.clock())) is not None:
-            run = self._perform(run, step)
-        run = self._restore_best_turn(run)
+        try:
+            while (step := next_step(run, self.clock())) is not None:
+                run = self._perform(run, step)
+            run = self._restore_best_turn(run)
+        except BaseException:
+            self._refresh_artifacts(run_id, best_effort=True)  # an interrupted run still shows how far it got
+            raise
         self._refresh_artifacts(run_id)
         return run
 
@@ -250,9 +254,16 @@ class Engine:
             run = apply(run, r)
         return run
 
-    def _refresh_artifacts(self, run_id: str) -> None:
-        if self.artifacts is not None:
+    def _refresh_artifacts(self, run_id: str, *, best_effort: bool = False) -> None:
+        """Render the artifacts once, when a drive ends: they are views of the whole history,
+        so rendering them after every step made a run cost O(steps x history) in files."""
+        if self.artifacts is None:
+            return
+        try:
             self.artifacts.refresh(run_id, self._records)
+        except Exception:
+            if not best_effort:
+                raise
 
     def _perform(self, run: Run, step: Step) -> Run:
         match step:
@@ -263,13 +274,12 @@ class Engine:
             case ApplyWrites():
                 return self._apply_writes(run, step)
             case Install():
-                run = self._install(run, step)
+                return self._install(run, step)
             case SkipInstall():
                 return self._append(run, [ev.InstallSkipped(turn=step.turn, why=step.why)])
             case RunTests():
-                run = self._test(run, step)
-        self._refresh_artifacts(run.run_id)
-        return run
+                return self._test(run, step)
+        raise AssertionError(f"unknown step {step!r}")
 
     def _fire(self, run: Run, step: Fire) -> Run:
         to = destination(run.state, step.trigger)

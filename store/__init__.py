@@ -14,6 +14,8 @@ _HOME = {
     "upgrade": "store.database",
     "BlobNotFound": "store.errors",
     "EventStore": "store.event_store",
+    "DriverReader": "store.reader",
+    "StoreReader": "store.reader",
     "ChainReport": "store.hashchain",
     "verify_chain": "store.hashchain",
     "Lease": "store.leases",
@@ -32,6 +34,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BlobNotFound",
     "ChainReport",
+    "DriverReader",
     "EventStore",
     "Lease",
     "database_url",
@@ -40,6 +43,7 @@ __all__ = [
     "normalise_url",
     "open_store",
     "owner_id",
+    "StoreReader",
     "upgrade",
     "verify_chain",
 ]

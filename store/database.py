@@ -9,58 +9,52 @@ behind instead of migrating it under running workers.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from kodr_core.errors import StoreUnavailable
-from store.anchors import HeadAnchors
 from store.engine import DEFAULT_BUSY_TIMEOUT_MS, WRITE, make_engine
 from store.errors import mask_url, translated
 from store.event_store import EventStore
+from store.location import (  # where the store is, found without SQLAlchemy: re-exported here
+    ENV_AUDIT_KEY,
+    ENV_URL,
+    KODR_DIR,
+    audit_key,
+    database_url,
+    default_anchors,
+    default_url,
+    ensure_kodr_dir,
+    normalise_url,
+)
+from store.queries import HEAD_REVISION, REVISIONS, schema_refusal
+from store.reader import unsupported_url
 
 if TYPE_CHECKING:  # alembic is imported when a schema is checked or migrated: read-only commands start faster
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-ENV_URL = "KODR_DATABASE_URL"
-ENV_AUDIT_KEY = "KODR_AUDIT_KEY"
-KODR_DIR = ".kodr"
 SUPPORTED = ("sqlite", "postgresql")
 
-
-def default_url(workspace: str | Path) -> str:
-    path = Path(workspace).expanduser().resolve() / KODR_DIR / "kodr.db"
-    return f"sqlite:///{path}"
-
-
-def database_url(workspace: str | Path) -> str:
-    """``KODR_DATABASE_URL`` if set, else the workspace's SQLite file."""
-    env = os.environ.get(ENV_URL, "").strip()
-    return normalise_url(env) if env else default_url(workspace)
-
-
-def normalise_url(url: str) -> str:
-    """Plain ``postgres://``/``postgresql://`` URLs get the psycopg 3 driver."""
-    for scheme in ("postgresql://", "postgres://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme) :]
-    return url
-
-
-def ensure_kodr_dir(path: str | Path) -> Path:
-    """Create a directory; a ``.kodr`` one gets a ``.gitignore`` of ``*``.
-
-    So the store's directory never lands in the user's commits, whoever creates it first.
-    """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    ignore = path / ".gitignore"
-    if path.name == KODR_DIR and not ignore.exists():
-        ignore.write_text("*\n", encoding="utf-8")
-    return path
+__all__ = [
+    "ENV_AUDIT_KEY",
+    "ENV_URL",
+    "KODR_DIR",
+    "audit_key",
+    "database_url",
+    "default_anchors",
+    "default_url",
+    "downgrade",
+    "engine_for",
+    "ensure_kodr_dir",
+    "head_revision",
+    "normalise_url",
+    "open_store",
+    "status",
+    "upgrade",
+]
 
 
 def alembic_config() -> Config:
@@ -81,14 +75,16 @@ def _scripts() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
-def head_revision() -> str | None:
-    return _scripts().get_current_head()
+def head_revision() -> str:
+    """The code's head revision (:data:`store.queries.HEAD_REVISION`, which a unit test holds to alembic's)."""
+    return HEAD_REVISION
 
 
 def _current(conn: sa.Connection) -> tuple[str, ...]:
-    from alembic.runtime.migration import MigrationContext
-
-    return tuple(MigrationContext.configure(conn).get_current_heads())
+    """The schema's revisions, read as alembic stores them: alembic is imported only to migrate."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return ()
+    return tuple(str(r[0]) for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version"))
 
 
 def _run_alembic(engine: sa.Engine, action: str, revision: str) -> None:
@@ -123,10 +119,7 @@ def engine_for(url: str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sa.E
     with translated(url):
         parsed = sa.make_url(normalise_url(url))
         if parsed.get_backend_name() not in SUPPORTED:
-            raise StoreUnavailable(
-                f"unsupported database URL {mask_url(parsed)}: kodr keeps its store in SQLite "
-                "(sqlite:///PATH) or PostgreSQL (postgresql://...)"
-            )
+            raise unsupported_url(parsed.render_as_string(hide_password=False))
         if _is_sqlite(parsed):
             _prepare_sqlite(parsed)
         return make_engine(parsed, busy_timeout_ms)
@@ -172,27 +165,6 @@ def status(url: str) -> dict[str, Any]:
     }
 
 
-def audit_key() -> bytes | None:
-    """``KODR_AUDIT_KEY`` as bytes: when set, the hash chain and head anchors are HMACs."""
-    key = os.environ.get(ENV_AUDIT_KEY, "")
-    return key.encode("utf-8") if key else None
-
-
-def default_anchors(url: sa.URL, anchor_dir: str | Path | None) -> HeadAnchors | None:
-    """Where run heads are anchored: ``anchor_dir``, else ``runs/`` beside a SQLite file.
-
-    Beside the default SQLite file (``.kodr/kodr.db``) that is ``.kodr/runs/``, the
-    artifacts directories; there every run must have an anchor. A PostgreSQL store
-    anchors only when given a directory, and runs of other workspaces have none there.
-    """
-    key = audit_key()
-    if anchor_dir is not None:
-        return HeadAnchors(anchor_dir, key=key, required=_is_sqlite(url))
-    if _is_sqlite(url) and url.database and url.database != ":memory:" and ("mode=memory" not in str(url)):
-        return HeadAnchors(Path(url.database).expanduser().resolve().parent / "runs", key=key)
-    return None
-
-
 def open_store(
     url: str,
     *,
@@ -223,22 +195,17 @@ def open_store(
     except BaseException:
         engine.dispose()
         raise
-    if current != (head,):
+    refusal = schema_refusal(display, current)  # the read path's words (store.reader), from the same code
+    if refusal is not None:
         engine.dispose()
-        if current and not set(current) <= _known():
-            raise StoreUnavailable(
-                f"database {display} is at revision {', '.join(current)}, which this kodr does "
-                "not know: it was migrated by a newer kodr; upgrade kodr"
-            )
-        at = ", ".join(current) or "no revision"
-        raise StoreUnavailable(f"database {display} is not migrated (at {at}, head is {head}): run `kodr db upgrade`")
+        raise refusal
     return EventStore(
         engine,
         busy_timeout_ms=busy_timeout_ms,
         audit_key=audit_key(),
-        anchors=default_anchors(engine.url, anchor_dir),
+        anchors=default_anchors(_url_of(engine), anchor_dir),
     )
 
 
 def _known() -> set[str]:
-    return {s.revision for s in _scripts().walk_revisions()}
+    return set(REVISIONS)

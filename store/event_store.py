@@ -11,7 +11,6 @@ seq 10 and at seq 100,000. ``UNIQUE(run_id, seq)`` fences racing writers.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import weakref
@@ -26,20 +25,16 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kodr_core.aggregate import project, project_onto
-from kodr_core.errors import ConcurrencyConflict, IllegalTransition, RunNotFound, StoreCorrupt
-from kodr_core.events import Event, RecordedEvent, decode
+from kodr_core.errors import ConcurrencyConflict, IllegalTransition, RunNotFound
+from kodr_core.events import Event, RecordedEvent
 from store import leases as _leases
 from store.anchors import HeadAnchors
 from store.engine import DEFAULT_BUSY_TIMEOUT_MS, WRITE, make_engine
-from store.errors import BlobNotFound, mask_url, translated, unavailable
-from store.hashchain import (
-    GENESIS,
-    ChainReport,
-    canonical_bytes,
-    chain_hash,
-    verify_chain,
-)
+from store.errors import mask_url, translated, unavailable
+from store.hashchain import GENESIS, canonical_bytes, chain_hash
 from store.leases import Lease
+from store.queries import Sql, event_row, sql_for
+from store.reader import StoreReader
 from store.schema import PROJECTION_COLUMNS, blobs, runs
 from store.schema import events as event_rows
 
@@ -193,20 +188,12 @@ def _is_unique_violation(exc: sa_exc.IntegrityError) -> bool:
     return getattr(orig, "sqlstate", None) == "23505" or "unique" in str(orig).lower()
 
 
-@dataclass(frozen=True)
-class Audit:
-    """What ``kodr audit verify`` found: each run's report, and any blob that lies."""
+class EventStore(StoreReader):
+    """One database (SQLite file or PostgreSQL schema) holding any number of runs.
 
-    runs: dict[str, ChainReport]
-    blob_problems: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not self.blob_problems and all(r.ok for r in self.runs.values())
-
-
-class EventStore:
-    """One database (SQLite file or PostgreSQL schema) holding any number of runs."""
+    Its reads (:class:`store.reader.StoreReader`) run the statements of :mod:`store.queries`
+    on this engine's connections, the same ones a :class:`store.reader.DriverReader` runs.
+    """
 
     def __init__(
         self,
@@ -250,7 +237,7 @@ class EventStore:
         The audit key defaults to ``KODR_AUDIT_KEY`` as with ``open_store``: a reader
         without it would report every keyed run as edited.
         """
-        from store.database import audit_key as env_audit_key
+        from store.location import audit_key as env_audit_key
 
         with translated(url):
             return cls(
@@ -590,168 +577,27 @@ class EventStore:
             "lease_epoch": lease["lease_epoch"],
         }
 
-    def load(self, run_id: str) -> list[RecordedEvent]:
-        return list(self.iter_events(run_id))
+    @property
+    def sql(self) -> Sql:
+        return sql_for(self.engine.dialect.paramstyle, self.engine.dialect.name)
 
-    def load_after(self, run_id: str, seq: int) -> list[RecordedEvent]:
-        return list(self.iter_events(run_id, after=seq))
+    def _fetch(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.transaction() as conn:
+            return self._fetch_on(conn, statement, params)
 
-    def iter_events(self, run_id: str, *, after: int = 0, batch: int = 1000) -> Iterator[RecordedEvent]:
-        """The run's events in order, read in pages of ``batch``: memory stays bounded.
+    @staticmethod
+    def _fetch_on(conn: sa.Connection, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in conn.exec_driver_sql(statement, tuple(params)).all()]
 
-        Each page is its own short read transaction (keyset on seq); the history is
-        append-only, so pages never disagree with each other.
-        """
-        for row in self._iter_rows(run_id, after=after, batch=batch):
-            yield self._decode(row)
-
-    def _iter_rows(self, run_id: str, *, after: int = 0, batch: int = 1000) -> Iterator[Any]:
-        while True:
-            with self.transaction() as conn:
-                page = self._rows(conn, run_id, after=after, limit=batch)
-            yield from page
-            if len(page) < batch:
-                return
-            after = page[-1].seq
-
-    def _rows(
-        self,
-        conn: sa.Connection,
-        run_id: str,
-        after: int = 0,
-        upto: int | None = None,
-        limit: int | None = None,
-    ) -> Sequence[Any]:
-        q = sa.select(event_rows).where(event_rows.c.run_id == run_id, event_rows.c.seq > after)
-        if upto is not None:
-            q = q.where(event_rows.c.seq <= upto)
-        q = q.order_by(event_rows.c.seq)
-        if limit is not None:
-            q = q.limit(limit)
-        return conn.execute(q).all()
-
-    def _decode(self, row: Any) -> RecordedEvent:
-        """One stored row as a RecordedEvent; anything undecodable is StoreCorrupt."""
-        try:
-            data = json.loads(row.body)["data"]
-            event = decode(row.type, row.schema_version, data)
-        except StoreCorrupt as exc:
-            raise StoreCorrupt(f"run {row.run_id} seq {row.seq} in {self.display_url}: {exc.message}") from exc
-        except (ValueError, KeyError, TypeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise StoreCorrupt(
-                f"run {row.run_id} seq {row.seq} in {self.display_url}: cannot decode its {row.type} event ({first})"
-            ) from exc
-        return RecordedEvent(row.run_id, row.seq, event, row.recorded_at, row.prev_hash, row.hash)
+    def _rows(self, conn: sa.Connection, run_id: str, after: int = 0, upto: int | None = None) -> list[Any]:
+        """The run's event rows after ``after`` (up to ``upto``), on ``conn`` (e.g. in a write transaction)."""
+        params = (run_id, after) if upto is None else (run_id, after, upto)
+        return [event_row(r) for r in self._fetch_on(conn, self.sql.events(upto=upto is not None), params)]
 
     def _records(
         self, conn: sa.Connection, run_id: str, after: int = 0, upto: int | None = None
     ) -> list[RecordedEvent]:
         return [self._decode(row) for row in self._rows(conn, run_id, after, upto)]
-
-    # -- audit ------------------------------------------------------------------------
-
-    def verify(self, run_id: str) -> ChainReport:
-        """The run's hash chain (keyed with the audit key, if any), its projection and anchor.
-
-        Rows are streamed, so a long run is verified in bounded memory.
-        """
-        with self.transaction() as conn:
-            recorded = conn.execute(sa.select(runs.c.last_seq, runs.c.last_hash).where(runs.c.run_id == run_id)).first()
-        head = self.anchors.read(run_id) if self.anchors is not None else None
-        report = verify_chain(self._iter_rows(run_id), self.audit_key)
-        if report.checked == 0 and recorded is None and head is None and report.ok:
-            raise RunNotFound(f"no run {run_id!r} in {self.display_url}")
-        if not report.ok:
-            return report
-        n = report.checked
-
-        def broken(problem: str) -> ChainReport:
-            return ChainReport(False, n, n + 1, problem)
-
-        if recorded is not None and recorded.last_seq > n:
-            return broken(
-                f"events end at seq {n} but the runs projection recorded seq {recorded.last_seq}: events were removed"
-            )
-        if head is not None:
-            if head.seq > n:
-                return broken(
-                    f"events end at seq {n} but the run's head anchor "
-                    f"({self.anchors.path(run_id) if self.anchors else ''}) recorded seq "
-                    f"{head.seq}: events were removed from the tail"
-                )
-            anchored = next((r for r in self._iter_rows(run_id, after=head.seq - 1, batch=1)), None)
-            if anchored is None or anchored.hash != head.hash:
-                return ChainReport(
-                    False,
-                    head.seq - 1,
-                    head.seq,
-                    f"seq {head.seq}: hash differs from the run's head anchor: the history was rewritten",
-                )
-        elif self.anchors is not None and self.anchors.required and n:
-            return broken(
-                f"the run's head anchor {self.anchors.path(run_id)} is missing: a cut tail cannot be ruled out"
-            )
-        return report
-
-    def check_intact(self, run_id: str) -> None:
-        """Raise StoreCorrupt unless the run's history verifies (before resume appends)."""
-        report = self.verify(run_id)
-        if not report.ok:
-            raise StoreCorrupt(
-                f"run {run_id}: history does not verify at seq {report.first_broken_seq} "
-                f"({report.problem}); refusing to append to it"
-            )
-
-    def verify_blobs(self, batch: int = 200) -> list[str]:
-        """Every blob's content against its sha256 and size; the problems found."""
-        problems: list[str] = []
-        after = ""
-        while True:
-            with self.transaction() as conn:
-                page = conn.execute(
-                    sa.select(blobs.c.sha256, blobs.c.size, blobs.c.data)
-                    .where(blobs.c.sha256 > after)
-                    .order_by(blobs.c.sha256)
-                    .limit(batch)
-                ).all()
-            for row in page:
-                data = bytes(row.data)
-                if hashlib.sha256(data).hexdigest() != row.sha256:
-                    problems.append(f"blob {row.sha256}: content does not match its sha256")
-                elif len(data) != row.size:
-                    problems.append(f"blob {row.sha256}: size {row.size} recorded, {len(data)} held")
-            if len(page) < batch:
-                return problems
-            after = page[-1].sha256
-
-    def audit(self, run_id: str | None = None) -> Audit:
-        """``kodr audit verify``: one run (or every run) and every blob.
-
-        Every run means every run with events, a projection row or a head anchor, so an
-        emptied database still shows the runs it lost. Nothing at all to verify is
-        StoreCorrupt: an audit of an empty or new database must not say ok.
-        """
-        if run_id is not None:
-            ids = [self.resolve(run_id)]
-        else:
-            with self.transaction() as conn:
-                found = set(conn.execute(sa.select(event_rows.c.run_id).distinct()).scalars())
-                found |= set(conn.execute(sa.select(runs.c.run_id)).scalars())
-            if self.anchors is not None:
-                found |= set(self.anchors.run_ids())
-            ids = sorted(found)
-        if not ids:
-            raise StoreCorrupt(
-                f"database {self.display_url} holds no runs: nothing to verify (a new, emptied or missing database)"
-            )
-        reports: dict[str, ChainReport] = {}
-        for rid in ids:
-            try:
-                reports[rid] = self.verify(rid)
-            except (RunNotFound, StoreCorrupt) as exc:  # e.g. a forged head anchor
-                reports[rid] = ChainReport(False, 0, 1, exc.message)
-        return Audit(reports, self.verify_blobs())
 
     # -- blobs ---------------------------------------------------------------------
 
@@ -780,17 +626,6 @@ class EventStore:
             )
         return shas
 
-    def get_blob(self, sha256: str) -> bytes:
-        with self.transaction() as conn:
-            data = conn.execute(sa.select(blobs.c.data).where(blobs.c.sha256 == sha256)).scalar()
-        if data is None:
-            raise BlobNotFound(f"no blob {sha256} in {self.display_url}")
-        return bytes(data)
-
-    def has_blob(self, sha256: str) -> bool:
-        with self.transaction() as conn:
-            return conn.execute(sa.select(blobs.c.sha256).where(blobs.c.sha256 == sha256)).first() is not None
-
     # -- the runs projection ------------------------------------------------------
 
     def _upsert_projection(self, conn: sa.Connection, projection: dict[str, Any], last_hash: str) -> None:
@@ -801,55 +636,6 @@ class EventStore:
             set_={k: stmt.excluded[k] for k in values if k != "run_id"},
         )
         conn.execute(stmt)
-
-    def runs(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        """Projection rows (with lease columns), newest first; a page with limit/offset."""
-        q = sa.select(runs).order_by(sa.nulls_last(runs.c.created_at.desc()), runs.c.run_id.desc())
-        if limit is not None:
-            q = q.limit(limit)
-        if offset:
-            q = q.offset(offset)
-        with self.transaction() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
-
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
-        with self.transaction() as conn:
-            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).first()
-        return dict(row._mapping) if row is not None else None
-
-    def run_ids(self) -> list[str]:
-        """Every run id that has events (the source of truth, not the projection), sorted."""
-        with self.transaction() as conn:
-            return list(conn.execute(sa.select(event_rows.c.run_id).distinct().order_by(event_rows.c.run_id)).scalars())
-
-    def resolve(self, ref: str) -> str:
-        """A run id from an exact id, a unique prefix, or ``last`` (the newest run)."""
-        ref = (ref or "").strip()
-        if not ref:
-            raise RunNotFound("no run given")
-        if ref == "last":
-            newest = self.runs(limit=1)
-            if not newest:
-                raise RunNotFound(f"there are no runs yet in {self.display_url}")
-            return str(newest[0]["run_id"])
-        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        with self.transaction() as conn:
-            if conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == ref)).first():
-                return ref
-            matches = list(
-                conn.execute(
-                    sa.select(runs.c.run_id)
-                    .where(runs.c.run_id.like(escaped + "%", escape="\\"))
-                    .order_by(runs.c.run_id)
-                    .limit(6)
-                ).scalars()
-            )
-        if not matches:
-            raise RunNotFound(f"no run matches {ref!r} in {self.display_url} (see `kodr runs`)")
-        if len(matches) > 1:
-            shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
-            raise RunNotFound(f"run prefix {ref!r} is ambiguous: it matches {shown}; give more characters")
-        return str(matches[0])
 
     def rebuild_projection(self, run_id: str) -> dict[str, Any]:
         """Recompute the run's projection from its events and store it (leases kept)."""

@@ -9,6 +9,6 @@ in :mod:`~adapters.cli.root` (imported only when used), or ``cli.add_command(cmd
 """
 
 from adapters.cli import admin, reading, running  # noqa: F401 - registers the commands
-from adapters.cli.root import cli, main
+from adapters.cli.root import cli, console, main
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "console", "main"]

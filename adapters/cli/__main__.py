@@ -1,3 +1,3 @@
-from adapters.cli import main
+from adapters.cli import console
 
-main()
+console()

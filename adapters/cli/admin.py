@@ -114,9 +114,11 @@ def _rerun(run_id: str, records: list[Any], app: Any, target: Path, as_json: boo
     from adapters import replay as rp
     from adapters.bootstrap import open_app
     from adapters.cli.progress import Progress
+    from adapters.cli.root import logs_silent_unless_asked
     from kodr_core.aggregate import fold
     from kodr_core.options import RunOptions
 
+    logs_silent_unless_asked()  # the re-run drives an engine
     old = fold(run_id, records)
     rp.materialize(records, app.store.get_blob, target, at_seq=1)
     new_app = open_app(target)

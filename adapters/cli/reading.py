@@ -18,7 +18,7 @@ from adapters.cli.root import cli
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from adapters.bootstrap import App
+    from adapters.bootstrap import Reading
     from kodr_core.aggregate import Run
     from kodr_core.events import RecordedEvent
 
@@ -45,7 +45,7 @@ def workspace_of(ctx: click.Context, ws: str | None) -> str:
     return ws or ctx.find_root().obj.get("workspace") or "."
 
 
-def reader(ctx: click.Context, ws: str | None) -> App | None:
+def reader(ctx: click.Context, ws: str | None) -> Reading | None:
     from adapters.bootstrap import open_reader
 
     return open_reader(workspace_of(ctx, ws))
@@ -57,20 +57,26 @@ def no_store(ctx: click.Context, ws: str | None) -> str:
     return f"no runs yet: there is no store at {store_location(workspace_of(ctx, ws))}"
 
 
-def load(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[App, list[RecordedEvent], Run]:
-    """A run's history and its fold, from an id, a unique prefix, or 'last'."""
-    from kodr_core.aggregate import fold
+def history(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[Reading, str, list[RecordedEvent]]:
+    """A run's events, from an id, a unique prefix, or 'last' (no fold: `kodr events` needs none)."""
     from kodr_core.errors import RunNotFound
 
     app = reader(ctx, ws)
     if app is None:
         raise RunNotFound(no_store(ctx, ws))
     run_id = app.store.resolve(run_ref)
-    records = app.store.load(run_id)
+    return app, run_id, app.store.load(run_id)
+
+
+def load(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[Reading, list[RecordedEvent], Run]:
+    """A run's history and its fold, from an id, a unique prefix, or 'last'."""
+    from kodr_core.aggregate import fold
+
+    app, run_id, records = history(ctx, ws, run_ref)
     return app, records, fold(run_id, records)
 
 
-def stream(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[App, str, Iterator[RecordedEvent]]:
+def stream(ctx: click.Context, ws: str | None, run_ref: str) -> tuple[Reading, str, Iterator[RecordedEvent]]:
     """A run's history as a stream (pages read on demand): bounded memory for a long run."""
     from kodr_core.errors import RunNotFound
 
@@ -205,7 +211,7 @@ def _short(v: Any, limit: int = 60) -> str:
 @click.pass_context
 def events(ctx: click.Context, run_ref: str, ws: str | None, as_json: bool) -> None:
     """The run's events, in order, each with its key facts."""
-    _, records, _ = load(ctx, ws, run_ref)
+    _, _, records = history(ctx, ws, run_ref)
     if as_json:
         rows = [
             {

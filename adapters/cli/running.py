@@ -29,7 +29,7 @@ from adapters.cli.flags import (
 from adapters.cli.root import cli
 
 if TYPE_CHECKING:
-    from adapters.bootstrap import App
+    from adapters.bootstrap import App, Reading
     from kodr_core.aggregate import Run
     from kodr_core.options import RunOptions
 
@@ -40,7 +40,7 @@ def open_app(ctx: click.Context, ws: str | None) -> App:
     return _open(ws or ctx.find_root().obj.get("workspace") or ".")
 
 
-def summary(app: App, run: Run) -> dict[str, Any]:
+def summary(app: Reading, run: Run) -> dict[str, Any]:
     from adapters.artifacts import run_dir
     from adapters.cli.outcome import detail, next_command
 

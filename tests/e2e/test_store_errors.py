@@ -68,3 +68,34 @@ def test_an_unsupported_database_url_is_exit_5_with_one_line(tmp_path: Path) -> 
     r = kodr("runs", cwd=tmp_path, env={"KODR_DATABASE_URL": "mysql://kodr:s3cret@db.example/kodr"})
     line = _one_line_exit_5(r)
     assert "unsupported database URL mysql://kodr:***@db.example/kodr" in line and "s3cret" not in line
+
+
+def test_a_schema_behind_or_ahead_of_this_kodr_is_exit_5_with_one_line(tmp_path: Path) -> None:
+    from store.database import default_url, downgrade, upgrade
+    from store.queries import HEAD_REVISION
+
+    url = default_url(tmp_path)
+    upgrade(url)
+    downgrade(url, "0001")
+    for args in (["runs"], ["show", "last"], ["audit", "verify"]):
+        line = _one_line_exit_5(kodr(*args, cwd=tmp_path))
+        assert f"is not migrated (at 0001, head is {HEAD_REVISION}): run `kodr db upgrade`" in line, args
+    upgrade(url)
+    db = sqlite3.connect(tmp_path / ".kodr" / "kodr.db")
+    db.execute("UPDATE alembic_version SET version_num = 'f00d'")
+    db.commit()
+    db.close()
+    line = _one_line_exit_5(kodr("runs", cwd=tmp_path))
+    assert "is at revision f00d, which this kodr does not know" in line and "upgrade kodr" in line
+
+
+def test_a_missing_table_is_exit_5_with_one_line(tmp_path: Path) -> None:
+    from store.database import default_url, upgrade
+
+    upgrade(default_url(tmp_path))
+    db = sqlite3.connect(tmp_path / ".kodr" / "kodr.db")
+    db.execute("DROP TABLE runs")
+    db.commit()
+    db.close()
+    line = _one_line_exit_5(kodr("runs", cwd=tmp_path))
+    assert "is not migrated (no such table: runs): run `kodr db upgrade`" in line

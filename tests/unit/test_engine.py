@@ -169,7 +169,7 @@ def test_golden_path_records_every_step_and_passes():
     # recorded_at is ISO UTC from the injected clock; the observer saw everything; artifacts refreshed at the end
     assert {r.recorded_at for r in w.log.load(run_id)} == {iso_utc(T0)} == {"2023-11-14T22:13:20.000000Z"}
     assert w.observed == w.log.load(run_id)
-    assert w.refreshed[-1] == (run_id, len(w.log.load(run_id)))
+    assert w.refreshed == [(run_id, len(w.log.load(run_id)))], "rendered once, when the drive ended"
     assert_history_folds_to(w.log, run)
 
 
@@ -424,6 +424,11 @@ def crashed_during_tests() -> World:
         w.engine.drive(run_id)
     assert w.types()[-1] == "TestsStarted"
     return w
+
+
+def test_an_interrupted_drive_still_renders_the_artifacts_it_has():
+    w = crashed_during_tests()
+    assert w.refreshed == [("r1", len(w.log.load("r1")))]
 
 
 def test_resume_kills_the_orphans_of_the_interrupted_step_and_runs_it_again():
