@@ -266,3 +266,29 @@ def machine_line(m: dict[str, Any]) -> str:
         f"{m['date']}, commit {m['commit']}, {m['machine']}, Python {m['python']}, node {m['node']}, "
         f"npm {m['npm']}, load average {m['load_before'][0]:.2f} before / {load[0]:.2f} after"
     )
+
+
+def bench_args(doc: str, argv: list[str] | None, *, repeat_help: str, delay_s: float) -> tuple[Any, Any]:
+    """The two whole-process benchmarks' shared flags, parsed; and ``say`` (progress on stderr with --json)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=5, help=f"{repeat_help} (default 5)")
+    ap.add_argument(
+        "--delay",
+        type=float,
+        default=delay_s,
+        help=f"the model server's delay per reply, seconds (default {delay_s:g})",
+    )
+    ap.add_argument(
+        "--sandbox",
+        choices=["auto", "required", "off"],
+        default=None,
+        help="kodr's --sandbox (default: not given, i.e. auto)",
+    )
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON (progress on stderr)")
+    args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
+    return args, say

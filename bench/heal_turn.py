@@ -35,7 +35,6 @@ Repeats alternate kodr and naive processes. Medians of ``--repeat`` (default 5).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -52,6 +51,7 @@ from _project import (  # noqa: E402 - after the sys.path set-up
     REPAIRS,
     TEST_COMMAND,
     ModelServer,
+    bench_args,
     check_heal_run,
     fresh_workspace,
     install_argv,
@@ -131,20 +131,7 @@ def naive_side(tpl: Path, work: Path, delay_s: float, install: list[str]) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=5, help="processes per side, interleaved (default 5)")
-    ap.add_argument("--delay", type=float, default=2.0, help="the model server's delay per reply, seconds (default 2)")
-    ap.add_argument(
-        "--sandbox",
-        choices=["auto", "required", "off"],
-        default=None,
-        help="kodr's --sandbox (default: not given, i.e. auto)",
-    )
-    ap.add_argument("--json", action="store_true", help="print the figures as JSON (progress on stderr)")
-    args = ap.parse_args(argv)
-    if args.repeat < 1:
-        ap.error("--repeat must be at least 1")
-    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
+    args, say = bench_args(__doc__, argv, repeat_help="processes per side, interleaved", delay_s=2.0)
     m = machine()
     root = Path(tempfile.mkdtemp(prefix="kodr-bench-heal-"))
     kodr_rows: list[dict[str, Any]] = []

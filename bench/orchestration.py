@@ -50,7 +50,6 @@ kodr process within 1.2x of the shell script.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -68,6 +67,7 @@ from _project import (  # noqa: E402 - after the sys.path set-up
     KODR,
     REPAIRS,
     ModelServer,
+    bench_args,
     check_heal_run,
     envelope,
     fresh_workspace,
@@ -178,20 +178,7 @@ def shell_run(tpl: Path, work: Path, script_of: Any, delay_s: float, expect_exit
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeat", type=int, default=5, help="interleaved repeats (default 5)")
-    ap.add_argument("--delay", type=float, default=1.0, help="the model server's delay per reply, seconds (default 1)")
-    ap.add_argument(
-        "--sandbox",
-        choices=["auto", "required", "off"],
-        default=None,
-        help="kodr's --sandbox (default: not given, i.e. auto)",
-    )
-    ap.add_argument("--json", action="store_true", help="print the figures as JSON (progress on stderr)")
-    args = ap.parse_args(argv)
-    if args.repeat < 1:
-        ap.error("--repeat must be at least 1")
-    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else (lambda *a: print(*a, flush=True))
+    args, say = bench_args(__doc__, argv, repeat_help="interleaved repeats", delay_s=1.0)
     m = machine()
     root = Path(tempfile.mkdtemp(prefix="kodr-bench-orch-"))
     rows: list[dict[str, Any]] = []
