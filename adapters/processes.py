@@ -254,7 +254,7 @@ def tagged_pids(step_key: str) -> list[int]:
 
 
 class SubprocessRunner:
-    """:class:`kodr_core.ports.ProcessRunner` on :mod:`subprocess`."""
+    """Runs one step's process (never a shell) in its own process group, on :mod:`subprocess`."""
 
     def __init__(
         self,

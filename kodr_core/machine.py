@@ -56,9 +56,6 @@ class RunMachine:
     def current(self) -> State:
         return State(self.state)
 
-    def can(self, trigger: str) -> bool:
-        return trigger in TRIGGERS and self._machine.get_triggers(self.state).count(trigger) > 0
-
     def fire(self, trigger: str) -> tuple[State, State]:
         """Move by ``trigger``; returns (from, to) or raises IllegalTransition."""
         before = self.current

@@ -6,7 +6,7 @@ plain frozen dataclasses, so the core never sees an httpx response or a Popen.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,26 +31,6 @@ class ProcessResult:
     stderr: str
     log: bytes = b""  # the whole combined output (capped generously), kept as a blob
     error: str | None = None  # could not start (e.g. executable not found)
-
-
-class ProcessRunner(Protocol):
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        cwd: str,
-        timeout_s: float,
-        env: Mapping[str, str] | None = None,
-        step_key: str | None = None,
-    ) -> ProcessResult:
-        """Run argv (never a shell) in its own process group; kill the group at the timeout.
-
-        ``step_key`` tags the child's environment so a later resume can find and kill
-        processes an interrupted attempt left behind.
-        """
-
-    def kill_orphans(self, step_key: str) -> int:
-        """Kill every process tagged with ``step_key``; returns how many were signalled."""
 
 
 # -- models ------------------------------------------------------------------

@@ -178,10 +178,6 @@ class Sql:
         return f"SELECT data FROM blobs WHERE sha256 = {self.mark}"
 
     @property
-    def blob_exists(self) -> str:
-        return f"SELECT sha256 FROM blobs WHERE sha256 = {self.mark}"
-
-    @property
     def blobs_page(self) -> str:
         """Blobs after a sha256, in sha256 order (params: after, limit)."""
         return f"SELECT sha256, size, data FROM blobs WHERE sha256 > {self.mark} ORDER BY sha256 LIMIT {self.mark}"

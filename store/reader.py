@@ -199,9 +199,6 @@ class StoreReader:
             raise BlobNotFound(f"no blob {sha256} in {self.display_url}")
         return bytes(found[0][0])
 
-    def has_blob(self, sha256: str) -> bool:
-        return bool(self._fetch(self.sql.blob_exists, (sha256,)))
-
     # -- the runs projection ------------------------------------------------------
 
     def runs(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:

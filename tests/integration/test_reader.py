@@ -58,7 +58,7 @@ def test_the_reader_reads_what_the_store_reads(store):
         assert r.load("run-a1") == store.load("run-a1")
         assert list(r.iter_events("run-a1", batch=1)) == store.load("run-a1")
         assert r.load_after("run-a1", 1) == store.load_after("run-a1", 1)
-        assert r.get_blob(sha) == b"hello" and r.has_blob(sha) and not r.has_blob("0" * 64)
+        assert r.get_blob(sha) == b"hello"
         with pytest.raises(BlobNotFound):
             r.get_blob("0" * 64)
         assert r.verify("run-a1") == store.verify("run-a1")
