@@ -1,12 +1,9 @@
 """Symbols (functions, classes, methods) of a source file, with line ranges.
 
 Feeds the ``inspect_symbols`` tool, so a model can read the part of a file it
-needs instead of the whole file. Python uses :mod:`ast`. JavaScript and
-TypeScript use tree-sitter when its wheels are installed (they are a project
-dependency), else :func:`scan_js_symbols`, a brace-matching scanner that masks
-strings, comments and template literals first. The scanner is the documented
-fallback: it sees top-level declarations and class members only, and a ``{`` or
-``}`` inside a regex literal can throw its end lines off.
+needs instead of the whole file. Python uses :mod:`ast`; JavaScript and
+TypeScript use tree-sitter (a declared dependency: there is no second, regex
+scanner to drift from it).
 
 Each symbol is ``{"name", "kind", "start_line", "end_line"}`` (1-based, inclusive);
 methods are named ``Class.method``. Unsupported languages and Python syntax
@@ -17,7 +14,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import re
 from typing import Any
 
 Symbol = dict[str, Any]
@@ -35,8 +31,7 @@ def symbols_of(path: str, data: bytes) -> list[Symbol]:
         return python_symbols(data, path)
     for exts, grammar in ((JAVASCRIPT, "javascript"), (TYPESCRIPT, "typescript"), (TSX, "tsx")):
         if lower.endswith(exts):
-            parser = _parser(grammar)
-            return _ts_symbols(parser.parse(data)) if parser is not None else scan_js_symbols(data)
+            return _ts_symbols(_parser(grammar).parse(data))
     ext = "." + lower.rsplit(".", 1)[-1] if "." in lower.rsplit("/", 1)[-1] else "(no extension)"
     raise ValueError(f"inspect_symbols knows Python, JavaScript and TypeScript, not {ext} files; use read_file")
 
@@ -83,22 +78,19 @@ def python_symbols(data: bytes, path: str = "<file>") -> list[Symbol]:
 
 
 @functools.cache
-def _parser(grammar: str) -> Any | None:
-    """A tree-sitter parser, or None when the wheels are missing (then the scanner runs)."""
-    try:
-        import tree_sitter
+def _parser(grammar: str) -> Any:
+    """The tree-sitter parser for ``javascript``, ``typescript`` or ``tsx``."""
+    import tree_sitter
 
-        if grammar == "javascript":
-            import tree_sitter_javascript as mod
+    if grammar == "javascript":
+        import tree_sitter_javascript as mod
 
-            lang = mod.language()
-        else:
-            import tree_sitter_typescript as mod  # type: ignore[no-redef]
+        lang = mod.language()
+    else:
+        import tree_sitter_typescript as mod  # type: ignore[no-redef]
 
-            lang = mod.language_tsx() if grammar == "tsx" else mod.language_typescript()
-        return tree_sitter.Parser(tree_sitter.Language(lang))
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return None
+        lang = mod.language_tsx() if grammar == "tsx" else mod.language_typescript()
+    return tree_sitter.Parser(tree_sitter.Language(lang))
 
 
 _FUNCTION_VALUES = {"arrow_function", "function_expression", "function", "generator_function"}
@@ -184,137 +176,4 @@ def _ts_symbols(tree: Any) -> list[Symbol]:
 
     for top in tree.root_node.named_children:
         statement(top, "")
-    return out
-
-
-# -- the fallback scanner ---------------------------------------------------------------------
-
-_ID = r"[A-Za-z_$][\w$]*"
-_FUNC = re.compile(rf"^\s*(?:export\s+)?(?:default\s+)?(?:declare\s+)?(async\s+)?function\b\s*\*?\s*({_ID})")
-_CLASS = re.compile(rf"^\s*(?:export\s+)?(?:default\s+)?(?:declare\s+)?(?:abstract\s+)?class\s+({_ID})")
-_CONST = re.compile(rf"^\s*(?:export\s+)?(?:const|let|var)\s+({_ID})\s*(?::[^=]+)?=\s*(async\s+)?")
-_MODS = r"(?:(?:public|private|protected|static|readonly|override|abstract|async|get|set|declare)\s+)*"
-_METHOD = re.compile(rf"^\s*({_MODS})\*?\s*(#?{_ID})\s*(?:<[^>]*>)?\s*\(")
-_FIELD = re.compile(rf"^\s*({_MODS})(#?{_ID})\s*[?!]?\s*(?::[^=]+)?=\s*(async\s+)?")
-_NOT_METHODS = {"if", "for", "while", "switch", "catch", "function", "return", "with", "super"}
-
-
-def _mask(text: str) -> str:
-    """Blank out strings, template literals and comments (newlines kept) so braces can be counted."""
-    out = list(text)
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "/" and text.startswith("//", i):
-            j = text.find("\n", i)
-            j = n if j == -1 else j
-        elif c == "/" and text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            j = n if j == -1 else j + 2
-        elif c in "'\"`":
-            j = i + 1
-            while j < n and text[j] != c and not (c != "`" and text[j] == "\n"):
-                j += 2 if text[j] == "\\" else 1
-            j = min(j + 1, n)
-            i += 1  # keep the opening quote so `x = "` still reads as a value
-        else:
-            i += 1
-            continue
-        for k in range(i, j):
-            if out[k] != "\n":
-                out[k] = " "
-        i = j
-    return "".join(out)
-
-
-def _match_close(masked: str, i: int, open_: str, close: str) -> int:
-    """Index of the bracket closing the one at ``i`` (end of text when unbalanced)."""
-    depth = 0
-    for j in range(i, len(masked)):
-        if masked[j] == open_:
-            depth += 1
-        elif masked[j] == close:
-            depth -= 1
-            if depth == 0:
-                return j
-    return len(masked) - 1
-
-
-def scan_js_symbols(data: bytes) -> list[Symbol]:
-    """The fallback when tree-sitter is missing: top-level functions, classes, const functions, class members."""
-    masked = _mask(data.decode("utf-8", "replace"))
-    starts = [0]
-    for m in re.finditer("\n", masked):
-        starts.append(m.end())
-
-    def line_of(pos: int) -> int:
-        lo, hi = 0, len(starts) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if starts[mid] <= pos else (lo, mid - 1)
-        return lo + 1
-
-    def end_of_callable(pos: int) -> int:
-        """After a parameter list's '(' : the line where the body (or a bodiless signature) ends."""
-        close = _match_close(masked, pos, "(", ")")
-        rest = re.compile(r"\s*(?::[^{;=]*)?(=>)?\s*([{;]?)").match(masked, close + 1)
-        assert rest is not None
-        if rest.group(2) == "{":
-            return line_of(_match_close(masked, rest.end() - 1, "{", "}"))
-        if rest.group(1):  # arrow with an expression body: ends at the ';' or the line's end
-            semi = masked.find(";", rest.end())
-            nl = masked.find("\n", rest.end())
-            stops = [p for p in (semi, nl) if p != -1]
-            return line_of(min(stops) if stops else len(masked) - 1)
-        return line_of(rest.end())
-
-    def value_end(pos: int) -> int | None:
-        """If a function value starts at ``pos``: its last line, else None."""
-        m = re.compile(rf"function\b\s*\*?\s*(?:{_ID})?\s*(?=\()|(\()|({_ID})\s*=>").match(masked, pos)
-        if m is None:
-            return None
-        if m.group(2):  # x => …
-            return end_of_callable_arrow(m.end())
-        paren = m.end() - 1 if m.group(1) else masked.find("(", m.end())
-        close = _match_close(masked, paren, "(", ")")
-        if m.group(1) and not re.compile(r"\s*(?::[^{;=]*)?=>").match(masked, close + 1):
-            return None  # a parenthesised expression, not an arrow function
-        return end_of_callable(paren)
-
-    def end_of_callable_arrow(pos: int) -> int:
-        brace = re.compile(r"\s*\{").match(masked, pos)
-        if brace:
-            return line_of(_match_close(masked, brace.end() - 1, "{", "}"))
-        semi, nl = masked.find(";", pos), masked.find("\n", pos)
-        stops = [p for p in (semi, nl) if p != -1]
-        return line_of(min(stops) if stops else len(masked) - 1)
-
-    out: list[Symbol] = []
-    classes: list[tuple[str, int, int, int]] = []  # (name, body open, body close, member depth)
-    depth = 0
-    for lineno, start in enumerate(starts, 1):
-        end = starts[lineno] if lineno < len(starts) else len(masked)
-        line = masked[start:end]
-        owner = next((c for c in classes if c[1] < start <= c[2] and depth == c[3]), None) if classes else None
-        if depth == 0:
-            if m := _FUNC.match(line):
-                paren = masked.find("(", start + m.end())
-                kind = "async function" if m.group(1) else "function"
-                out.append(_sym(m.group(2), kind, lineno, end_of_callable(paren) if paren != -1 else lineno))
-            elif m := _CLASS.match(line):
-                brace = masked.find("{", start + m.end())
-                close = _match_close(masked, brace, "{", "}") if brace != -1 else start
-                out.append(_sym(m.group(1), "class", lineno, line_of(close)))
-                classes.append((m.group(1), brace, close, 1))
-            elif (m := _CONST.match(line)) and (last := value_end(start + m.end())) is not None:
-                out.append(_sym(m.group(1), "async function" if m.group(2) else "function", lineno, last))
-        elif owner is not None:
-            if (m := _METHOD.match(line)) and m.group(2) not in _NOT_METHODS:
-                kind = "async method" if "async" in m.group(1).split() else "method"
-                out.append(_sym(f"{owner[0]}.{m.group(2)}", kind, lineno, end_of_callable(start + m.end() - 1)))
-            elif (m := _FIELD.match(line)) and (last := value_end(start + m.end())) is not None:
-                kind = "async method" if m.group(3) else "method"
-                out.append(_sym(f"{owner[0]}.{m.group(2)}", kind, lineno, last))
-        depth += line.count("{") - line.count("}")
-        depth = max(depth, 0)
     return out

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from adapters.symbols import _parser, scan_js_symbols, symbols_of
+from adapters.symbols import symbols_of
 from kodr_core.tools import run_tool
 
 PY = b'''\
@@ -148,33 +148,14 @@ def test_typescript_symbols():
     assert got["Shape"] == ("class", 14, 22)
     assert got["Shape.area"] == ("method", 17, 17)
     assert got["Shape.describe"] == ("async method", 19, 21)
-    if _parser("typescript") is not None:  # tree-sitter also sees types
-        assert got["Point"] == ("interface", 1, 4) and got["Id"] == ("type", 6, 6)
+    assert got["Point"] == ("interface", 1, 4) and got["Id"] == ("type", 6, 6)  # tree-sitter sees types too
 
 
 def test_tsx_and_commonjs_exports():
     tsx = b"export function App(): JSX.Element {\n  return <div>{1}</div>;\n}\n"
     assert by_name(symbols_of("src/App.tsx", tsx)) == {"App": ("function", 1, 3)}
     cjs = b"exports.sum = function (a, b) {\n  return a + b;\n};\n"
-    if _parser("javascript") is not None:
-        assert by_name(symbols_of("lib.cjs", cjs)) == {"exports.sum": ("function", 1, 3)}
-
-
-@pytest.mark.parametrize("source", [JS, TS], ids=["js", "ts"])
-def test_fallback_scanner_agrees_on_functions_classes_and_methods(source):
-    """The scanner runs when tree-sitter is missing; it must find the same callables."""
-    scanned = by_name(scan_js_symbols(source))
-    parsed = {
-        k: v
-        for k, v in by_name(symbols_of("x.ts" if source is TS else "x.js", source)).items()
-        if v[0] not in ("interface", "type", "enum")
-    }
-    assert scanned == parsed
-
-
-def test_tree_sitter_is_installed():
-    """It is a declared dependency; the scanner is only a fallback."""
-    assert _parser("javascript") is not None and _parser("typescript") is not None and _parser("tsx") is not None
+    assert by_name(symbols_of("lib.cjs", cjs)) == {"exports.sum": ("function", 1, 3)}
 
 
 def test_unsupported_language():
