@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from kodr_core.dependency_dirs import is_dependency_path
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _WIN_ABS = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # node:, http:, webpack:, … (not C:)
-_IGNORED_PARTS = {"node_modules", "site-packages", "dist-packages", ".venv", "__pypackages__"}
 
 # Locations that name the test file a failure belongs to.
 _TEST_LOCATIONS = [
@@ -113,7 +114,7 @@ def normalise_path(raw: str, workspace_root: str, existing: Collection[str] | No
         rel = p
     rel = posixpath.normpath(rel)
     parts = rel.split("/")
-    if rel in (".", "") or parts[0] == ".." or _IGNORED_PARTS.intersection(parts):
+    if rel in (".", "") or parts[0] == ".." or is_dependency_path(parts):
         return None
     if existing is None or rel in existing:
         return rel

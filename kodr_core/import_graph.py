@@ -40,23 +40,19 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from kodr_core.dependency_dirs import is_dependency_path
+
 Read = Callable[[str], bytes | None]
 
 JS_EXTS = (".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".mts", ".cts")
 MAX_CLOSURE_FILES = 400
 MAX_READ_BYTES = 2 * 1024 * 1024  # a bigger file is in the closure but not followed
-_DEPENDENCY_DIRS = {"node_modules", ".venv", "venv", "site-packages", ".git", ".kodr", "__pycache__"}
 _JS_SPEC = re.compile(
     r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*|\bexport\s*\*\s*from\s*)(['"`])(?P<spec>[^'"`\n]+)\1"""
 )
 _SOURCE_MAP = re.compile(r"[#@]\s*sourceMappingURL=(?P<url>[^\s'\"*]+)\s*(?:\*/)?\s*$")
 _PY_FROM = re.compile(r"^\s*from\s+(?P<dots>\.*)(?P<mod>[\w.]*)\s+import\s+\(?(?P<names>[\w\s,]+)", re.MULTILINE)
 _PY_IMPORT = re.compile(r"^\s*import\s+(?P<mods>[\w.]+(?:\s*,\s*[\w.]+)*)", re.MULTILINE)
-
-
-def is_dependency_path(path: str) -> bool:
-    """Installed dependencies and tool directories: never part of the project's closure."""
-    return bool(_DEPENDENCY_DIRS.intersection(path.split("/")))
 
 
 def _decode(data: bytes | None) -> str | None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kodr_core.dependency_dirs import is_dependency_path
 from kodr_core.failures import failures_from, is_test_path, short_stack
 from kodr_core.import_graph import Closure, import_closure, own_package_name
 from kodr_core.import_graph import imports_of as graph_imports
@@ -34,7 +35,7 @@ STACK_LINES = 8
 
 JS_EXTS = (".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".mts", ".cts")
 _TEST_DIRS = ("test", "tests", "__tests__", "spec", "specs")
-_SKIP_DIRS = {"node_modules", ".venv", "venv", "site-packages", "dist", "build", ".git", ".kodr"}
+_BUILD_DIRS = {"dist", "build"}  # built output: its source is what a repair should see
 _JS_TEST = re.compile(r"^(?P<stem>.+?)[.\-_](?:test|spec)(?P<ext>\.[cm]?[jt]sx?)$")
 _JS_TEST_PREFIX = re.compile(r"^test[-_](?P<stem>.+?)(?P<ext>\.[cm]?[jt]sx?)$")  # node's test-X.js
 _FENCE_LANG = {".py": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
@@ -49,7 +50,8 @@ def _ext(path: str) -> str:
 
 
 def _skipped(path: str) -> bool:
-    return bool(_SKIP_DIRS.intersection(path.split("/")))
+    parts = path.split("/")
+    return is_dependency_path(parts) or not _BUILD_DIRS.isdisjoint(parts)
 
 
 def _tested_stem(path: str) -> tuple[str, str] | None:
