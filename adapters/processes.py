@@ -357,9 +357,11 @@ class SubprocessRunner:
                 proc.wait()
             duration_ms = int((time.monotonic() - t0) * 1000)
             finished_at = utc_now()
-            if not timed_out:
+            # In the sandbox the step's processes live in its own PID namespace, which the
+            # kernel empties when bwrap exits: nothing can be left over, so no /proc scans.
+            if not timed_out and not sandboxed:
                 terminate_group(proc.pid, self.leftover_grace_s)
-            if step_key:  # leftovers that left the group (setsid) but kept the tag
+            if step_key and not sandboxed:  # leftovers that left the group (setsid) but kept the tag
                 self.kill_orphans(step_key)
             stdout = read_capped(out, self.head_bytes, self.tail_bytes)
             stderr = read_capped(err, self.head_bytes, self.tail_bytes)
