@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from adapters.artifacts import ArtifactWriter, run_dir
+from adapters.artifacts import run_dir
+from adapters.bootstrap import build_engine
 from adapters.scripted_model import ScriptedModel
-from adapters.toolchain import ProcessToolchain
 from adapters.workspace import DiskWorkspace
-from kodr_core.engine import Engine, Observer
+from kodr_core.engine import Observer
 from kodr_core.explain import explain, render_text
 from kodr_core.options import RunOptions
 from kodr_core.states import State
@@ -98,16 +98,9 @@ def run_demo(keep: str | None, as_json: bool, observer: Observer | None = None) 
     root = Path(keep).resolve() if keep else Path(tempfile.mkdtemp(prefix="kodr-demo-"))
     make_sample(root)
     store = open_store(default_url(root))
-    workspace = DiskWorkspace(root)
-    engine = Engine(
-        store,
-        workspace,
-        ProcessToolchain(),
-        ScriptedModel(SCRIPT),
-        artifacts=ArtifactWriter(root, store),
-        observer=observer,
-    )
     options = RunOptions(provider="scripted", install=True, heal=True, test_command="npm test", max_turns=2)
+    # wired as every run is (sandbox, dependency sources, secret scrubbing): the demo shows the real thing
+    engine = build_engine(store, DiskWorkspace(root), ScriptedModel(SCRIPT), options, store=store, observer=observer)
     if not as_json:
         print(f"kodr demo: sample project in {root}", flush=True)
     run_id = engine.request(TASK, options)
