@@ -160,6 +160,12 @@ def _driver_errors(statement: str) -> Iterator[None]:
         raise err from exc
 
 
+def _lost_race(run_id: str, expected_seq: int) -> ConcurrencyConflict:
+    return ConcurrencyConflict(
+        f"run {run_id}: seq {expected_seq + 1} was appended by another writer; this process no longer owns the run"
+    )
+
+
 @contextmanager
 def _lost_insert_race(run_id: str, expected_seq: int) -> Iterator[None]:
     """A unique violation on (run_id, seq): another writer appended that seq first."""
@@ -168,9 +174,7 @@ def _lost_insert_race(run_id: str, expected_seq: int) -> Iterator[None]:
     except sa_exc.IntegrityError as exc:
         if not _is_unique_violation(exc):
             raise
-        raise ConcurrencyConflict(
-            f"run {run_id}: seq {expected_seq + 1} was appended by another writer; this process no longer owns the run"
-        ) from exc
+        raise _lost_race(run_id, expected_seq) from exc
 
 
 def utc_iso(dt: datetime) -> str:
@@ -408,10 +412,7 @@ class EventStore(StoreReader):
         if err is None:
             return exc
         if isinstance(err, sa_exc.IntegrityError) and _is_unique_violation(err):
-            return ConcurrencyConflict(
-                f"run {run_id}: seq {expected_seq + 1} was appended by another writer; "
-                "this process no longer owns the run"
-            )
+            return _lost_race(run_id, expected_seq)
         if isinstance(err, (sa_exc.DBAPIError, sa_exc.ArgumentError, sa_exc.NoSuchModuleError)):
             return unavailable(err, self.url, self.busy_timeout_ms) or err
         return err
