@@ -361,10 +361,11 @@ class Engine:
         schema = None if step.purpose == "plan" else proposal_json_schema()
         request = ChatRequest(messages=messages, response_schema=schema)
         key = step_key(run, "model", step.turn)
-        request_blob = self.log.put_blob(
-            _json_bytes({"messages": messages, "response_schema": request.response_schema})
-        )
-        context_blob = self.log.put_blob(_json_bytes(context)) if context is not None else None
+        blobs = [_json_bytes({"messages": messages, "response_schema": request.response_schema})]
+        if context is not None:
+            blobs.append(_json_bytes(context))
+        shas = self.log.put_blobs(blobs)  # one transaction for the request and its context
+        request_blob, context_blob = shas[0], (shas[1] if context is not None else None)
         allowed = list(context.get("allowed_paths", [])) if context else []
         run = self._append(
             run,
