@@ -11,8 +11,8 @@ from store.location import ensure_kodr_dir
 if TYPE_CHECKING:  # `kodr show` needs only run_dir: the renderer is imported when it renders
     from collections.abc import Sequence
 
+    from kodr_core.artifacts import BlobReader
     from kodr_core.events import RecordedEvent
-    from kodr_core.ports import EventLog
 
 
 def run_dir(workspace: str | os.PathLike[str], run_id: str) -> Path:
@@ -24,16 +24,17 @@ class ArtifactWriter:
     (``head.json``, :mod:`store.anchors`) shares the directory but is not an artifact:
     it is evidence kept outside the database, so this writer never writes or removes it."""
 
-    def __init__(self, workspace: str | os.PathLike[str], log: EventLog) -> None:
+    def __init__(self, workspace: str | os.PathLike[str], get_blob: BlobReader) -> None:
+        """``get_blob`` reads the blobs the events name: a writing store's or a read-only reader's."""
         self.workspace = Path(workspace)
-        self.log = log
+        self.get_blob = get_blob
 
     def refresh(self, run_id: str, records: Sequence[RecordedEvent]) -> None:
         from kodr_core.artifacts import render
 
         ensure_kodr_dir(self.workspace / ".kodr")
         base = run_dir(self.workspace, run_id)
-        for rel, data in render(run_id, records, self.log.get_blob).items():
+        for rel, data in render(run_id, records, self.get_blob).items():
             target = base / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(target.suffix + ".tmp")

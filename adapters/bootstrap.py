@@ -137,7 +137,7 @@ def build_engine(
         workspace,
         toolchain,
         ScrubbingModel(model, scrubber) if model is not None else None,
-        artifacts=ArtifactWriter(workspace.root, store),
+        artifacts=ArtifactWriter(workspace.root, store.get_blob),
         observer=observer,
         sources=toolchain.sources,
     )

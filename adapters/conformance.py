@@ -1,8 +1,8 @@
 """Static proof that each adapter satisfies the core port it is wired into.
 
-Nothing here runs: ``mypy`` checks these assignments (``.ci/run`` passes this file
-to it beside the strict packages), so an adapter whose signature drifts from its
-port in :mod:`kodr_core.ports` fails the static gate instead of a run.
+Nothing here runs: ``mypy`` checks these assignments (``.ci/run`` type-checks
+``adapters``), so an adapter whose signature drifts from its port in
+:mod:`kodr_core.ports` fails the static gate instead of a run.
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from kodr_core.events import Event, RecordedEvent
+from kodr_core.ports import EventLog
 
 ENV = "KODR_FAULT"
 
@@ -32,13 +34,13 @@ class InjectedCrash(BaseException):
 class FaultyLog:
     """The store with a crash at one seq; ``hard`` exits the process, else InjectedCrash is raised."""
 
-    def __init__(self, inner, when: str, seq: int, *, hard: bool = True) -> None:
+    def __init__(self, inner: EventLog, when: str, seq: int, *, hard: bool = True) -> None:
         self.inner = inner
         self.when = when
         self.seq = seq
         self.hard = hard
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def append(self, run_id: str, expected_seq: int, events: Sequence[Event]) -> list[RecordedEvent]:
@@ -58,6 +60,6 @@ class FaultyLog:
         os._exit(137)
 
 
-def wrap(log, env: dict[str, str] | None = None):
+def wrap(log: EventLog, env: dict[str, str] | None = None) -> EventLog:
     spec = parse((env if env is not None else os.environ).get(ENV))
     return FaultyLog(log, *spec) if spec else log

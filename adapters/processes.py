@@ -175,7 +175,7 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def terminate_group(pgid: int, grace_s: float, proc: subprocess.Popen | None = None) -> bool:
+def terminate_group(pgid: int, grace_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
     """SIGTERM the group, SIGKILL it if anything is alive after ``grace_s``.
 
     Returns True if any member was alive. ``proc`` (the leader) is reaped as we go,
@@ -202,7 +202,7 @@ def terminate_group(pgid: int, grace_s: float, proc: subprocess.Popen | None = N
     return True
 
 
-def wait_exit(proc: subprocess.Popen, timeout_s: float) -> bool:
+def wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
     """Wait for ``proc`` to exit, at most ``timeout_s``; True if it did (and is reaped).
 
     ``Popen.wait(timeout=...)`` polls with sleeps of up to 50 ms, so every step's exit
@@ -234,7 +234,7 @@ def tagged_pids(step_key: str) -> list[int]:
     """Pids whose initial environment carries ``KODR_STEP_KEY=<step_key>``."""
     needle = f"{STEP_KEY_VAR}={step_key}".encode()
     me = os.getpid()
-    found = []
+    found: list[int] = []
     if not os.path.isdir("/proc"):
         return found
     for name in os.listdir("/proc"):

@@ -7,7 +7,7 @@ and runs the real install and tests, then reports where today's run diverges.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ def records_from_file(path: str | Path) -> tuple[str, list[ev.RecordedEvent]]:
 
 
 def materialize(
-    records: Sequence[ev.RecordedEvent], get_blob, target: Path, at_seq: int | None = None
+    records: Sequence[ev.RecordedEvent], get_blob: Callable[[str], bytes], target: Path, at_seq: int | None = None
 ) -> dict[str, str]:
     """Write the workspace files as the history says they were at ``at_seq`` (default: the end)."""
     chosen = [r for r in records if at_seq is None or r.seq <= at_seq]
@@ -76,7 +76,7 @@ class RecordedModel:
         )
 
 
-def recorded_replies(records: Sequence[ev.RecordedEvent], get_blob) -> list[dict[str, Any]]:
+def recorded_replies(records: Sequence[ev.RecordedEvent], get_blob: Callable[[str], bytes]) -> list[dict[str, Any]]:
     out = []
     for r in records:
         if isinstance(r.event, ev.ModelCallCompleted):

@@ -89,7 +89,7 @@ def _parser(grammar: str) -> Any:
     else:
         import tree_sitter_typescript as mod  # type: ignore[no-redef]
 
-        lang = mod.language_tsx() if grammar == "tsx" else mod.language_typescript()
+        lang = mod.language_tsx() if grammar == "tsx" else mod.language_typescript()  # type: ignore[attr-defined]
     return tree_sitter.Parser(tree_sitter.Language(lang))
 
 

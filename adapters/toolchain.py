@@ -31,14 +31,14 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from adapters.processes import SubprocessRunner, utc_now
 from kodr_core.ports import ProcessResult
 from kodr_core.results import Confinement, InstallResult, TestResult, build_install_json, build_tests_json
 from kodr_core.runners import report_from_outputs
 from kodr_core.sources import DEFAULT_SOURCES, DependencySources
-from kodr_core.test_command import TestCommand, plan_test_run, script_name
+from kodr_core.test_command import TestCommand, TestKind, plan_test_run, script_name
 
 
 def find_uv() -> str | None:
@@ -183,6 +183,7 @@ class ProcessToolchain:
         step_key: str,
         only_files: Sequence[str] = (),
     ) -> tuple[TestResult, bytes]:
+        command = TestCommand(list(argv), cast(TestKind, kind))  # the kind the allowlist parsed it as
         tmp = tempfile.mkdtemp(prefix="kodr-junit-")
         try:
             junit = os.path.join(tmp, "junit.xml")
@@ -190,14 +191,12 @@ class ProcessToolchain:
             if kind == "npm":
                 try:
                     script = (
-                        json.loads(Path(cwd, "package.json").read_text())
-                        .get("scripts", {})
-                        .get(script_name(TestCommand(list(argv), kind)))
+                        json.loads(Path(cwd, "package.json").read_text()).get("scripts", {}).get(script_name(command))
                     )  # the script this command runs
                 except (OSError, ValueError, AttributeError):
                     script = None
             run_argv, env = plan_test_run(
-                TestCommand(list(argv), kind),
+                command,
                 junit,
                 list(only_files) or None,
                 script=script,

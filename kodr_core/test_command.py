@@ -48,6 +48,9 @@ from typing import Any, Literal
 
 from kodr_core.errors import RefusedInput, UsageError
 
+#: The runners an allowed test command belongs to.
+TestKind = Literal["npm", "node", "pytest", "npx", "unittest"]
+
 ALLOWED = (
     "npm test [-- args]",
     "npm run <script> [-- args]",
@@ -193,7 +196,7 @@ class TestCommand:
     __test__ = False  # not a pytest test class
 
     argv: list[str]
-    kind: Literal["npm", "node", "pytest", "npx", "unittest"]
+    kind: TestKind
 
     def __str__(self) -> str:
         return shlex.join(self.argv)

@@ -61,6 +61,7 @@ def replay(
     """Check a run's history against today's machine (no side effects) and print its timeline."""
     from adapters import replay as rp
     from kodr_core.errors import UsageError
+    from kodr_core.replay import check
 
     if bool(run_ref) == bool(history_file):
         raise UsageError("give one RUN, or --file FILE")
@@ -87,7 +88,7 @@ def replay(
         run_id = records[0].run_id if records else str(run_ref)
     if at_seq is not None and at_seq > len(records):
         raise UsageError(f"--at {at_seq}: run {run_id} has {len(records)} events (give 1..{len(records)})")
-    report = rp.check(run_id, records)
+    report = check(run_id, records)
     out: dict[str, Any] = {
         "run_id": run_id,
         "events": report.events,

@@ -242,7 +242,7 @@ def artifacts(ctx: click.Context, run_ref: str, ws: str | None) -> None:
     from adapters.artifacts import ArtifactWriter, run_dir
 
     app, records, run = load(ctx, ws, run_ref)
-    ArtifactWriter(str(app.root), app.store).refresh(run.run_id, records)
+    ArtifactWriter(str(app.root), app.store.get_blob).refresh(run.run_id, records)
     click.echo(str(run_dir(str(app.root), run.run_id)))
 
 

@@ -195,7 +195,7 @@ def console() -> None:
     except SystemExit as exc:
         code = exc.code
     if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
-        sys.exit(code)
+        raise SystemExit(code)
     if code is None:
         code = 0
     elif not isinstance(code, int):

@@ -216,7 +216,7 @@ def _engine(ws: Path, log, store):
     from adapters.workspace import DiskWorkspace
     from kodr_core.engine import Engine
 
-    return Engine(log, DiskWorkspace(ws), _Toolchain(), _Model(), artifacts=ArtifactWriter(ws, store))
+    return Engine(log, DiskWorkspace(ws), _Toolchain(), _Model(), artifacts=ArtifactWriter(ws, store.get_blob))
 
 
 def _in_process_run(ws: Path, fault: tuple[str, int] | None) -> str | None:
