@@ -29,7 +29,7 @@ from store.location import (  # where the store is, found without SQLAlchemy: re
     ensure_kodr_dir,
     normalise_url,
 )
-from store.queries import HEAD_REVISION, REVISIONS, schema_refusal
+from store.queries import HEAD_REVISION, REVISIONS, Sql, schema_refusal
 from store.reader import unsupported_url
 
 if TYPE_CHECKING:  # alembic is imported when a schema is checked or migrated: read-only commands start faster
@@ -84,7 +84,7 @@ def _current(conn: sa.Connection) -> tuple[str, ...]:
     """The schema's revisions, read as alembic stores them: alembic is imported only to migrate."""
     if not sa.inspect(conn).has_table("alembic_version"):
         return ()
-    return tuple(str(r[0]) for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version"))
+    return tuple(str(r[0]) for r in conn.exec_driver_sql(Sql.revision))
 
 
 def _run_alembic(engine: sa.Engine, action: str, revision: str) -> None:
@@ -188,7 +188,7 @@ def open_store(
         with translated(_url_of(engine), busy_timeout_ms):
             with engine.connect() as conn:
                 current = _current(conn)
-            if current != (head,) and auto_migrate and (not current or set(current) <= _known()):
+            if current != (head,) and auto_migrate and (not current or set(current) <= set(REVISIONS)):
                 _run_alembic(engine, "upgrade", "head")
                 with engine.connect() as conn:
                     current = _current(conn)
@@ -205,7 +205,3 @@ def open_store(
         audit_key=audit_key(),
         anchors=default_anchors(_url_of(engine), anchor_dir),
     )
-
-
-def _known() -> set[str]:
-    return set(REVISIONS)
