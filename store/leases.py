@@ -150,19 +150,24 @@ def check_fence(conn: sa.Connection, lease: Lease) -> RunLocked | None:
     return None if row is not None else _lost(conn, lease)
 
 
+def claimable(now: float) -> sa.ColumnElement[bool]:
+    """A run a worker may claim at ``now``: not terminal, and its lease free or expired."""
+    return sa.and_(
+        runs.c.state.not_in(_TERMINAL),
+        sa.or_(
+            runs.c.lease_owner.is_(None),
+            runs.c.lease_expires_at.is_(None),
+            runs.c.lease_expires_at <= now,
+        ),
+    )
+
+
 def claim_next(conn: sa.Connection, owner: str, ttl_s: float, now: float | None = None) -> Lease | None:
-    """Claim the longest-idle non-terminal run whose lease is free or expired, if any."""
+    """Claim the longest-idle claimable run, if any."""
     now = time.time() if now is None else now
     row = conn.execute(
         _lease_cols()
-        .where(
-            runs.c.state.not_in(_TERMINAL),
-            sa.or_(
-                runs.c.lease_owner.is_(None),
-                runs.c.lease_expires_at.is_(None),
-                runs.c.lease_expires_at <= now,
-            ),
-        )
+        .where(claimable(now))
         .order_by(runs.c.updated_at, runs.c.run_id)
         .limit(1)
         .with_for_update(skip_locked=True)

@@ -25,13 +25,11 @@ import sqlalchemy as sa
 from kodr_core.errors import ConcurrencyConflict, RunNotFound
 from kodr_core.events import Event, RecordedEvent
 from kodr_core.ports import RunRow, StepTiming, Writer
-from kodr_core.states import TERMINAL
 from store.event_store import EventStore
-from store.leases import Lease
+from store.leases import Lease, claimable
 from store.schema import events as event_rows
 from store.schema import runs
 
-_TERMINAL = sorted(s.value for s in TERMINAL)
 _TIMED = ("InstallFinished", "TestsFinished", "ModelCallCompleted", "ModelCallFailed")
 
 
@@ -152,21 +150,7 @@ class RunQueue:
         """Non-terminal runs nobody holds a live lease on: what a worker would claim next."""
         now = time.time() if now is None else now
         with self.store.transaction() as conn:
-            return int(
-                conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(runs)
-                    .where(
-                        runs.c.state.not_in(_TERMINAL),
-                        sa.or_(
-                            runs.c.lease_owner.is_(None),
-                            runs.c.lease_expires_at.is_(None),
-                            runs.c.lease_expires_at <= now,
-                        ),
-                    )
-                ).scalar()
-                or 0
-            )
+            return int(conn.execute(sa.select(sa.func.count()).select_from(runs).where(claimable(now))).scalar() or 0)
 
     def heal_turns(self) -> int:
         with self.store.transaction() as conn:
