@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import socket
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from store.event_store import EventStore
 from store.hashchain import GENESIS, canonical_bytes, chain_hash, verify_chain
 from store.schema import PROJECTION_COLUMNS
 from store.schema import events as events_table
+from tests.support.stores import is_pg, write_locked
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -56,11 +56,6 @@ PROPOSE = changed("requested", "proposing", "propose")
 def new_run(store: EventStore, run_id: str = "run-1", task: str = "add a greeting") -> str:
     store.append(run_id, 0, [requested(task)])
     return run_id
-
-
-def is_pg(store_or_url) -> bool:
-    url = store_or_url.url if isinstance(store_or_url, EventStore) else store_or_url
-    return sa.make_url(url).get_backend_name() == "postgresql"
 
 
 def drop_trigger(store: EventStore, name: str) -> None:
@@ -369,16 +364,7 @@ def test_concurrent_put_blob_is_race_safe(store):
 
 def test_locked_past_the_busy_timeout_is_store_unavailable(store):
     new_run(store)
-    if is_pg(store):
-        blocker = sa.create_engine(store.url)
-        conn = blocker.connect()
-        conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
-        release = conn.rollback
-    else:
-        raw = sqlite3.connect(sa.make_url(store.url).database, isolation_level=None)
-        raw.execute("BEGIN IMMEDIATE")
-        release = raw.rollback
-    try:
+    with write_locked(store.url):
         impatient = open_store(store.url, busy_timeout_ms=200)
         start = time.monotonic()
         with pytest.raises(StoreUnavailable, match="is locked") as info:
@@ -386,11 +372,6 @@ def test_locked_past_the_busy_timeout_is_store_unavailable(store):
         assert time.monotonic() - start < 4
         assert "200 ms" in str(info.value)
         impatient.close()
-    finally:
-        release()
-        if is_pg(store):
-            conn.close()
-            blocker.dispose()
     store.append("run-1", 1, [PROPOSE])  # and it works once the lock is gone
 
 

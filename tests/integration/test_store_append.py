@@ -3,7 +3,6 @@ connection), on SQLite and PostgreSQL: it must judge and fail exactly as the rea
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 
 import pytest
@@ -15,10 +14,7 @@ from kodr_core.errors import ConcurrencyConflict, IllegalTransition, StoreUnavai
 from store.database import open_store
 from store.event_store import EventStore
 from store.schema import PROJECTION_COLUMNS
-
-
-def is_pg(store: EventStore) -> bool:
-    return sa.make_url(store.url).get_backend_name() == "postgresql"
+from tests.support.stores import write_locked
 
 
 def changed(frm: str, to: str, trigger: str, **kw: object) -> ev.StateChanged:
@@ -118,24 +114,9 @@ def test_a_lock_held_past_the_timeout_on_the_held_path_is_store_unavailable(stor
     impatient = open_store(store.url, busy_timeout_ms=200)
     try:
         seq = started("run-1", impatient)  # the next append takes the held path
-        if is_pg(store):
-            blocker = sa.create_engine(store.url)
-            conn = blocker.connect()
-            conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
-            release = conn.rollback
-        else:
-            raw = sqlite3.connect(sa.make_url(store.url).database, isolation_level=None)
-            raw.execute("BEGIN IMMEDIATE")
-            release = raw.rollback
-        try:
-            with pytest.raises(StoreUnavailable, match="is locked") as info:
-                impatient.append("run-1", seq, plan(1))
-            assert "200 ms" in str(info.value)
-        finally:
-            release()
-            if is_pg(store):
-                conn.close()
-                blocker.dispose()
+        with write_locked(store.url), pytest.raises(StoreUnavailable, match="is locked") as info:
+            impatient.append("run-1", seq, plan(1))
+        assert "200 ms" in str(info.value)
         impatient.append("run-1", seq, plan(1))  # nothing of the failed one was kept
         assert_intact(store, "run-1", seq + 1)
     finally:
