@@ -217,8 +217,6 @@ def apply(run: Run, rec: ev.RecordedEvent) -> Run:
             t = run.turn_at(e.turn)
             return run.with_turn(e.turn, rejected=t.rejected + (e.error,))
         case ev.ProposalAccepted():
-            if e.purpose == "plan":
-                run = _evolve(run, plan=e.plan)
             return run.with_turn(e.turn, proposal=e)
         case ev.WritesStarted():
             return _started(run, "writes", e)

@@ -1,14 +1,16 @@
 """Event types: defined once, immutable, versioned.
 
 Everything else (the fold, the projection, artifacts, ``explain``) is derived
-from these. A new field gets a default; a changed meaning gets a new VERSION and
-an upcaster in :func:`decode`. Results of processes are kept as plain dicts in the
+from these. A new field gets a default; a field removed or a meaning changed gets a
+new VERSION and an entry in :data:`UPCASTERS`, which :func:`decode` applies to older
+stored payloads. Results of processes are kept as plain dicts in the
 shape of ``install.json`` / ``tests.json`` (camelCase keys), since that is what the
 artifacts show.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -124,11 +126,11 @@ class ProposalRejected(Event):
 
 class ProposalAccepted(Event):
     TYPE = "ProposalAccepted"
+    VERSION = 2  # v1 also had ``plan``, always null: a plan is a PlanRecorded event
     purpose: str
     turn: int
     summary: str = ""
     files: list[dict[str, Any]] = Field(default_factory=list)  # {path, sha256, bytes}
-    plan: str | None = None
 
 
 class WritesStarted(Event):
@@ -251,11 +253,29 @@ class UnknownEvent(StoreCorrupt, ValueError):
     """A stored event this kodr cannot decode (unknown type, or a newer version)."""
 
 
+def _proposal_accepted_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: drop ``plan``, which no kodr ever set (the stored bytes keep it, and verify)."""
+    if data.get("plan") is not None:
+        raise UnknownEvent("ProposalAccepted v1 carries a plan, which no kodr ever wrote")
+    return {k: v for k, v in data.items() if k != "plan"}
+
+
+#: (type, version) -> the payload one version up. Stored bodies are never rewritten: they
+#: are hashed; an old event is upcast each time it is read.
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("ProposalAccepted", 1): _proposal_accepted_v1,
+}
+
+
 def decode(type_: str, version: int, data: dict[str, Any]) -> Event:
-    """Rebuild an event from storage; the place where upcasters go when versions change."""
+    """Rebuild an event from storage, upcasting an older version to the current one."""
     cls = EVENT_TYPES.get(type_)
     if cls is None:
         raise UnknownEvent(f"unknown event type {type_!r}")
     if version > cls.VERSION:
         raise UnknownEvent(f"{type_} v{version} is newer than this kodr understands (v{cls.VERSION})")
+    if version < 1:
+        raise UnknownEvent(f"{type_} v{version} is not a version")
+    for v in range(version, cls.VERSION):
+        data = UPCASTERS[(type_, v)](data)
     return cls.model_validate(data)

@@ -470,8 +470,10 @@ def test_database_url_and_normalisation(tmp_path, monkeypatch):
         ("PlanRecorded", 1, "not json", "cannot decode its PlanRecorded event"),
         ("PlanRecorded", 1, '{"data": {"plan": 5}}', "cannot decode its PlanRecorded event"),
         ("PlanRecorded", 1, '{"no": "data"}', "cannot decode its PlanRecorded event"),
+        ("PlanRecorded", 0, '{"data": {"plan": "p"}}', "PlanRecorded v0 is not a version"),
+        ("ProposalAccepted", 1, '{"data": {"purpose": "plan", "turn": 0, "plan": "p"}}', "v1 carries a plan"),
     ],
-    ids=["unknown-type", "newer-version", "not-json", "invalid-field", "no-data"],
+    ids=["unknown-type", "newer-version", "not-json", "invalid-field", "no-data", "version-0", "v1-with-a-plan"],
 )
 def test_an_undecodable_event_is_store_corrupt_naming_run_and_seq(store, type_, version, body, says):
     new_run(store)
