@@ -326,15 +326,16 @@ class Engine:
         if step.purpose != "repair":
             files = sorted(run.manifest)
             return proposal_messages(run.task, files, read, plan=o.plan), None
-        final = run.turns[step.turn - 1].final_tests
-        prev = final.dump() if final is not None else {}  # the repair context reads tests.json's shape
+        prev = run.turns[step.turn - 1].final_tests
         log = b""
-        if prev.get("logBlob"):
+        if prev is not None and prev.log_blob:
             try:
-                log = self.log.get_blob(prev["logBlob"])
+                log = self.log.get_blob(prev.log_blob)
             except KeyError:
                 log = b""
-        raw = log.decode("utf-8", "replace") or (prev.get("stdoutTail", "") + "\n" + prev.get("stderrTail", ""))
+        raw = log.decode("utf-8", "replace") or (
+            f"{prev.stdout_tail}\n{prev.stderr_tail}" if prev is not None else "\n"
+        )
         known = set(run.manifest)
         paths = failing_paths(prev, raw, self.workspace.root, known)
         budget = o.context_budget_bytes

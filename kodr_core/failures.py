@@ -18,10 +18,13 @@ import posixpath
 import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from kodr_core.dependency_dirs import is_dependency_path
+
+if TYPE_CHECKING:
+    from kodr_core.results import TestResult
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _WIN_ABS = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
@@ -194,7 +197,7 @@ def _resolve(ref: _Ref, root: str, existing: Collection[str]) -> str | None:
 
 
 def failing_paths(
-    tests_json: dict[str, Any] | None, raw_output: str, workspace_root: str, existing: Collection[str]
+    result: TestResult | None, raw_output: str, workspace_root: str, existing: Collection[str]
 ) -> list[str]:
     """Workspace files the failures point at, most relevant first, each once.
 
@@ -203,11 +206,10 @@ def failing_paths(
     frames in stack order (innermost first). Only paths in ``existing`` survive.
     """
     refs: list[_Ref] = []
-    for f in (tests_json or {}).get("failures") or []:
-        if f.get("file"):
-            refs.append(_Ref((str(f["file"]),), test=True))
-        text = "\n".join(str(f.get(k) or "") for k in ("stack", "message"))
-        refs.extend(_refs(text, stack_field=True))
+    for f in result.failures if result is not None else ():
+        if f.file:
+            refs.append(_Ref((f.file,), test=True))
+        refs.extend(_refs(f"{f.stack}\n{f.message}", stack_field=True))
     refs.extend(_refs(raw_output or ""))
     tests: list[str] = []
     frames: list[str] = []
@@ -233,7 +235,7 @@ def _first_line(text: str | None, limit: int = 300) -> str:
 
 
 def failures_from(
-    tests_json: dict[str, Any] | None,
+    result: TestResult | None,
     workspace_root: str | None = None,
     existing: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
@@ -244,17 +246,12 @@ def failures_from(
     as the runner wrote it.
     """
     out = []
-    for f in (tests_json or {}).get("failures") or []:
-        file = f.get("file")
+    for f in result.failures if result is not None else ():
+        file = f.file
         if file and workspace_root is not None:
-            file = normalise_path(str(file), workspace_root, existing) or file
+            file = normalise_path(file, workspace_root, existing) or file
         out.append(
-            {
-                "name": f.get("name") or "",
-                "file": file,
-                "line": f.get("line"),
-                "message": _first_line(f.get("message")) or _first_line(f.get("stack")),
-            }
+            {"name": f.name, "file": file, "line": f.line, "message": _first_line(f.message) or _first_line(f.stack)}
         )
     return out
 

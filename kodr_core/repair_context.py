@@ -26,6 +26,7 @@ from kodr_core.dependency_dirs import is_dependency_path
 from kodr_core.failures import failures_from, is_test_path, short_stack
 from kodr_core.import_graph import Closure, import_closure, own_package_name
 from kodr_core.import_graph import imports_of as graph_imports
+from kodr_core.results import TestResult
 from kodr_core.test_cut import cut_to_failing, render
 
 #: A file cut to fit must still show at least this much, or it is omitted instead.
@@ -334,7 +335,7 @@ def _excerpt(text: str, lines: list[int], limit: int, comment: str) -> str | Non
 
 
 def build_repair_context(
-    tests_json: dict[str, Any] | None,
+    tests: TestResult | None,
     failing_paths: Iterable[str],
     files: Collection[str],
     read: Callable[[str], bytes | None],
@@ -359,18 +360,18 @@ def build_repair_context(
     is shown as an excerpt around its failing lines, or its head, when enough room
     is left, and omitted otherwise; every cut and omission is recorded with why.
     """
-    tests_json = tests_json or {}
     failing = list(dict.fromkeys(failing_paths))
-    compact = failures_from(tests_json, workspace_root, files)
-    raw = tests_json.get("failures") or []
-    shown = [dict(c, stack=short_stack(r.get("stack"), STACK_LINES, workspace_root))
-             for c, r in zip(compact, raw, strict=False)]  # fmt: skip
+    compact = failures_from(tests, workspace_root, files)
+    raw = tests.failures if tests is not None else []
+    shown = [
+        dict(c, stack=short_stack(r.stack, STACK_LINES, workspace_root)) for c, r in zip(compact, raw, strict=True)
+    ]
     named = {c["file"] for c in compact if c.get("file") in failing}
     failing_tests = [p for p in failing if p in named or is_test_path(p)]
     frames = [p for p in failing if p not in failing_tests]
     names = [str(c.get("name") or "") for c in compact]
     evidence = _evidence_lines(
-        [dict(c, stack=short_stack(r.get("stack"), 200, workspace_root)) for c, r in zip(compact, raw, strict=False)],
+        [dict(c, stack=short_stack(r.stack, 200, workspace_root)) for c, r in zip(compact, raw, strict=True)],
         files,
     )
 
@@ -447,11 +448,11 @@ def build_repair_context(
         if path in texts:
             missing += [m for m in imports_of(path, texts[path], files, read)[1] if m not in files]
     summary = {
-        "command": _command(tests_json.get("command")),
-        "passed": tests_json.get("passed"),
-        "failed": tests_json.get("failed"),
-        "total": tests_json.get("total"),
-        "failures_total": max(len(raw), int(tests_json.get("failed") or 0)),
+        "command": tests.command if tests is not None else None,
+        "passed": tests.passed if tests is not None else None,
+        "failed": tests.failed if tests is not None else None,
+        "total": tests.total if tests is not None else None,
+        "failures_total": max(len(raw), tests.failed if tests is not None else 0),
     }
     return RepairContext(
         failures=tuple(shown[:MAX_FAILURES_SHOWN]),
@@ -468,9 +469,3 @@ def build_repair_context(
         closure=tuple({"path": p, "depth": d, "via": v} for p, d, v in closure.order),
         closure_truncated=closure.truncated,
     )
-
-
-def _command(cmd: Any) -> str | None:
-    if isinstance(cmd, (list, tuple)):
-        return " ".join(str(c) for c in cmd)
-    return None if cmd is None else str(cmd)

@@ -15,20 +15,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from kodr_core.results import InstallResult, TestResult
+
 if TYPE_CHECKING:
     from kodr_core.events import RecordedEvent
 
 _STARTS = {"InstallStarted": "installing", "TestsStarted": "running tests", "ModelCallStarted": "waiting for the model"}
 _ENDS = {"InstallFinished", "TestsFinished", "ModelCallCompleted", "ModelCallFailed"}
-
-
-def _get(result: Any, *keys: str) -> Any:
-    for key in keys:
-        if isinstance(result, dict) and result.get(key) is not None:
-            return result[key]
-        if not isinstance(result, dict) and getattr(result, key, None) is not None:
-            return getattr(result, key)
-    return None
 
 
 class Progress:
@@ -73,17 +66,15 @@ class Progress:
             turn = f" (turn {e.heal_turn})" if e.to_state == "healing" else ""
             self.say(f"  {e.from_state} → {e.to_state}{turn} via {e.trigger}{tail}")
         elif rec.type == "TestsFinished":
-            r = e.result
+            t = TestResult.of(e.result)
             self.say(
-                f"    tests ({e.scope}): {_get(r, 'passed')} passed, {_get(r, 'failed')} failed, "
-                f"{_get(r, 'skipped')} skipped, exit {_get(r, 'exitCode', 'exit_code')}, "
-                f"{_get(r, 'durationMs', 'duration_ms')} ms"
+                f"    tests ({e.scope}): {t.passed} passed, {t.failed} failed, {t.skipped} skipped, "
+                f"exit {t.exit_code}, {t.duration_ms} ms"
             )
         elif rec.type == "InstallFinished":
-            r = e.result
-            error = _get(r, "error")
-            how = f"could not run: {error}" if error else f"exit {_get(r, 'exitCode', 'exit_code')}"
-            self.say(f"    install: `{_get(r, 'command')}` {how}, {_get(r, 'durationMs', 'duration_ms')} ms")
+            i = InstallResult.of(e.result)
+            how = f"could not run: {i.error}" if i.error else f"exit {i.exit_code}"
+            self.say(f"    install: `{i.command}` {how}, {i.duration_ms} ms")
         elif rec.type == "ModelCallCompleted":
             self.say(f"    model replied in {e.duration_ms} ms")
         elif rec.type == "ModelCallFailed":

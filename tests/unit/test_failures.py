@@ -14,6 +14,7 @@ from kodr_core.failures import (
     normalise_path,
     short_stack,
 )
+from kodr_core.results import TestResult
 
 TRACES = Path(__file__).parent / "fixtures" / "traces"
 
@@ -58,15 +59,15 @@ def test_real_traces(name: str) -> None:
     side, raw = load(name)
     files = set(side["files"])
     both, json_only = FIXTURES[name]
-    assert failing_paths(side["tests"], raw, side["root"], files) == both
-    assert failing_paths(side["tests"], "", side["root"], files) == json_only
+    assert failing_paths(TestResult.of(side["tests"]), raw, side["root"], files) == both
+    assert failing_paths(TestResult.of(side["tests"]), "", side["root"], files) == json_only
     assert failing_paths(None, raw, side["root"], files) == both  # the raw output alone
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
 def test_real_traces_only_name_existing_workspace_files(name: str) -> None:
     side, raw = load(name)
-    got = failing_paths(side["tests"], raw, side["root"], set(side["files"]))
+    got = failing_paths(TestResult.of(side["tests"]), raw, side["root"], set(side["files"]))
     assert set(got) <= set(side["files"])
     assert len(got) == len(set(got))
     assert not any("node_modules" in p for p in got)
@@ -77,7 +78,7 @@ def test_frame_outside_the_workspace_is_never_a_suffix_guess(name: str) -> None:
     side, raw = load(name)
     assert "src/project/a.js" in side["files"]  # the trap is there …
     assert "vendor/src/project/a.js" in raw
-    got = failing_paths(side["tests"], raw, side["root"], set(side["files"]))
+    got = failing_paths(TestResult.of(side["tests"]), raw, side["root"], set(side["files"]))
     assert "src/project/a.js" not in got  # … and not taken
 
 
@@ -227,7 +228,8 @@ ESM_ROOT = "/ws/my app"
     ],
 )
 def test_failing_paths_edge_spellings(label, tests_json, raw, root, existing, expected) -> None:
-    assert failing_paths(tests_json, raw, root, existing) == expected, label
+    tests = None if tests_json is None else TestResult.of(tests_json)
+    assert failing_paths(tests, raw, root, existing) == expected, label
 
 
 @pytest.mark.parametrize(
@@ -253,7 +255,7 @@ def test_is_test_path(path: str, expected: bool) -> None:
 
 def test_failures_from_is_compact_and_relative_inside_the_workspace() -> None:
     side, _ = load("jest")
-    got = failures_from(side["tests"], side["root"], set(side["files"]))
+    got = failures_from(TestResult.of(side["tests"]), side["root"], set(side["files"]))
     assert got == [
         {
             "name": "formats undefined as zero",
@@ -279,7 +281,7 @@ def test_failures_from_is_compact_and_relative_inside_the_workspace() -> None:
             {"name": "t", "file": "/elsewhere/a.js", "line": 1, "message": "boom"},
         ),
         (
-            {"file": "/ws/a.js", "message": "", "stack": "Error: from stack\n at x"},
+            {"name": "", "file": "/ws/a.js", "message": "", "stack": "Error: from stack\n at x"},
             "/ws",
             {"name": "", "file": "a.js", "line": None, "message": "Error: from stack"},
         ),
@@ -291,11 +293,11 @@ def test_failures_from_is_compact_and_relative_inside_the_workspace() -> None:
     ],
 )
 def test_failures_from_table(failure: dict, root: str | None, expected: dict) -> None:
-    assert failures_from({"failures": [failure]}, root) == [expected]
+    assert failures_from(TestResult.of({"failures": [failure]}), root) == [expected]
 
 
 def test_failures_from_empty() -> None:
-    assert failures_from(None) == [] and failures_from({}) == []
+    assert failures_from(None) == [] and failures_from(TestResult.of({})) == []
 
 
 def test_short_stack_drops_runtime_and_dependency_frames() -> None:

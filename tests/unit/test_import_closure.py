@@ -6,6 +6,7 @@ import json
 
 from kodr_core.import_graph import import_closure
 from kodr_core.repair_context import build_repair_context
+from kodr_core.results import TestResult
 from kodr_core.test_cut import cut_to_failing
 
 
@@ -91,7 +92,9 @@ def test_a_huge_test_file_is_cut_to_the_failing_test_and_the_implementation_stil
             {"name": "test_add_broken", "file": "tests/test_calc.py", "line": 18004, "message": "assert 0 == 4"}
         ],
     }
-    ctx = build_repair_context(tests, ["tests/test_calc.py"], set(contents), reader(contents), None, 48_000)
+    ctx = build_repair_context(
+        TestResult.of(tests), ["tests/test_calc.py"], set(contents), reader(contents), None, 48_000
+    )
     by = {f.path: f for f in ctx.files}
     test_view = by["tests/test_calc.py"]
     assert test_view.cut == "failing-tests" and "def test_add_broken" in test_view.text
@@ -137,7 +140,13 @@ def test_a_large_implementation_is_shown_around_the_failing_line():
         ],
     }
     ctx = build_repair_context(
-        tests, ["test/a.test.js", "src/a.js"], set(contents), reader(contents), None, 8_000, workspace_root="/ws"
+        TestResult.of(tests),
+        ["test/a.test.js", "src/a.js"],
+        set(contents),
+        reader(contents),
+        None,
+        8_000,
+        workspace_root="/ws",
     )
     view = {f.path: f for f in ctx.files}["src/a.js"]
     assert view.cut == "excerpt" and "return BUG" in view.text and view.bytes <= 8_000
@@ -164,7 +173,7 @@ def test_a_fix_to_a_closure_file_left_out_by_the_budget_is_not_off_target():
         "passed": 1,
         "failures": [{"name": "t", "file": "test/t.test.js", "line": 1, "message": "x"}],
     }
-    ctx = build_repair_context(tests, ["test/t.test.js"], set(contents), reader(contents), None, 1_500)
+    ctx = build_repair_context(TestResult.of(tests), ["test/t.test.js"], set(contents), reader(contents), None, 1_500)
     assert "lib/impl.js" not in {f.path for f in ctx.files}
     assert "lib/impl.js" in ctx.to_json()["onTarget"]
     failing = TestResult.of({"total": 2, "failed": 1, "exitCode": 1, "failures": [{"name": "t"}]})

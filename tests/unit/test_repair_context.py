@@ -18,6 +18,7 @@ from kodr_core.repair_context import (
     imports_of,
     siblings_of,
 )
+from kodr_core.results import TestResult
 
 TRACES = Path(__file__).parent / "fixtures" / "traces"
 
@@ -155,8 +156,10 @@ def project_context(name: str, budget: int = 48_000) -> tuple[RepairContext, dic
     source = side["derived_from"] or name
     contents = PROJECTS[source]["files"]
     files = set(side["files"])
-    paths = failing_paths(side["tests"], raw, side["root"], files)
-    ctx = build_repair_context(side["tests"], paths, files, reader(contents), None, budget, workspace_root=side["root"])
+    paths = failing_paths(TestResult.of(side["tests"]), raw, side["root"], files)
+    ctx = build_repair_context(
+        TestResult.of(side["tests"]), paths, files, reader(contents), None, budget, workspace_root=side["root"]
+    )
     return ctx, side
 
 
@@ -267,7 +270,7 @@ def synthetic(budget: int, **overrides):
             {"name": "a", "file": "test/a.test.js", "line": 1, "message": "boom", "stack": "at x (/ws/src/b.js:1:1)"}
         ],
     }
-    ctx = build_repair_context(tests, failing, files, reader(contents), None, budget)
+    ctx = build_repair_context(TestResult.of(tests), failing, files, reader(contents), None, budget)
     return ctx, contents
 
 
@@ -362,14 +365,14 @@ def test_an_import_that_does_not_fit_is_omitted_but_stays_on_target() -> None:
 
 
 def test_missing_failing_path_is_recorded() -> None:
-    ctx = build_repair_context({}, ["a.js"], set(), reader({}), None)
+    ctx = build_repair_context(TestResult.of({}), ["a.js"], set(), reader({}), None)
     assert ctx.files == () and ctx.omitted == ({"path": "a.js", "role": "failing", "why": "missing"},)
     assert ctx.allowed_paths == {"a.js"}
 
 
 def test_failing_file_with_a_missing_relative_import_allows_creating_it() -> None:
     contents = {"test/a.test.js": "const { f } = require('../src/feature');\n"}
-    ctx = build_repair_context({}, ["test/a.test.js"], set(contents), reader(contents), None)
+    ctx = build_repair_context(TestResult.of({}), ["test/a.test.js"], set(contents), reader(contents), None)
     assert ctx.missing_imports == ("src/feature.js",)
     assert ctx.allowed_paths == {"test/a.test.js", "src/feature.js"}
 
@@ -395,7 +398,7 @@ def test_prompt_has_task_failures_files_and_answer_instruction() -> None:
         ],
     }
     ctx = build_repair_context(
-        tests,
+        TestResult.of(tests),
         ["test/a.test.js", "src/a.js"],
         set(contents),
         reader(contents),
@@ -428,7 +431,7 @@ def test_prompt_marks_truncation_and_omissions_and_caps_failures() -> None:
         "total": 130,  # the report kept 100 of them
         "failures": [{"name": f"t{i}", "message": "x"} for i in range(100)],
     }
-    ctx = build_repair_context(many, [], set(), reader({}), None)
+    ctx = build_repair_context(TestResult.of(many), [], set(), reader({}), None)
     assert len(ctx.failures) == MAX_FAILURES_SHOWN
     assert f"({130 - MAX_FAILURES_SHOWN} more failures not shown.)" in ctx.to_prompt()
     assert "## Task" not in ctx.to_prompt()
