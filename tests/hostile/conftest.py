@@ -8,9 +8,11 @@ byte (the SQLite file and everything under ``.kodr``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,12 +71,24 @@ class Outcome:
         return json.loads((self.ws / ".kodr" / "runs" / self.json["run_id"] / name).read_text())
 
     def stored_bytes(self) -> bytes:
-        """Every byte kodr stored for this workspace: the SQLite files and .kodr/."""
+        """Every byte kodr stored for this workspace: the files under .kodr/ as they lie on disk,
+        then each blob and event body as the database returns it.
+
+        The second part is not redundant: SQLite splits a large blob over overflow pages (and
+        the WAL over frames), each with a header, so a string that straddles a page boundary is
+        in the file but not in one piece: a scan of the file alone can miss a leaked secret,
+        or a scrubbed marker, in a long test log.
+        """
         chunks = []
         for p in sorted((self.ws / ".kodr").rglob("*")):
             if p.is_file():
                 chunks.append(p.read_bytes())
-        return b"".join(chunks)
+        db = self.ws / ".kodr" / "kodr.db"
+        if db.is_file():
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                chunks += [bytes(row[0]) for row in conn.execute("SELECT data FROM blobs")]
+                chunks += [row[0].encode() for row in conn.execute("SELECT body FROM events")]
+        return b"\n".join(chunks)
 
 
 @pytest.fixture
