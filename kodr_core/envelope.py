@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from kodr_core.errors import RefusedInput
+from kodr_core.errors import KodrError, RefusedInput
 
 MAX_PATH_CHARS = 240
 MAX_SEGMENT_CHARS = 120
@@ -39,15 +39,11 @@ SCHEMA_NAME = "kodr_proposal"
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-class InvalidProposal(Exception):
+class InvalidProposal(KodrError):
     """The model answered, but not with a usable envelope.
 
     ``message`` is written to be quoted back to the model on the retry turn.
     """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def check_relative_path(path: str) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kodr_core.errors import KodrError
 from kodr_core.events import Event, RecordedEvent
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class ChatReply:
     capabilities: dict[str, Any] = field(default_factory=dict)  # fallbacks in use and learned
 
 
-class ModelError(Exception):
+class ModelError(KodrError):
     """A model call that produced no reply. ``kind`` is timeout | unavailable | http."""
 
     def __init__(
@@ -66,7 +67,6 @@ class ModelError(Exception):
     ) -> None:
         super().__init__(message)
         self.kind = kind
-        self.message = message
         self.duration_ms = duration_ms
         self.retries = retries or []
         self.capabilities: dict[str, Any] = {}
