@@ -2,8 +2,8 @@
 
 Exit 0 when the server answers a chat completion, 7 when it cannot be reached,
 8 when it answers but not in the OpenAI chat-completions protocol (an HTML
-page, an error for every request). Registered on the main group by
-``cli.add_command(probe)``.
+page, an error for every request). Loaded on first use through the main group's
+command table (``adapters/cli/root.py``).
 """
 
 from __future__ import annotations

@@ -23,12 +23,12 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 #: Commands defined in other modules: name -> ("module:attribute", the one line `kodr --help` shows).
 LAZY: dict[str, tuple[str, str]] = {
-    "probe": ("adapters.cli_models:probe", "Check a model server: reachable, models, tools, json_schema."),
-    "serve": ("adapters.cli_service:serve", "Serve the HTTP API and the web pages, with embedded workers."),
-    "worker": ("adapters.cli_service:worker", "Claim queued runs and expired leases, and drive them."),
-    "submit": ("adapters.cli_service:submit", "Upload the workspace and a task to a kodr service."),
-    "watch": ("adapters.cli_service:watch", "Follow a run on a kodr service live until it ends."),
-    "fetch": ("adapters.cli_service:fetch", "Download a run's final files from a kodr service."),
+    "probe": ("adapters.cli.probe:probe", "Check a model server: reachable, models, tools, json_schema."),
+    "serve": ("adapters.cli.service:serve", "Serve the HTTP API and the web pages, with embedded workers."),
+    "worker": ("adapters.cli.service:worker", "Claim queued runs and expired leases, and drive them."),
+    "submit": ("adapters.cli.service:submit", "Upload the workspace and a task to a kodr service."),
+    "watch": ("adapters.cli.service:watch", "Follow a run on a kodr service live until it ends."),
+    "fetch": ("adapters.cli.service:fetch", "Download a run's final files from a kodr service."),
 }
 
 #: Commands that may talk to a model server, whose client logs: logging is set up (silent) before they run.

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.cli_service import workspace_archive
+from adapters.cli.service import workspace_archive
 from tests.service.support import make_project, responder, start_serve
 from tests.support.scripted_server import ScriptedServer
 

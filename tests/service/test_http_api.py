@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters import upload
-from adapters.cli_service import workspace_archive
+from adapters.cli.service import workspace_archive
 from adapters.http_api import create_app
 from tests.e2e.conftest import kodr, kodr_env
 from tests.service.support import FIXED, make_project, responder
