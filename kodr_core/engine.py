@@ -333,9 +333,7 @@ class Engine:
                 log = self.log.get_blob(prev.log_blob)
             except KeyError:
                 log = b""
-        raw = log.decode("utf-8", "replace") or (
-            f"{prev.stdout_tail}\n{prev.stderr_tail}" if prev is not None else "\n"
-        )
+        raw = log.decode("utf-8", "replace") or (f"{prev.stdout_tail}\n{prev.stderr_tail}" if prev is not None else "")
         known = set(run.manifest)
         paths = failing_paths(prev, raw, self.workspace.root, known)
         budget = o.context_budget_bytes

@@ -3,9 +3,9 @@
 Everything else (the fold, the projection, artifacts, ``explain``) is derived
 from these. A new field gets a default; a field removed or a meaning changed gets a
 new VERSION and an entry in :data:`UPCASTERS`, which :func:`decode` applies to older
-stored payloads. Results of processes are kept as plain dicts in the
-shape of ``install.json`` / ``tests.json`` (camelCase keys), since that is what the
-artifacts show.
+stored payloads. Results of processes are stored as plain dicts in the shape of
+``install.json`` / ``tests.json`` (camelCase keys), since that is what the artifacts
+show; everything that reads one reads it as a :mod:`kodr_core.results` model.
 """
 
 from __future__ import annotations
