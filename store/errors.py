@@ -53,8 +53,10 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _is_driver_error(exc: BaseException) -> bool:
-    return type(exc).__module__.split(".")[0] in _DRIVERS
+def driver_of(exc: BaseException) -> str | None:
+    """The driver module (``sqlite3`` or ``psycopg``) an exception class comes from, or None."""
+    module = type(exc).__module__.split(".")[0]
+    return module if module in _DRIVERS else None
 
 
 def _dbapi_class_named(exc: BaseException | None, *names: str) -> bool:
@@ -70,7 +72,7 @@ def unavailable(
     ``exc`` is SQLAlchemy's wrapper of a driver error, or the driver's own error.
     """
     masked = mask_url(url)
-    orig = getattr(exc, "orig", None) or (exc if _is_driver_error(exc) else None)
+    orig = getattr(exc, "orig", None) or (exc if driver_of(exc) is not None else None)
     detail = _first_line(exc)
     password = _password(url)
     if password:
@@ -116,7 +118,7 @@ def driver_errors(url: str, busy_timeout_ms: int | None = None) -> Iterator[None
     except KodrError:
         raise
     except Exception as exc:
-        if not _is_driver_error(exc):
+        if driver_of(exc) is None:
             raise
         err = unavailable(exc, url, busy_timeout_ms)
         if err is None:

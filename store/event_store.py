@@ -29,7 +29,7 @@ from kodr_core.events import Event, RecordedEvent
 from store import leases as _leases
 from store.anchors import HeadAnchors
 from store.engine import DEFAULT_BUSY_TIMEOUT_MS, WRITE, make_engine
-from store.errors import mask_url, translated, unavailable
+from store.errors import driver_of, mask_url, translated, unavailable
 from store.hashchain import GENESIS, canonical_bytes, chain_hash
 from store.leases import Lease
 from store.queries import EVENT_COLUMNS, Sql, event_row, sql_for
@@ -125,8 +125,8 @@ class _Held:
 
 def _as_dbapi_error(exc: BaseException, statement: str) -> sa_exc.DBAPIError | None:
     """A driver exception as SQLAlchemy's (IntegrityError, OperationalError…); None if it is none."""
-    module = type(exc).__module__.split(".")[0]
-    if module not in ("sqlite3", "psycopg"):
+    module = driver_of(exc)
+    if module is None:
         return None
     base = __import__(module).Error
     if not isinstance(exc, base):
