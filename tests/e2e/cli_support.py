@@ -15,6 +15,17 @@ from tests.e2e.conftest import kodr_env
 
 KODR = str(Path(sys.executable).parent / "kodr")
 
+#: The read-only commands that read a run's events (``runs`` reads only the projection):
+#: none may create anything, and none may import SQLAlchemy or alembic.
+READS_EVENTS = [
+    ["show", "last"],
+    ["events", "last"],
+    ["explain", "last"],
+    ["replay", "last"],
+    ["audit", "verify"],
+    ["audit", "verify", "last"],
+]
+
 
 @dataclass
 class Out:

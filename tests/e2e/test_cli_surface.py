@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adapters.cli import exits
-from tests.e2e.cli_support import kodr_script, tree
+from tests.e2e.cli_support import READS_EVENTS, kodr_script, tree
 from tests.e2e.conftest import envelope
 from tests.support.scripted_server import ScriptedServer
 
@@ -70,16 +70,7 @@ def test_resume_all_reports_each_run_it_cannot_resume_and_goes_on(workspace: Pat
 
 # -- item 4: read-only commands create nothing ----------------------------------------------------
 
-READ_ONLY = [
-    ["runs"],
-    ["runs", "--all"],
-    ["show", "last"],
-    ["events", "last"],
-    ["explain", "last"],
-    ["replay", "last"],
-    ["audit", "verify"],
-    ["audit", "verify", "last"],
-]
+READ_ONLY = [["runs"], ["runs", "--all"], *READS_EVENTS]
 
 
 @pytest.mark.parametrize("tty", [False, True], ids=["pipe", "pty"])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.cli_support import READS_EVENTS
 from tests.e2e.conftest import kodr_env
 
 #: Runs the CLI as the ``kodr`` script does, and writes the names of every imported module at exit.
@@ -27,14 +28,6 @@ main()
 """
 
 NEVER_ON_THE_READ_PATH = ("sqlalchemy", "alembic", "structlog", "rich", "httpx")
-READ_ONLY = [
-    ["show", "last"],
-    ["events", "last"],
-    ["explain", "last"],
-    ["replay", "last"],
-    ["audit", "verify"],
-    ["audit", "verify", "last"],
-]
 
 
 def imported(tmp_path: Path, *args: str, cwd: Path, env: dict[str, str] | None = None) -> set[str]:
@@ -80,7 +73,7 @@ def test_runs_imports_neither_sqlalchemy_nor_the_event_models(tmp_path: Path, de
     assert not without & {*NEVER_ON_THE_READ_PATH, "pydantic", "sqlite3"}
 
 
-@pytest.mark.parametrize("args", READ_ONLY, ids=" ".join)
+@pytest.mark.parametrize("args", READS_EVENTS, ids=" ".join)
 def test_read_only_commands_import_no_sqlalchemy_and_no_alembic(tmp_path: Path, demo: Path, args: list[str]) -> None:
     mods = imported(tmp_path, *args, "-w", str(demo), cwd=tmp_path)
     assert "sqlite3" in mods  # it did read the store
