@@ -7,6 +7,10 @@
   and against ``eventsourcing``'s SQLite/PostgreSQL aggregate recorders (the bench
   installs nothing: ``uv pip install 'eventsourcing[postgres]'`` first, else those
   rows are skipped);
+  beside them, on SQLite, two rows that are no target's baseline but say what the gap is
+  made of: the raw insert doing the chain's work in its loop, and the design's whole
+  write (chain, ``runs`` compare-and-set, head anchor) done by sqlite3 without kodr's
+  code, the floor under any implementation of the design;
 * flat: kodr's append cost with 0, 100k and 1M events already in the store (filled by
   a bulk insert);
 * fold and replay events/s, and a streamed replay of a 100k-event run in a fresh
@@ -228,6 +232,60 @@ def raw_chain_sqlite_append(path: Path, appends: list[tuple[str, int, Transition
     return dt
 
 
+def floor_sqlite_append(path: Path, anchors: Path, appends: list[tuple[str, int, Transition]]) -> float:
+    """The design's whole write per transition, without kodr's code: the floor of any store that
+    does what DESIGN.md and the audit ask. sqlite3 on kodr's own schema: the chained rows built in
+    the loop (payload, canonical JSON, sha256), ``BEGIN IMMEDIATE``, the ``runs`` row inserted or
+    advanced by the same compare-and-set (seq, hash, state) in the same transaction, the insert,
+    ``COMMIT``, then the head anchor file. No transition check, records, remembered heads or
+    error handling. Not a target's baseline: kodr/this is what kodr's own code costs."""
+    import sqlite3
+
+    from bench.store_statements import CAS
+    from store.anchors import HeadAnchors
+
+    with open_store(f"sqlite:///{path}"):  # kodr's schema, by its migrations
+        pass
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    heads = HeadAnchors(anchors)
+    insert = "INSERT INTO events (run_id, seq, type, schema_version, recorded_at, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    last: dict[str, tuple[str, str]] = {}  # run -> (hash, state)
+    t = time.perf_counter()
+    for rid, seq, events in appends:
+        at = utc_iso(datetime.now(UTC))
+        prev, state = last.get(rid, (GENESIS, "requested"))
+        rows, head = _rows(rid, seq, events, at, prev)
+        moved = [e.to_state for e in events if isinstance(e, ev.StateChanged)]
+        db.execute("BEGIN IMMEDIATE")
+        if seq == 0:
+            db.execute(
+                "INSERT INTO runs (run_id, state, last_seq, last_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (rid, state, len(rows), head, at, at),
+            )
+        elif (
+            db.execute(
+                CAS, (moved[-1] if moved else state, 0, None, None, seq + len(rows), at, head, rid, seq, prev, state)
+            ).rowcount
+            != 1
+        ):
+            raise SystemExit("the compare-and-set missed: the benchmark is broken")
+        db.executemany(
+            insert,
+            [
+                (r["run_id"], r["seq"], r["type"], r["schema_version"], at, r["body"], r["prev_hash"], r["hash"])
+                for r in rows
+            ],
+        )
+        db.execute("COMMIT")
+        last[rid] = (head, moved[-1] if moved else state)
+        heads.write(rid, seq + len(rows), head)
+    dt = time.perf_counter() - t
+    db.close()
+    return dt
+
+
 def raw_pg_append(url: str, schema: str, appends: list[tuple[str, int, Transition]]) -> float:
     """psycopg 3, one executemany + commit per transition (synchronous_commit on)."""
     import psycopg
@@ -396,7 +454,7 @@ def median_rate(fn: Callable[[], float], events: int, repeats: int) -> float:
 
 def bench_append(name: str, n: int, repeats: int, tmp: Path, have_es: bool) -> dict[str, float]:
     appends = workload(n)
-    rates: dict[str, list[float]] = {"kodr": [], "raw": [], "eventsourcing": [], "raw+chain": []}
+    rates: dict[str, list[float]] = {"kodr": [], "raw": [], "eventsourcing": [], "raw+chain": [], "floor": []}
     for _ in range(repeats):  # interleaved, so a busy moment hits every system
         for url, schema in backend(name, tmp):
             with open_store(url, anchor_dir=tmp / "runs") as s:
@@ -404,6 +462,9 @@ def bench_append(name: str, n: int, repeats: int, tmp: Path, have_es: bool) -> d
             if name == "sqlite":
                 rates["raw"].append(n / raw_sqlite_append(tmp / f"raw-{uuid.uuid4().hex[:6]}.db", appends))
                 rates["raw+chain"].append(n / raw_chain_sqlite_append(tmp / f"rc-{uuid.uuid4().hex[:6]}.db", appends))
+                rates["floor"].append(
+                    n / floor_sqlite_append(tmp / f"fl-{uuid.uuid4().hex[:6]}.db", tmp / "fl-runs", appends)
+                )
                 if have_es:
                     rates["eventsourcing"].append(n / es_sqlite_append(tmp / f"es-{uuid.uuid4().hex[:6]}.db", appends))
             else:
@@ -563,6 +624,11 @@ def main() -> None:
                 line += f", eventsourcing {r['eventsourcing']:,.0f} ev/s (kodr/eventsourcing {r['kodr'] / r['eventsourcing']:.2f}x)"
             if "raw+chain" in r:  # not a target: the share of the gap that is the chain's per-event work
                 line += f"; raw doing the chain's work in the loop {r['raw+chain']:,.0f} ev/s (kodr/that {r['kodr'] / r['raw+chain']:.2f}x)"
+            if "floor" in r:  # not a target: the design's own write without kodr's code
+                line += (
+                    f"; the design's whole write without kodr's code {r['floor']:,.0f} ev/s "
+                    f"(that/raw {r['floor'] / r['raw']:.2f}x, kodr/that {r['kodr'] / r['floor']:.2f}x)"
+                )
             print(line, flush=True)
         for name in backends if args.only in (None, "flat") else []:
             flat = bench_flat(name, sizes, max(n // 5, 200), tmp)

@@ -106,12 +106,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     trans = transitions(args.transitions)
-    d = tempfile.mkdtemp(prefix="kodr-bench-stmts-")
     times: dict[str, list[float]] = {"raw insert": [], "kodr's write set": [], "kodr's, WITHOUT ROWID events": []}
-    for r in range(args.repeats):  # interleaved, so a busy moment hits every variant
-        times["raw insert"].append(raw(os.path.join(d, f"raw{r}.db"), trans))
-        times["kodr's write set"].append(kodr(os.path.join(d, f"k{r}.db"), trans, "rowid"))
-        times["kodr's, WITHOUT ROWID events"].append(kodr(os.path.join(d, f"w{r}.db"), trans, "without rowid"))
+    with tempfile.TemporaryDirectory(prefix="kodr-bench-stmts-") as d:
+        for r in range(args.repeats):  # interleaved, so a busy moment hits every variant
+            times["raw insert"].append(raw(os.path.join(d, f"raw{r}.db"), trans))
+            times["kodr's write set"].append(kodr(os.path.join(d, f"k{r}.db"), trans, "rowid"))
+            times["kodr's, WITHOUT ROWID events"].append(kodr(os.path.join(d, f"w{r}.db"), trans, "without rowid"))
     us = {k: statistics.median(v) / len(trans) * 1e6 for k, v in times.items()}
     print(
         f"SQLite statements alone, {len(trans)} transitions of 1-3 events, medians of {args.repeats}, load {os.getloadavg()[0]:.1f}"

@@ -38,6 +38,8 @@ def test_store_append_prints_kodr_against_raw(backend, request):
     assert re.search(rf"kodr [\d,]+ ev/s, raw [\d,]+ ev/s \(kodr/raw {RATIO}\)", line), line
     if backend == "sqlite":
         assert re.search(rf"raw doing the chain's work in the loop [\d,]+ ev/s \(kodr/that {RATIO}\)", line), line
+        floor = rf"the design's whole write without kodr's code [\d,]+ ev/s \(that/raw {RATIO}, kodr/that {RATIO}\)"
+        assert re.search(floor, line), line
 
 
 def test_store_fold_prints_its_rate():
@@ -51,7 +53,29 @@ def test_statements_prints_each_layout_against_raw():
         assert re.search(rf"{re.escape(name)}\s+[\d.]+ µs/transition\s+raw/this {RATIO}", out), out
 
 
+def test_anchor_write_prints_each_way_against_the_commit_alone():
+    out = bench("bench/anchor_write.py", "--iterations", "50", "--repeats", "1")
+    for name in ("commit alone", "open, write, close", "kept open", "kept open, fstat"):
+        assert re.search(rf"^  {re.escape(name)}\s+[\d.]+ µs/commit\s+this/commit alone {RATIO}$", out, re.M), out
+
+
 def test_startup_prints_every_command_against_python():
     out = bench("bench/startup.py", "--repeat", "1")
     for command in ("python -c pass", "kodr --help", "kodr show last", "kodr audit verify"):
         assert re.search(rf"^{re.escape(command)}\s+[\d.]+s", out, re.M), out
+
+
+def test_the_floor_writes_what_kodr_writes(tmp_path):
+    """The floor row does the design's whole write: kodr's audit passes on what it wrote (chain and
+    head anchors), and each run's projection row ends where kodr's own append would leave it."""
+    from bench.store import floor_sqlite_append, workload
+    from store import open_store
+
+    appends = workload(600)
+    floor_sqlite_append(tmp_path / "floor.db", tmp_path / "runs", appends)
+    with open_store(f"sqlite:///{tmp_path / 'floor.db'}", anchor_dir=tmp_path / "runs") as s:
+        audit = s.audit()
+        assert audit.runs and all(r.ok for r in audit.runs.values()), audit
+        for rid, report in audit.runs.items():
+            row = s.get_run(rid)
+            assert (row["last_seq"], row["state"]) == (report.checked, s.rebuild_projection(rid)["state"])
