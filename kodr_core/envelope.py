@@ -10,6 +10,7 @@ schema is strict either way, because servers use it to constrain decoding.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from typing import Any
 
@@ -209,7 +210,16 @@ def _strictify(node: Any, defs: dict[str, Any]) -> Any:
 
 
 def proposal_json_schema() -> dict[str, Any]:
-    """The envelope's JSON Schema in OpenAI strict form (usable by llama.cpp/vLLM grammars too)."""
+    """The envelope's JSON Schema in OpenAI strict form (usable by llama.cpp/vLLM grammars too).
+
+    A fresh copy each call, so a caller may change it; pydantic builds it once per process
+    (~3 ms, paid before every model call until it was kept).
+    """
+    return copy.deepcopy(_proposal_json_schema())
+
+
+@functools.cache
+def _proposal_json_schema() -> dict[str, Any]:
     raw = Proposal.model_json_schema()
     schema: dict[str, Any] = _strictify(raw, raw.get("$defs", {}))
     return schema

@@ -34,6 +34,16 @@ def test_schema_is_openai_strict():
     assert schema["properties"]["edits"]["items"]["required"] == ["path", "search", "replace"]
 
 
+def test_each_call_gets_its_own_schema():
+    """Built once per process, handed out as copies: a caller that edits its schema edits no other's."""
+    first = proposal_json_schema()
+    first["properties"]["files"]["items"]["properties"].clear()
+    first["required"].append("extra")
+    again = proposal_json_schema()
+    assert again["properties"]["files"]["items"]["properties"]["path"]["type"] == "string"
+    assert "extra" not in again["required"]
+
+
 #: Keywords llama.cpp's json-schema-to-grammar and vLLM's guided decoding both handle.
 GRAMMAR_KEYWORDS = {"type", "properties", "required", "additionalProperties", "items", "description"}
 
