@@ -1,6 +1,7 @@
 """Engines configured for an event store.
 
-SQLite: WAL (readers never block the writer), a busy timeout, foreign keys, and
+SQLite: WAL (readers never block the writer), ``synchronous = FULL`` (said, not left
+to the build's default), a busy timeout, foreign keys, and
 SQLAlchemy (not pysqlite) emitting BEGIN, so that writers can ask for
 ``BEGIN IMMEDIATE``: the write lock is taken up front and waits for the busy
 timeout, instead of a deferred transaction failing when it upgrades to a writer.
@@ -21,6 +22,10 @@ from kodr_core.errors import StoreUnavailable
 
 #: Execution option that makes a connection's next BEGIN an IMMEDIATE one on SQLite.
 WRITE = "kodr_write"
+
+#: SQLite's safety level for every commit an event is in (only blobs commit with less:
+#: see :meth:`store.event_store.EventStore.put_blobs`).
+DURABLE = "FULL"
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 DEFAULT_CONNECT_TIMEOUT_S = 10
@@ -58,6 +63,7 @@ def _sqlite_engine(url: sa.URL, busy_timeout_ms: int) -> sa.Engine:
             cur.execute("PRAGMA foreign_keys = ON")
             if not _is_memory(url):
                 cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute(f"PRAGMA synchronous = {DURABLE}")  # each commit fsyncs the WAL
         finally:
             cur.close()
 

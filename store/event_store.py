@@ -28,8 +28,8 @@ from kodr_core.errors import ConcurrencyConflict, IllegalTransition, RunNotFound
 from kodr_core.events import Event, RecordedEvent
 from store import leases as _leases
 from store.anchors import HeadAnchors
-from store.engine import DEFAULT_BUSY_TIMEOUT_MS, WRITE, make_engine
-from store.errors import driver_of, mask_url, translated, unavailable
+from store.engine import DEFAULT_BUSY_TIMEOUT_MS, DURABLE, WRITE, make_engine
+from store.errors import driver_errors, driver_of, mask_url, translated, unavailable
 from store.hashchain import GENESIS, canonical_bytes, chain_hash
 from store.leases import Lease
 from store.queries import EVENT_COLUMNS, Sql, event_row, sql_for
@@ -56,6 +56,7 @@ class _HotSQL:
     cas_lease: str
 
 
+_BLOB_INSERT = "INSERT INTO blobs (sha256, size, data, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING"
 _CAS_COLUMNS = ("last_seq", "last_hash", "state")  # what the remembered row is recognised by
 _LEASE_CAS = " AND lease_owner = {m} AND lease_epoch = {m}"
 _PG_TYPES = {"seq": "int", "schema_version": "int", "lease_epoch": "int"}  # the rest are text
@@ -604,7 +605,14 @@ class EventStore(StoreReader):
         return self.put_blobs([data])[0]
 
     def put_blobs(self, items: Sequence[bytes]) -> list[str]:
-        """Store many blobs in one transaction (one fsync); their sha256s, in order."""
+        """Store many blobs in one transaction; their sha256s, in order.
+
+        The transaction does not wait for its own flush to disk: a blob is only read through
+        an event that names it, and that event's commit is durable (``synchronous = FULL``
+        on SQLite, ``synchronous_commit`` on PostgreSQL). Both logs are written in order, so
+        the event's flush carries the blobs written before it, and a crash before that loses
+        only blobs no event names. A step's blobs and its event thus cost one flush, not two.
+        """
         datas = []
         for data in items:
             if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -614,13 +622,37 @@ class EventStore(StoreReader):
         if not datas:
             return shas
         created = utc_iso(self._clock())
-        unique = {sha: d for sha, d in zip(shas, datas, strict=True)}
+        rows = [(sha, len(d), d, created) for sha, d in {sha: d for sha, d in zip(shas, datas, strict=True)}.items()]
+        if self._holds and not self._pg:
+            self._sqlite_blobs(rows)
+            return shas
         with self.transaction(write=True) as conn:
+            if self._pg:
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             conn.execute(
                 self._insert(conn, blobs).on_conflict_do_nothing(index_elements=["sha256"]),
-                [{"sha256": k, "size": len(d), "data": d, "created_at": created} for k, d in unique.items()],
+                [dict(zip(("sha256", "size", "data", "created_at"), row, strict=True)) for row in rows],
             )
         return shas
+
+    def _sqlite_blobs(self, rows: list[tuple[Any, ...]]) -> None:
+        """The blobs' transaction on this thread's held connection, committed at ``synchronous = NORMAL``
+        (written to the WAL, not flushed: the next event's commit flushes it)."""
+        held = self._held_connection()
+        cur = held.cursor
+        with driver_errors(self.url, self.busy_timeout_ms):
+            try:
+                cur.execute("PRAGMA synchronous = NORMAL")
+                cur.execute("BEGIN IMMEDIATE")
+                cur.executemany(_BLOB_INSERT, rows)
+                cur.execute("COMMIT")
+            finally:
+                try:
+                    if held.conn.in_transaction:
+                        held.conn.rollback()
+                    cur.execute(f"PRAGMA synchronous = {DURABLE}")  # the appends on this connection
+                except Exception:  # noqa: BLE001 - a connection that may not be durable is not kept
+                    self._discard(held)
 
     # -- the runs projection ------------------------------------------------------
 
