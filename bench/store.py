@@ -257,20 +257,17 @@ def floor_sqlite_append(path: Path, anchors: Path, appends: list[tuple[str, int,
         at = utc_iso(datetime.now(UTC))
         prev, state = last.get(rid, (GENESIS, "requested"))
         rows, head = _rows(rid, seq, events, at, prev)
-        moved = [e.to_state for e in events if isinstance(e, ev.StateChanged)]
+        now = next((e.to_state for e in reversed(events) if isinstance(e, ev.StateChanged)), state)
         db.execute("BEGIN IMMEDIATE")
         if seq == 0:
             db.execute(
                 "INSERT INTO runs (run_id, state, last_seq, last_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (rid, state, len(rows), head, at, at),
+                (rid, now, len(rows), head, at, at),
             )
-        elif (
-            db.execute(
-                CAS, (moved[-1] if moved else state, 0, None, None, seq + len(rows), at, head, rid, seq, prev, state)
-            ).rowcount
-            != 1
-        ):
-            raise SystemExit("the compare-and-set missed: the benchmark is broken")
+        else:
+            advanced = db.execute(CAS, (now, 0, None, None, seq + len(rows), at, head, rid, seq, prev, state))
+            if advanced.rowcount != 1:
+                raise SystemExit("the compare-and-set missed: the benchmark is broken")
         db.executemany(
             insert,
             [
@@ -279,7 +276,7 @@ def floor_sqlite_append(path: Path, anchors: Path, appends: list[tuple[str, int,
             ],
         )
         db.execute("COMMIT")
-        last[rid] = (head, moved[-1] if moved else state)
+        last[rid] = (head, now)
         heads.write(rid, seq + len(rows), head)
     dt = time.perf_counter() - t
     db.close()

@@ -212,8 +212,8 @@ def _strictify(node: Any, defs: dict[str, Any]) -> Any:
 def proposal_json_schema() -> dict[str, Any]:
     """The envelope's JSON Schema in OpenAI strict form (usable by llama.cpp/vLLM grammars too).
 
-    A fresh copy each call, so a caller may change it; pydantic builds it once per process
-    (~3 ms, paid before every model call until it was kept).
+    Built once per process (pydantic takes 1-3 ms, which every model call paid) and handed
+    out as a fresh copy, so a caller may change its own.
     """
     return copy.deepcopy(_proposal_json_schema())
 

@@ -622,7 +622,8 @@ class EventStore(StoreReader):
         if not datas:
             return shas
         created = utc_iso(self._clock())
-        rows = [(sha, len(d), d, created) for sha, d in {sha: d for sha, d in zip(shas, datas, strict=True)}.items()]
+        unique = dict(zip(shas, datas, strict=True))
+        rows = [(sha, len(d), d, created) for sha, d in unique.items()]
         if self._holds and not self._pg:
             self._sqlite_blobs(rows)
             return shas
@@ -631,7 +632,7 @@ class EventStore(StoreReader):
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             conn.execute(
                 self._insert(conn, blobs).on_conflict_do_nothing(index_elements=["sha256"]),
-                [dict(zip(("sha256", "size", "data", "created_at"), row, strict=True)) for row in rows],
+                [{"sha256": sha, "size": size, "data": d, "created_at": at} for sha, size, d, at in rows],
             )
         return shas
 
