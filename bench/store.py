@@ -7,10 +7,10 @@
   and against ``eventsourcing``'s SQLite/PostgreSQL aggregate recorders (the bench
   installs nothing: ``uv pip install 'eventsourcing[postgres]'`` first, else those
   rows are skipped);
-  beside them, on SQLite, two rows that are no target's baseline but say what the gap is
-  made of: the raw insert doing the chain's work in its loop, and the design's whole
-  write (chain, ``runs`` compare-and-set, head anchor) done by sqlite3 without kodr's
-  code, the floor under any implementation of the design;
+  beside them, rows that are no target's baseline but say what the gap is made of: on
+  SQLite the raw insert doing the chain's work in its loop, and on both the design's
+  whole write (chain, ``runs`` compare-and-set, head anchor) done by the driver without
+  kodr's code, the floor under any implementation of the design;
 * flat: kodr's append cost with 0, 100k and 1M events already in the store (filled by
   a bulk insert);
 * fold and replay events/s, and a streamed replay of a 100k-event run in a fresh
@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from kodr_core.aggregate import fold
 from store.database import open_store, upgrade
 from store.event_store import EventStore, utc_iso
 from store.hashchain import GENESIS, canonical_bytes, chain_hash
+from store.queries import EVENT_COLUMNS
 
 PG_URL = os.environ.get("KODR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 RUN_EVENTS = 1000  # each run of the workload: a run this long appends as fast as a short one
@@ -232,55 +234,122 @@ def raw_chain_sqlite_append(path: Path, appends: list[tuple[str, int, Transition
     return dt
 
 
+@dataclass
+class FloorStep:
+    """One transition as the design writes it: the chained rows, the run's state before and after."""
+
+    run_id: str
+    seq: int  # the seq it follows
+    at: str
+    rows: list[tuple[object, ...]]  # in the events table's column order (writer, lease epoch: none)
+    prev: str  # the hash it follows
+    head: str  # the hash it ends at
+    before: str
+    after: str
+
+    @property
+    def last_seq(self) -> int:
+        return self.seq + len(self.rows)
+
+    def new_run(self) -> tuple[object, ...]:
+        return (self.run_id, self.after, self.last_seq, self.head, self.at, self.at)
+
+    def cas(self) -> tuple[object, ...]:
+        """The parameters of kodr's compare-and-set of the ``runs`` row, in its order."""
+        return (
+            self.after,
+            0,
+            None,
+            None,
+            self.last_seq,
+            self.at,
+            self.head,
+            self.run_id,
+            self.seq,
+            self.prev,
+            self.before,
+        )
+
+
+def floor_steps(appends: list[tuple[str, int, Transition]]) -> Iterator[FloorStep]:
+    """The appends as the design writes them, chained in the loop (payload, canonical JSON, sha256)."""
+    last: dict[str, tuple[str, str]] = {}  # run -> (hash, state)
+    for rid, seq, events in appends:
+        at = utc_iso(datetime.now(UTC))
+        prev, before = last.get(rid, (GENESIS, "requested"))
+        rows, head = _rows(rid, seq, events, at, prev)
+        after = next((e.to_state for e in reversed(events) if isinstance(e, ev.StateChanged)), before)
+        last[rid] = (head, after)
+        yield FloorStep(rid, seq, at, [tuple(r.get(c) for c in EVENT_COLUMNS) for r in rows], prev, head, before, after)
+
+
+_FLOOR_RUN = "INSERT INTO runs (run_id, state, last_seq, last_hash, created_at, updated_at) VALUES ({m}, {m}, {m}, {m}, {m}, {m})"
+
+
 def floor_sqlite_append(path: Path, anchors: Path, appends: list[tuple[str, int, Transition]]) -> float:
     """The design's whole write per transition, without kodr's code: the floor of any store that
-    does what DESIGN.md and the audit ask. sqlite3 on kodr's own schema: the chained rows built in
-    the loop (payload, canonical JSON, sha256), ``BEGIN IMMEDIATE``, the ``runs`` row inserted or
-    advanced by the same compare-and-set (seq, hash, state) in the same transaction, the insert,
-    ``COMMIT``, then the head anchor file. No transition check, records, remembered heads or
-    error handling. Not a target's baseline: kodr/this is what kodr's own code costs."""
+    does what DESIGN.md and the audit ask. sqlite3 on kodr's own schema (built by its migrations):
+    the chained rows built in the loop, ``BEGIN IMMEDIATE``, the ``runs`` row inserted or advanced
+    by kodr's compare-and-set (seq, hash, state) in the same transaction, the insert, ``COMMIT``,
+    then the head anchor file. No transition check, records, remembered heads or error handling.
+    Not a target's baseline: kodr/this is what kodr's own code costs."""
     import sqlite3
 
-    from bench.store_statements import CAS
     from store.anchors import HeadAnchors
+    from store.event_store import _hot_sql
 
-    with open_store(f"sqlite:///{path}"):  # kodr's schema, by its migrations
+    sql = _hot_sql("?")  # kodr's own statements
+    with open_store(f"sqlite:///{path}"):
         pass
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     heads = HeadAnchors(anchors)
-    insert = "INSERT INTO events (run_id, seq, type, schema_version, recorded_at, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    last: dict[str, tuple[str, str]] = {}  # run -> (hash, state)
     t = time.perf_counter()
-    for rid, seq, events in appends:
-        at = utc_iso(datetime.now(UTC))
-        prev, state = last.get(rid, (GENESIS, "requested"))
-        rows, head = _rows(rid, seq, events, at, prev)
-        now = next((e.to_state for e in reversed(events) if isinstance(e, ev.StateChanged)), state)
+    for step in floor_steps(appends):
         db.execute("BEGIN IMMEDIATE")
-        if seq == 0:
-            db.execute(
-                "INSERT INTO runs (run_id, state, last_seq, last_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (rid, now, len(rows), head, at, at),
-            )
-        else:
-            advanced = db.execute(CAS, (now, 0, None, None, seq + len(rows), at, head, rid, seq, prev, state))
-            if advanced.rowcount != 1:
-                raise SystemExit("the compare-and-set missed: the benchmark is broken")
-        db.executemany(
-            insert,
-            [
-                (r["run_id"], r["seq"], r["type"], r["schema_version"], at, r["body"], r["prev_hash"], r["hash"])
-                for r in rows
-            ],
-        )
+        if step.seq == 0:
+            db.execute(_FLOOR_RUN.format(m="?"), step.new_run())
+        elif db.execute(sql.cas, step.cas()).rowcount != 1:
+            raise SystemExit("the compare-and-set missed: the benchmark is broken")
+        db.executemany(sql.insert, step.rows)
         db.execute("COMMIT")
-        last[rid] = (head, now)
-        heads.write(rid, seq + len(rows), head)
+        heads.write(step.run_id, step.last_seq, step.head)
     dt = time.perf_counter() - t
     db.close()
     return dt
+
+
+def floor_pg_append(url: str, schema: str, anchors: Path, appends: list[tuple[str, int, Transition]]) -> float:
+    """The same floor on PostgreSQL (see :func:`floor_sqlite_append`), in a migrated schema of its
+    own: one autocommitted statement per transition, the one kodr's held path sends."""
+    import psycopg
+
+    from store.anchors import HeadAnchors
+    from store.event_store import _hot_sql, _pg_one
+
+    sql = _hot_sql("%s")
+    heads = HeadAnchors(anchors)
+    conninfo = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, options=f"-csearch_path={schema}", autocommit=True) as conn:
+        statements: dict[int, str] = {}
+        t = time.perf_counter()
+        for step in floor_steps(appends):
+            n = len(step.rows)
+            if step.seq == 0:
+                with conn.transaction():
+                    conn.execute(_FLOOR_RUN.format(m="%s"), step.new_run())
+                    conn.cursor().executemany(sql.insert, step.rows)
+            elif (
+                conn.execute(
+                    statements.get(n) or statements.setdefault(n, _pg_one(sql, n, False)),
+                    (*step.cas(), *(v for r in step.rows for v in r)),
+                ).rowcount
+                != n
+            ):
+                raise SystemExit("the compare-and-set missed: the benchmark is broken")
+            heads.write(step.run_id, step.last_seq, step.head)
+        return time.perf_counter() - t
 
 
 def raw_pg_append(url: str, schema: str, appends: list[tuple[str, int, Transition]]) -> float:
@@ -467,6 +536,9 @@ def bench_append(name: str, n: int, repeats: int, tmp: Path, have_es: bool) -> d
             else:
                 assert schema is not None
                 rates["raw"].append(n / raw_pg_append(url, schema, appends))
+                with PgSchema() as fl:
+                    upgrade(fl.url)
+                    rates["floor"].append(n / floor_pg_append(fl.url, fl.name, tmp / "fl-runs", appends))
                 if have_es:
                     rates["eventsourcing"].append(n / es_pg_append(url, schema, appends))
     return {k: statistics.median(v) for k, v in rates.items() if v}
