@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,11 @@ from kodr_core.errors import StoreUnavailable
 from store.database import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _is_sync(line: str) -> bool:
+    return "fsync(" in line or "fdatasync(" in line
+
 
 STEP = textwrap.dedent(
     """
@@ -55,10 +61,10 @@ def test_a_steps_blobs_and_its_event_cost_one_flush(tmp_path):
     marks = [i for i, line in enumerate(lines) if 'write(1, "STEP' in line]
     assert len(marks) >= steps, lines[-20:]
     bounds = [*marks, next(i for i, line in enumerate(lines) if 'write(1, "END' in line)]
-    for turn, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
-        syncs = [ln for ln in lines[start:end] if "fsync(" in ln or "fdatasync(" in ln]
+    for turn, (start, end) in enumerate(pairwise(bounds)):
+        syncs = [ln for ln in lines[start:end] if _is_sync(ln)]
         assert len(syncs) == 1, f"turn {turn}: {syncs}"  # the event's commit, none for the blobs
-    before = [ln for ln in lines[: marks[0]] if "fsync(" in ln or "fdatasync(" in ln]
+    before = [ln for ln in lines[: marks[0]] if _is_sync(ln)]
     assert before, "the first append flushed nothing: the store is not durable at all"
     shas = [line.split()[1] for line in done.stdout.decode().splitlines() if line.startswith("STEP")]
     with open_store(f"sqlite:///{tmp_path / 'k.db'}") as s:  # and the blobs are there
